@@ -1,0 +1,7 @@
+"""`fqvae` commands: figures (not yet available)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""

@@ -1,0 +1,90 @@
+"""Entry point of the `fqvae` command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from fqvae_cli import __version__
+
+app = typer.Typer(
+    name="fqvae",
+    help=(
+        "Train, evaluate and compare disentanglement models (FactorQVAE and the baselines of the paper), "
+        "with every run recorded in a results registry.\n\n"
+        "Start with `fqvae reproduce --paper-table 1 --profile quick` (CPU-sized), or "
+        "`fqvae train --model factorqvae` for one run."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+# Modules under fqvae_cli.cli, each with `register(app)`. Their order is the order in --help.
+COMMAND_MODULES = [
+    "train",
+    "evaluate",
+    "figures",
+    "table",
+    "sweep",
+    "score",
+    "data",
+    "models",
+    "runs",
+    "db",
+]
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fqvae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    _state["debug"] = debug
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"fqvae_cli.cli.{_name}").register(app)
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; library errors become one sentence on stderr and a non-zero exit code."""
+    from fqvae_cli.errors import FqvaeError
+
+    if "--debug" in (argv if argv is not None else sys.argv[1:]):
+        _state["debug"] = True
+    try:
+        app(args=argv, prog_name="fqvae")
+    except SystemExit:
+        raise
+    except FqvaeError as exc:
+        if _state["debug"]:
+            raise
+        _error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        _error("interrupted.")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-sentence rule
+        if _state["debug"]:
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        sys.exit(1)

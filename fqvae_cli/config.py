@@ -1,0 +1,288 @@
+"""Every option of a run as pydantic models, experiments.yaml loading, and `--set key=value` overrides.
+
+Resolution order (later wins): the defaults below < the profile in experiments.yaml < the Table A.3
+hyperparameters for (dataset, model) < the model's own defaults (e.g. codebook_dim 8 for vqvae) only
+where the profile/table do not set them < command-line options and `--set` overrides.
+The resolved RunConfig is what a run stores (registry row and beside its checkpoints)."""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fqvae_cli.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """The architecture and loss weights. Weights are for mean-reduced losses (REFERENCE.md 3)."""
+
+    name: str = "factorqvae"
+    trunk: Literal["compact", "paper"] = "compact"
+    image_size: int = Field(32, description="input height = width; set from the dataset")
+    latent_dim: int | None = Field(None, gt=0, description="d; default 2 x number of factors")
+    width: int | None = Field(None, gt=0, description="trunk channels; default 128 (paper n) or 32 (compact)")
+    hidden: int = Field(128, gt=0, description="width of the dense layers between trunk and latent")
+    # codebooks
+    codebook_size: int = Field(64, gt=1, description="K, entries in the global codebook")
+    codebook_dim: int = Field(1, gt=0, description="C, 1 = scalar codebook (QVAE), >1 = vectors (VQVAE)")
+    distance: Literal["squared", "absolute"] = Field(
+        "squared", description="logits = -distance; squared follows the authors' code, absolute the paper's Eq. 3")
+    codebook_init: Literal["normal", "uniform", "linspace"] = "normal"
+    n_values: int = Field(16, gt=1, description="QLAE: values per latent codebook")
+    # loss weights (Table A.3 names)
+    beta: float = Field(0.0, ge=0)
+    gamma: float = Field(0.0, ge=0)
+    nonneg: float = Field(1.0, ge=0)
+    activity: float = Field(1e-2, ge=0)
+    quantize: float = Field(1e-2, ge=0)
+    commit: float = Field(1e-2, ge=0)
+    # TC discriminator
+    disc_width: int = Field(1000, gt=0)
+    disc_layers: int = Field(6, ge=2)
+    # representation fed to the metrics for Gaussian models: a reparameterized sample (authors) or the mean
+    eval_code: Literal["sample", "mean"] = "sample"
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(2000, gt=0, description="training iterations (batches of the VAE optimizer)")
+    batch_size: int = Field(64, gt=0, description="B; Factor models draw 2B images per iteration")
+    lr: float = Field(1e-3, gt=0)
+    lr_min: float = Field(1.25e-6, ge=0)
+    anneal_steps: int | None = Field(50_000, gt=0, description="cosine span, then held at lr_min")
+    temperature_decay: float = Field(1e-5, ge=0, description="Gumbel temperature tau = exp(-decay * t)")
+    schedule_reference_steps: int | None = Field(
+        None, gt=0,
+        description="if set, anneal_steps and temperature_decay are rescaled by reference/steps so a short run "
+                    "keeps the schedule shape of a reference-length run (quick profile: 100000)")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    step_convention: Literal["iterations", "optimizer_steps"] = Field(
+        "iterations",
+        description="iterations: one step = one VAE update (+ one discriminator update for Factor models); "
+                    "optimizer_steps: Lightning's count, where a Factor model's step counts both updates")
+    checkpoint_every: int = Field(500, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    log_every: int = Field(50, gt=0)
+    bf16: bool = False
+    data_on_device: Literal["auto", "always", "never"] = "auto"
+    threads: int | None = Field(None, gt=0, description="torch CPU threads; default all cores")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.lr_min > self.lr:
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        return self
+
+    def effective_schedule(self) -> tuple[int, float]:
+        """(anneal_steps, temperature_decay) after rescaling to the run length."""
+        anneal = self.anneal_steps or self.steps
+        decay = self.temperature_decay
+        if self.schedule_reference_steps:
+            scale = self.schedule_reference_steps / self.steps
+            anneal = max(1, round(anneal / scale))
+            decay = decay * scale
+        return anneal, decay
+
+
+class EvalConfig(_Strict):
+    protocol: str = Field("paper", description="name recorded with the metrics")
+    dci_train: int = Field(10_000, gt=0)
+    dci_test: int = Field(5_000, gt=0)
+    infomec_n: int = Field(10_000, gt=0)
+    n_neighbors: int = Field(3, gt=0, description="kNN MI estimator for continuous codes (3 authors, 10 original)")
+    mse_images: int | None = Field(None, gt=0, description="cap on test images for MSE; default the whole split")
+    seed: int = 0
+    batch_size: int = Field(1024, gt=0)
+
+
+class RunConfig(_Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    dataset: str = "synth3d"
+    profile: str = "quick"
+    seed: int = 0
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from fqvae_cli.data.catalog import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset '{v}'; choose one of: {', '.join(DATASETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _known_model(self) -> RunConfig:
+        from fqvae_cli.models.specs import ZOO
+
+        if self.model.name not in ZOO:
+            raise ValueError(f"unknown model '{self.model.name}'; choose one of: {', '.join(ZOO)}")
+        return self
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+TOP_LEVEL = ("dataset", "profile", "seed")
+
+
+# ---------------------------------------------------------------- experiments.yaml
+
+
+def experiments_path() -> Path:
+    env = os.environ.get("FQVAE_EXPERIMENTS")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).with_name("experiments.yaml")
+
+
+@lru_cache(maxsize=4)
+def _load_yaml(path: str, mtime: float) -> dict:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"experiments file {path} does not exist.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiments file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiments file {path} must hold a mapping at the top level.")
+    return data
+
+
+def load_experiments() -> dict:
+    """The raw experiments.yaml mapping (validated where it is used: see fqvae_cli.experiments)."""
+    p = experiments_path()
+    try:
+        mtime = p.stat().st_mtime
+    except FileNotFoundError:
+        raise ConfigError(f"experiments file {p} does not exist.") from None
+    return _load_yaml(str(p), mtime)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: YAML scalar rules (numbers, true/false, null), else the string itself."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (dict, list)):
+        return text
+    return value
+
+
+def _resolve_key(key: str) -> tuple[str, ...]:
+    """'model.beta' -> ('model', 'beta'); a bare 'beta' is looked up in every section."""
+    parts = tuple(key.split("."))
+    if len(parts) == 1:
+        if parts[0] in TOP_LEVEL:
+            return parts
+        owners = [s for s, cls in SECTIONS.items() if parts[0] in cls.model_fields]
+        if len(owners) == 1:
+            return (owners[0], parts[0])
+        if len(owners) > 1:
+            raise ConfigError(f"'{key}' is ambiguous; write one of: {', '.join(f'{o}.{key}' for o in owners)}.")
+        raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
+    if len(parts) == 2 and parts[0] in SECTIONS and parts[1] in SECTIONS[parts[0]].model_fields:
+        return parts
+    raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
+
+
+def _valid_keys_hint() -> str:
+    keys = list(TOP_LEVEL) + [f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.model_fields]
+    return "valid settings: " + ", ".join(keys) + "."
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """['model.beta=1e-3', 'steps=100'] -> nested dict {'model': {'beta': 0.001}, 'train': {'steps': 100}}."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'.")
+        key, _, raw = pair.partition("=")
+        path = _resolve_key(key.strip())
+        value = parse_value(raw.strip())
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--set {key}: the value must be a finite number.")
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _validation_sentence(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting '{where}'; {_valid_keys_hint()}"
+    return f"invalid value for '{where}': {msg}."
+
+
+def build_run_config(data: dict) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_sentence(exc)) from None
+
+
+def resolve_run_config(
+    model: str,
+    dataset: str | None = None,
+    profile: str = "quick",
+    seed: int = 0,
+    overrides: dict | None = None,
+) -> RunConfig:
+    """Compose the run configuration from experiments.yaml and overrides (see the module docstring)."""
+    from fqvae_cli.data.catalog import DEFAULT_DATASET, get_dataset_spec
+    from fqvae_cli.models.specs import get_model_spec
+
+    spec = get_model_spec(model)
+    exp = load_experiments()
+    profiles = exp.get("profiles", {})
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(profiles)}.")
+    prof = profiles[profile] or {}
+    dataset = dataset or prof.get("dataset") or DEFAULT_DATASET
+    ds = get_dataset_spec(dataset)
+
+    data: dict = {"model": {"name": model}, "dataset": dataset, "profile": profile, "seed": seed}
+    data["model"]["image_size"] = ds.image_size
+    data["model"]["latent_dim"] = ds.latent_dim
+    data["model"].update(spec.defaults)
+    for section in SECTIONS:
+        if section in prof:
+            data = deep_merge(data, {section: prof[section]})
+    table = (exp.get("hyperparameters", {}) or {}).get(ds.hyperparameters, {}) or {}
+    data = deep_merge(data, {"model": table.get(model, {}) or {}})
+    if overrides:
+        data = deep_merge(data, overrides)
+    return build_run_config(data)

@@ -1,0 +1,166 @@
+"""The one place below the CLI that touches rich: a stderr console and progress reporting.
+
+Progress is a rich bar with rate, ETA and a status text on a terminal, and plain periodic lines
+otherwise (cluster logs, CI), so long jobs are visible in both. Library code receives a `Progress`
+handle (or None) and never knows which one it got."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_console = None
+_out_console = None
+
+
+def console():
+    """Console for human-facing messages (stderr, so stdout stays clean for --json)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False)
+    return _console
+
+
+def out():
+    """Console for results printed on stdout (tables)."""
+    global _out_console
+    if _out_console is None:
+        from rich.console import Console
+
+        _out_console = Console(highlight=False)
+    return _out_console
+
+
+def is_interactive() -> bool:
+    if os.environ.get("FQVAE_PLAIN_PROGRESS"):
+        return False
+    return sys.stderr.isatty()
+
+
+def _fmt_seconds(s: float) -> str:
+    if s != s or s == float("inf"):
+        return "?"
+    s = int(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+class Progress:
+    """A progress handle: advance(n), status(text). Use through `progress()`."""
+
+    def __init__(self, description: str, total: int | None, unit: str = "it"):
+        self.description = description
+        self.total = total
+        self.unit = unit
+        self.completed = 0
+        self._status = ""
+        self._start = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.completed += n
+
+    def status(self, text: str) -> None:
+        self._status = text
+
+    @property
+    def rate(self) -> float:
+        dt = time.monotonic() - self._start
+        return self.completed / dt if dt > 0 else 0.0
+
+
+class _PlainProgress(Progress):
+    def __init__(self, description: str, total: int | None, unit: str, interval: float):
+        super().__init__(description, total, unit)
+        self._interval = interval
+        self._last = 0.0
+
+    def _line(self, final: bool = False) -> None:
+        rate = self.rate
+        parts = [f"{self.description}:"]
+        if self.total:
+            pct = 100.0 * self.completed / self.total
+            parts.append(f"{self.completed}/{self.total} ({pct:.0f}%)")
+            if not final and rate > 0:
+                parts.append(f"eta {_fmt_seconds((self.total - self.completed) / rate)}")
+        else:
+            parts.append(f"{self.completed}")
+        parts.append(f"{rate:.1f} {self.unit}/s")
+        if self._status:
+            parts.append(self._status)
+        print(" ".join(parts), file=sys.stderr, flush=True)
+
+    def advance(self, n: int = 1) -> None:
+        super().advance(n)
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._line()
+
+    def close(self) -> None:
+        self._line(final=True)
+
+
+class _RichProgress(Progress):
+    def __init__(self, bar: Any, task: Any, description: str, total: int | None, unit: str):
+        super().__init__(description, total, unit)
+        self._bar = bar
+        self._task = task
+
+    def advance(self, n: int = 1) -> None:
+        super().advance(n)
+        self._bar.update(self._task, advance=n, rate=f"{self.rate:.1f} {self.unit}/s")
+
+    def status(self, text: str) -> None:
+        super().status(text)
+        self._bar.update(self._task, status=text)
+
+
+@contextmanager
+def progress(description: str, total: int | None = None, *, unit: str = "it",
+             transient: bool = False) -> Iterator[Progress]:
+    """A progress display for a loop of `total` units."""
+    if not is_interactive():
+        interval = float(os.environ.get("FQVAE_LOG_INTERVAL", "10"))
+        p = _PlainProgress(description, total, unit, interval)
+        try:
+            yield p
+        finally:
+            p.close()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    ]
+    with RichProgress(*columns, console=console(), transient=transient, refresh_per_second=4) as bar:
+        task = bar.add_task(description, total=total, status="", rate="")
+        yield _RichProgress(bar, task, description, total, unit)
+
+
+def info(message: str) -> None:
+    console().print(message)
+
+
+def warn(message: str) -> None:
+    console().print(f"[yellow]warning:[/yellow] {message}")

@@ -1,0 +1,37 @@
+"""Typed exceptions. The library raises these; the CLI turns each into one sentence and an exit code."""
+
+
+class FqvaeError(Exception):
+    """Base of every error that the CLI reports as one sentence (no traceback unless --debug)."""
+
+    exit_code = 1
+
+
+class UsageError(FqvaeError):
+    """Bad option values or arguments."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """An invalid configuration: unknown key, bad value, unknown name."""
+
+
+class NotFoundError(FqvaeError):
+    """A run, dataset, checkpoint or file that does not exist."""
+
+
+class DataError(FqvaeError):
+    """A dataset source or prepared store that is malformed."""
+
+
+class RegistryError(FqvaeError):
+    """The results registry cannot be opened or written."""
+
+
+class CheckpointError(FqvaeError):
+    """A checkpoint that is missing, corrupted or does not match its recorded hash."""
+
+
+class TrainingError(FqvaeError):
+    """Training stopped because the run cannot continue (for example a non-finite loss)."""

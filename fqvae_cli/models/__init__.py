@@ -1,0 +1,1 @@
+"""Models of the paper as compositions: trunk (encoder/decoder) + bottleneck + regularizers."""
