@@ -157,11 +157,14 @@ def _load_yaml(path: str, mtime: float) -> dict:
         raise ConfigError(f"experiments file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"experiments file {path} must hold a mapping at the top level.")
+    from fqvae_cli.experiments import validate
+
+    validate(data, path)
     return data
 
 
 def load_experiments() -> dict:
-    """The raw experiments.yaml mapping (validated where it is used: see fqvae_cli.experiments)."""
+    """The experiments.yaml mapping, validated (fqvae_cli.experiments) once per file version."""
     p = experiments_path()
     try:
         mtime = p.stat().st_mtime

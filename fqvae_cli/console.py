@@ -122,10 +122,13 @@ class _RichProgress(Progress):
         self._bar.update(self._task, status=text)
 
 
+_live: dict = {"bar": None, "depth": 0}
+
+
 @contextmanager
-def progress(description: str, total: int | None = None, *, unit: str = "it",
-             transient: bool = False) -> Iterator[Progress]:
-    """A progress display for a loop of `total` units."""
+def progress(description: str, total: int | None = None, *, unit: str = "it") -> Iterator[Progress]:
+    """A progress display for a loop of `total` units. Nested calls share one live display: an inner
+    task (one run inside a reproduction) appears under the outer one and is removed when it ends."""
     if not is_interactive():
         interval = float(os.environ.get("FQVAE_LOG_INTERVAL", "10"))
         p = _PlainProgress(description, total, unit, interval)
@@ -143,19 +146,32 @@ def progress(description: str, total: int | None = None, *, unit: str = "it",
     )
     from rich.progress import Progress as RichProgress
 
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-    ]
-    with RichProgress(*columns, console=console(), transient=transient, refresh_per_second=4) as bar:
-        task = bar.add_task(description, total=total, status="", rate="")
+    outer = _live["bar"] is None
+    if outer:
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[cyan]{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        ]
+        _live["bar"] = RichProgress(*columns, console=console(), refresh_per_second=4)
+        _live["bar"].start()
+    bar = _live["bar"]
+    _live["depth"] += 1
+    task = bar.add_task(description, total=total, status="", rate="")
+    try:
         yield _RichProgress(bar, task, description, total, unit)
+    finally:
+        _live["depth"] -= 1
+        if outer:
+            bar.stop()
+            _live["bar"] = None
+        else:
+            bar.remove_task(task)
 
 
 def info(message: str) -> None:

@@ -35,3 +35,9 @@ class CheckpointError(FqvaeError):
 
 class TrainingError(FqvaeError):
     """Training stopped because the run cannot continue (for example a non-finite loss)."""
+
+
+class Interrupted(FqvaeError):
+    """The user (Ctrl-C) or the scheduler (SIGTERM) stopped a job; its state was saved."""
+
+    exit_code = 130

@@ -1,7 +1,67 @@
-"""`fqvae` commands: evaluate (not yet available)."""
+"""`fqvae evaluate`: DCI, InfoMEC and MSE of trained runs with a published protocol."""
+
+from __future__ import annotations
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command(name="evaluate")(evaluate)
+
+
+def evaluate(
+    run: str = typer.Argument(None, help="Run id, short id, prefix or name. Omit with --all."),
+    protocol: str = typer.Option("paper", "--protocol", help="paper (DCI 10k/5k, InfoMEC 10k) or quick (2k/1k/2k)."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor DCI fits (same numbers as 1)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed (default the run's eval.seed, 0)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    all_runs: bool = typer.Option(False, "--all", help="Evaluate every finished run (see --missing)."),
+    missing: bool = typer.Option(True, "--missing/--again",
+                                 help="With --all: only runs without metrics for this protocol (default)."),
+    model: str = typer.Option(None, "--model", help="With --all: only this model."),
+    dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Evaluate runs and record DCI (D, I, C), InfoMEC (InfoM, InfoE, InfoC) and MSE in the registry.
+
+    Examples: `fqvae evaluate 3fa2c1d9`, `fqvae evaluate --all`, `fqvae evaluate RUN --protocol quick`.
+    """
+    import json
+
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import evaluate_run, protocol_sizes
+    from fqvae_cli.registry.store import Registry
+
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1.")
+    protocol_sizes(protocol)
+    reg = Registry(db)
+    dev = resolve_device(device)
+    if all_runs == (run is not None):
+        raise UsageError("give either a RUN or --all.")
+    if all_runs:
+        refs = []
+        for r in reg.find_runs(status="finished", model=model, dataset=dataset):
+            if missing and reg.latest_metrics(r.id, protocol):
+                continue
+            refs.append(r.short_id)
+    else:
+        refs = [run]
+    out = {}
+    for ref in refs:
+        out[ref] = evaluate_run(reg, ref, dev, protocol=protocol, step=checkpoint, jobs=jobs, seed=seed)
+        if not as_json:
+            _print(ref, out[ref])
+    if as_json:
+        typer.echo(json.dumps(out[refs[0]] if len(refs) == 1 and not all_runs else out, indent=2))
+    elif all_runs and not refs:
+        typer.echo("nothing to evaluate: every finished run has metrics for this protocol.")
+
+
+def _print(ref: str, r: dict) -> None:
+    typer.echo(f"{ref}: D {r['dci_d']:.3f}  I {r['dci_i']:.3f}  C {r['dci_c']:.3f}  "
+               f"InfoM {r['infom']:.3f}  InfoE {r['infoe']:.3f}  InfoC {r['infoc']:.3f}  "
+               f"MSE x1e4 {r['mse'] * 1e4:.2f}")

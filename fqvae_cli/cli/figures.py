@@ -1,7 +1,276 @@
-"""`fqvae` commands: figures (not yet available)."""
+"""`fqvae traverse`, `fqvae swap` and `fqvae figures heatmap|codebook`: the paper's figures from a run.
+Each figure is written (PNG by default), recorded as a run artifact and its path printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run.", no_args_is_help=True)
+
+FORMAT_HELP = "png (default), pdf or svg."
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command(name="traverse")(traverse)
+    app.command(name="swap")(swap)
+    app.add_typer(figures_app, name="figures")
+
+
+def _format(fmt: str) -> str:
+    from fqvae_cli.errors import UsageError
+
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in ("png", "pdf", "svg"):
+        raise UsageError(f"unknown format '{fmt}'; choose png, pdf or svg.")
+    return fmt
+
+
+def _output(run, kind: str, step: int, fmt: str, out: Path | None) -> Path:
+    from fqvae_cli.registry.store import run_dir
+
+    if out is not None:
+        return Path(out).expanduser().resolve()
+    return run_dir(run) / "figures" / f"{kind}_step{step}.{fmt}"
+
+
+def _record(reg, run, path: Path, step: int) -> None:
+    from fqvae_cli.io import sha256_file
+
+    reg.add_artifact(run.id, kind="figure", path=str(path), bytes=path.stat().st_size,
+                     sha256=sha256_file(path), step=step)
+    typer.echo(str(path))
+
+
+def _save_pil(img, path: Path, fmt: str) -> None:
+    """PNG/PDF through PIL; SVG embeds the exact pixel image through matplotlib."""
+    from fqvae_cli.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        if fmt == "svg":
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            import numpy as np
+
+            w, h = img.size
+            fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
+            fig.figimage(np.asarray(img), 0, 0)
+            fig.savefig(tmp, format="svg", dpi=100)
+            plt.close(fig)
+        else:
+            img.save(tmp, format=fmt.upper())
+
+
+def _save_plot(draw, path: Path) -> None:
+    from fqvae_cli.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        draw(tmp)
+
+
+def _latent_factor_labels(reg, run, factor_names: list[str], d: int) -> list[str]:
+    """'z3 floor_hue' where the run has an NMI matrix (the factor the latent captures most)."""
+    import numpy as np
+
+    nmis = sorted(reg.artifacts(run.id, kind="matrix_nmi"), key=lambda a: (a.step or 0, a.id))
+    labels = [f"z{i}" for i in range(d)]
+    if nmis and Path(nmis[-1].path).exists():
+        nmi = np.load(nmis[-1].path, allow_pickle=False)
+        for i in range(min(d, nmi.shape[1])):
+            if nmi[:, i].max() > 0:
+                labels[i] = f"z{i} {factor_names[int(nmi[:, i].argmax())]}"
+    return labels
+
+
+def _image_index(ds, image: int | None, factors: str | None) -> int:
+    import numpy as np
+
+    from fqvae_cli.errors import UsageError
+
+    if image is not None and factors is not None:
+        raise UsageError("give --image or --factors, not both.")
+    if factors is not None:
+        try:
+            codes = [int(v) for v in factors.split(",")]
+        except ValueError:
+            raise UsageError(f"--factors expects comma-separated integer codes, got '{factors}'.") from None
+        sizes = ds.space.sizes
+        if len(codes) != len(sizes) or any(not 0 <= c < s for c, s in zip(codes, sizes, strict=False)):
+            raise UsageError(f"--factors needs {len(sizes)} codes within the sizes {tuple(sizes)} "
+                             f"({', '.join(ds.space.names)}).")
+        return int(ds.space.ravel(np.asarray([codes]))[0])
+    if image is None:
+        return int(ds.split(seed=1)["test"][0])
+    if not 0 <= image < len(ds):
+        raise UsageError(f"image index {image} is out of range; the dataset has {len(ds)} images (0..{len(ds) - 1}).")
+    return image
+
+
+def traverse(
+    run: str = typer.Argument(..., help="Run id, short id, prefix or name."),
+    image: int = typer.Option(None, "--image", help="Dataset index of the image (default: first test image)."),
+    factors: str = typer.Option(None, "--factors", help="The image by factor codes, e.g. 0,3,5,2,1,7."),
+    steps: int = typer.Option(8, "--steps", min=2, max=32, help="Values per latent."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
+    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
+    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
+    device: str = typer.Option("auto", "--device"),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Latent traversal (Figs. 2-4): rows = latents, columns = the original then `steps` values
+    (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
+    import numpy as np
+
+    from fqvae_cli.data.sampler import to_float
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.evaluation import load_run
+    from fqvae_cli.figures.grid import draw_grid, to_uint8
+    from fqvae_cli.figures.traversal import traversal
+    from fqvae_cli.registry.store import Registry
+
+    fmt = _format(fmt)
+    reg = Registry(db)
+    dev = resolve_device(device)
+    lr = load_run(reg, run, dev, step=checkpoint)
+    idx = _image_index(lr.dataset, image, factors)
+    original = lr.dataset.images_at(np.asarray([idx]))
+    _, decoded, _ = traversal(lr.model, to_float(original, dev), steps)
+    d = decoded.shape[0]
+    tiles = np.concatenate([np.repeat(original[None], d, axis=0), to_uint8(decoded)], axis=1)
+    labels = _latent_factor_labels(reg, lr.run, list(lr.dataset.space.names), d)
+    img, _ = draw_grid(tiles, labels, ["input"] + [str(k) for k in range(steps)])
+    path = _output(lr.run, f"traverse_img{idx}", lr.step, fmt, out)
+    _save_pil(img, path, fmt)
+    _record(reg, lr.run, path, lr.step)
+
+
+def swap(
+    run: str = typer.Argument(..., help="Run id, short id, prefix or name."),
+    pair: str = typer.Option(None, "--pair", help="Two dataset indices i,j (default: two test images)."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
+    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
+    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
+    device: str = typer.Option("auto", "--device"),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Latent swap (Fig. 8): column z shows both inputs; column z_i decodes image A with latent i taken
+    from image B (first row) and B with latent i from A (second row)."""
+    import numpy as np
+
+    from fqvae_cli.data.sampler import to_float
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import load_run
+    from fqvae_cli.figures.grid import draw_grid, to_uint8
+    from fqvae_cli.figures.traversal import swap as swap_latents
+    from fqvae_cli.registry.store import Registry
+
+    fmt = _format(fmt)
+    reg = Registry(db)
+    dev = resolve_device(device)
+    lr = load_run(reg, run, dev, step=checkpoint)
+    n = len(lr.dataset)
+    if pair is None:
+        test = lr.dataset.split(seed=1)["test"]
+        a, b = int(test[0]), int(test[1])
+    else:
+        try:
+            a, b = (int(v) for v in pair.split(","))
+        except ValueError:
+            raise UsageError(f"--pair expects two comma-separated dataset indices, got '{pair}'.") from None
+        for v in (a, b):
+            if not 0 <= v < n:
+                raise UsageError(f"image index {v} is out of range; the dataset has {n} images (0..{n - 1}).")
+    imgs = lr.dataset.images_at(np.asarray([a, b]))
+    _, swapped = swap_latents(lr.model, to_float(imgs[:1], dev), to_float(imgs[1:], dev))
+    d = swapped.shape[1]
+    tiles = np.concatenate([imgs[:, None], to_uint8(swapped)], axis=1)
+    img, _ = draw_grid(tiles, [f"A = {a}", f"B = {b}"], ["z"] + [f"z{i}" for i in range(d)])
+    path = _output(lr.run, f"swap_{a}_{b}", lr.step, fmt, out)
+    _save_pil(img, path, fmt)
+    _record(reg, lr.run, path, lr.step)
+
+
+@figures_app.command("heatmap")
+def heatmap(
+    run: str = typer.Argument(..., help="Run id, short id, prefix or name (evaluated)."),
+    matrix: str = typer.Option("nmi", "--matrix", help="nmi (InfoMEC, Fig. 5) or importance (DCI, Figs. 6-7)."),
+    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
+    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Factors x latents heatmap of the NMI matrix or the DCI importance matrix, annotated."""
+    import numpy as np
+
+    from fqvae_cli.data.catalog import get_dataset_spec
+    from fqvae_cli.errors import NotFoundError, UsageError
+    from fqvae_cli.figures.plots import heatmap as draw
+    from fqvae_cli.registry.store import Registry
+
+    fmt = _format(fmt)
+    if matrix not in ("nmi", "importance"):
+        raise UsageError(f"unknown matrix '{matrix}'; choose nmi or importance.")
+    reg = Registry(db)
+    r = reg.get_run(run)
+    arts = sorted(reg.artifacts(r.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
+    if not arts:
+        raise NotFoundError(f"run {r.short_id} has no {matrix} matrix yet; run `fqvae evaluate {r.short_id}` first.")
+    m = np.load(arts[-1].path, allow_pickle=False)
+    if matrix == "importance":
+        m = m.T  # stored latents x factors (DCI's R); shown factors x latents like the NMI matrix
+    names = list(get_dataset_spec(r.dataset).factor_names)
+    if len(names) != m.shape[0]:
+        names = [f"s{j}" for j in range(m.shape[0])]
+    title = f"{'NMI' if matrix == 'nmi' else 'DCI importance'}: {r.model} on {r.dataset} ({r.short_id})"
+    path = _output(r, f"heatmap_{matrix}", arts[-1].step or 0, fmt, out)
+    _save_plot(lambda p: draw(m, names, p, title=title, fmt=fmt), path)
+    _record(reg, r, path, arts[-1].step or 0)
+
+
+@figures_app.command("codebook")
+def codebook(
+    run: str = typer.Argument(..., help="Run id, short id, prefix or name (a global-codebook model)."),
+    latents: str = typer.Option(None, "--latents", help="Comma-separated latent indices (default: all)."),
+    images: int = typer.Option(10000, "--images", min=1, help="Test images to encode (at most the split)."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
+    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
+    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
+    device: str = typer.Option("auto", "--device"),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Codebook usage (Fig. 9): per latent, how often each global codebook entry is chosen on the test split."""
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import load_run
+    from fqvae_cli.figures.plots import codebook_usage
+    from fqvae_cli.metrics.codes import encode_codes
+    from fqvae_cli.registry.store import Registry
+
+    fmt = _format(fmt)
+    reg = Registry(db)
+    dev = resolve_device(device)
+    lr = load_run(reg, run, dev, step=checkpoint)
+    if not lr.model.spec.global_codebook:
+        raise UsageError(f"model {lr.cfg.model.name} has no global codebook; codebook usage applies to "
+                         "dvae, qvae, factordvae, factorqvae, vqvae and factorvqvae.")
+    d = lr.cfg.model.latent_dim
+    if latents:
+        try:
+            chosen = [int(v) for v in latents.split(",")]
+        except ValueError:
+            raise UsageError(f"--latents expects comma-separated integers, got '{latents}'.") from None
+        bad = [i for i in chosen if not 0 <= i < d]
+        if bad:
+            raise UsageError(f"latent index {bad[0]} is out of range; this model has {d} latents (0..{d - 1}).")
+    else:
+        chosen = list(range(d))
+    test = lr.dataset.split(seed=1)["test"][:images]
+    codes = encode_codes(lr.model, lr.dataset, test, dev, batch_size=lr.cfg.eval.batch_size)
+    title = f"codebook usage: {lr.cfg.model.name} on {lr.cfg.dataset} ({lr.run.short_id}), {len(test)} test images"
+    path = _output(lr.run, "codebook", lr.step, fmt, out)
+    _save_plot(lambda p: codebook_usage(codes, chosen, lr.cfg.model.codebook_size, p, title=title, fmt=fmt),
+               path)
+    _record(reg, lr.run, path, lr.step)

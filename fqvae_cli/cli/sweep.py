@@ -1,7 +1,88 @@
-"""`fqvae` commands: sweep (not yet available)."""
+"""`fqvae sweep` and `fqvae worker`: queue runs in the registry and execute them anywhere."""
+
+from __future__ import annotations
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command(name="sweep")(sweep)
+    app.command(name="worker")(worker)
+
+
+def sweep(
+    table: str = typer.Option(None, "--table", help="Queue the runs of paper table 1 or 2."),
+    grid: str = typer.Option(None, "--grid", help="Queue a grid, e.g. 'model=qvae,factorqvae seed=0..4 "
+                             "set.beta=1e-4,1e-3' (keys: model, dataset, profile, seed, set.KEY)."),
+    profile: str = typer.Option("quick", "--profile", "-p", help="Profile of the queued runs."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="With --table: seeds per cell."),
+    executor: str = typer.Option(None, "--executor", help="Also start workers: local or slurm (default: only queue)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Number of workers to start."),
+    device: str = typer.Option("auto", "--device", help="Device for the workers."),
+    partition: str = typer.Option(None, "--partition", help="Slurm partition."),
+    gpus: int = typer.Option(0, "--gpus", help="Slurm: GPUs per worker job."),
+    time_min: int = typer.Option(600, "--time", help="Slurm: time limit per worker job in minutes."),
+    db: str = typer.Option(None, "--db", help="Registry URL (workers on other machines need PostgreSQL)."),
+) -> None:
+    """Queue runs (a paper table or a grid) and optionally start workers to execute them."""
+    from fqvae_cli import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.paths import registry_url, workspace
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.sweep import queue_grid, queue_table, start_local_workers, submit_slurm_workers, wait_all
+
+    if (table is None) == (grid is None):
+        raise UsageError("give exactly one of --table or --grid.")
+    if executor not in (None, "local", "slurm"):
+        raise UsageError(f"unknown executor '{executor}'; choose local or slurm.")
+    url = registry_url(db)
+    reg = Registry(url)
+    if table is not None:
+        report = queue_table(reg, table, profile, seeds=seeds)
+        queued = report.queued
+    else:
+        queued = queue_grid(reg, grid, profile=profile)
+    console.info(f"{len(queued)} run(s) queued")
+    typer.echo("\n".join(queued))
+    if executor == "local":
+        codes = wait_all(start_local_workers(workers, db_url=url, device=device))
+        if any(codes):
+            raise UsageError(f"a worker failed (exit codes {codes}).")
+    elif executor == "slurm":
+        jobs = submit_slurm_workers(workers, db_url=url, folder=str(workspace() / "slurm"), device=device,
+                                    partition=partition, gpus=gpus, time_min=time_min)
+        console.info(f"submitted worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
+    else:
+        console.info("start workers with `fqvae worker` (any machine that reaches the registry).")
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="Execute one run, then exit."),
+    max_runs: int = typer.Option(None, "--max-runs", min=1, help="Exit after this many runs."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads for this worker."),
+    stale_after: float = typer.Option(300.0, "--stale-after", help="Requeue running runs whose heartbeat "
+                                      "is older than this many seconds (their worker died)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for the DCI fits during evaluation."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars (one line per run)."),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Claim queued runs from the registry, train and evaluate them, until the queue is empty."""
+    from fqvae_cli import console
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import Interrupted
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.sweep import run_worker
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    reg = Registry(db)
+    try:
+        n = run_worker(reg, resolve_device(device), once=once, max_runs=max_runs, stale_after_s=stale_after,
+                       jobs=jobs, show_progress=not quiet,
+                       on_run=lambda r: console.info(f"worker: run {r.short_id} done") if quiet else None)
+    except KeyboardInterrupt:
+        raise Interrupted("worker interrupted; its run was checkpointed and marked interrupted.") from None
+    console.info(f"worker: {n} run(s) executed; queue empty" if not (once or max_runs) else f"worker: {n} run(s)")

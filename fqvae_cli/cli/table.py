@@ -1,7 +1,138 @@
-"""`fqvae` commands: table (not yet available)."""
+"""`fqvae table` and `fqvae reproduce`: the paper's tables from the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command(name="table")(table)
+    app.command(name="reproduce")(reproduce)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None) -> None:
+    from fqvae_cli import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.io import atomic_write_bytes
+    from fqvae_cli.tables import build_table, render_rich, render_text
+
+    if fmt not in ("rich", "markdown", "latex", "csv", "json"):
+        raise UsageError(f"unknown format '{fmt}'; choose rich, markdown, latex, csv or json.")
+    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol)
+    if fmt == "rich" and out is None:
+        console.out().print(render_rich(t))
+        if t.missing:
+            console.out().print(f"\n{len(t.missing)} empty cell(s); to fill them:")
+            for cmd in t.missing[:12]:
+                console.out().print(f"  {cmd}", markup=False)
+            if len(t.missing) > 12:
+                console.out().print(f"  ... and {len(t.missing) - 12} more")
+        return
+    text = render_text(t, "markdown" if fmt == "rich" else fmt)
+    if out is not None:
+        atomic_write_bytes(out, (text + "\n").encode())
+        typer.echo(str(out))
+    else:
+        typer.echo(text)
+
+
+def table(
+    paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
+    profile: str = typer.Option("quick", "--profile", "-p", help="Which runs: quick (CPU, synth3d) or paper."),
+    dataset: list[str] = typer.Option(None, "--dataset", "-d", help="Datasets (columns); default the profile's."),
+    protocol: str = typer.Option("paper", "--protocol", help="Metric protocol of the numbers shown."),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
+    out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    db: str = typer.Option(None, "--db", help="Registry URL."),
+) -> None:
+    """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
+    difference beside each cell, best values marked; empty cells list the command that fills them."""
+    from fqvae_cli.registry.store import Registry
+
+    _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out)
+
+
+def reproduce(
+    paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
+    profile: str = typer.Option("quick", "--profile", "-p", help="quick (CPU, built-in synth3d) or paper (GPU)."),
+    datasets: list[str] = typer.Option(None, "--datasets", help="Columns to fill; default the profile's."),
+    models: list[str] = typer.Option(None, "--models", help="Only these models (comma-separated)."),
+    rows: list[str] = typer.Option(None, "--rows", help="Only these table rows (keys, e.g. qvae-32x1)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds per cell (0..N-1)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Parallel workers (local: processes here)."),
+    executor: str = typer.Option("local", "--executor", help="local or slurm."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a setting for every run, key=value."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Start failed cells again from scratch."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    partition: str = typer.Option(None, "--partition", help="Slurm partition."),
+    gpus: int = typer.Option(0, "--gpus", help="Slurm: GPUs per worker job."),
+    time_min: int = typer.Option(600, "--time", help="Slurm: time limit per worker job in minutes."),
+    db: str = typer.Option(None, "--db", help="Registry URL (a cluster needs a shared PostgreSQL URL)."),
+) -> None:
+    """Queue the runs of a paper table, train and evaluate them, then print the table.
+
+    Safe to interrupt and run again: finished runs are kept and interrupted ones resume from their
+    last checkpoint. `fqvae reproduce --paper-table 1 --profile quick` is the CPU-sized reproduction.
+    """
+    from fqvae_cli import console
+    from fqvae_cli.config import parse_overrides
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import Interrupted, UsageError
+    from fqvae_cli.evaluation import evaluate_run
+    from fqvae_cli.paths import registry_url, workspace
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.sweep import queue_table, run_worker, start_local_workers, submit_slurm_workers, wait_all
+
+    if executor not in ("local", "slurm"):
+        raise UsageError(f"unknown executor '{executor}'; choose local or slurm.")
+    url = registry_url(db)
+    reg = Registry(url)
+    dev = resolve_device(device)
+    report = queue_table(reg, paper_table, profile, datasets=_split(datasets), rows=_split(rows),
+                         models=_split(models), seeds=seeds, overrides=parse_overrides(overrides or []),
+                         retry_failed=retry_failed)
+    console.info(f"table {paper_table}, profile {profile}: {len(report.done)} cell run(s) done, "
+                 f"{len(report.queued)} to train, {len(report.to_evaluate)} to evaluate, "
+                 f"{len(report.busy)} running elsewhere, {len(report.failed)} failed (kept; see --retry-failed)")
+    todo = len(report.queued) + len(report.to_evaluate)
+    try:
+        with console.progress(f"reproduce table {paper_table}", total=todo, unit="run") as overall:
+            for ref in report.to_evaluate:
+                evaluate_run(reg, ref, dev, jobs=2)
+                overall.advance()
+            if report.queued:
+                if executor == "slurm":
+                    jobs = submit_slurm_workers(workers, db_url=url, folder=str(workspace() / "slurm"),
+                                                device=device, partition=partition, gpus=gpus, time_min=time_min)
+                    console.info(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
+                    for j in jobs:
+                        j.result()
+                    overall.advance(len(report.queued))
+                elif workers == 1:
+                    run_worker(reg, dev, jobs=2, on_run=lambda _r: overall.advance())
+                else:
+                    seen = set(report.done)
+
+                    def poll() -> None:
+                        finished = {r.short_id for r in reg.find_runs(status="finished")}
+                        new = (finished & set(report.queued)) - seen
+                        for ref in new:
+                            if reg.latest_metrics(reg.get_run(ref).id, "paper"):
+                                seen.add(ref)
+                                overall.advance()
+
+                    codes = wait_all(start_local_workers(workers, db_url=url, device=str(dev)), poll=poll)
+                    if any(codes):
+                        console.warn(f"worker exit codes: {codes}")
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; finished runs are kept and the interrupted one resumes when you run "
+                          "the same command again.") from None
+    _print_table(reg, paper_table, profile, _split(datasets), "paper", "rich", None)

@@ -1,0 +1,133 @@
+"""Evaluate a trained run with a published protocol and record the numbers in the registry.
+
+checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly from the whole grid
+(seeded) -> eval-mode codes -> DCI (first dci_train rows train, next dci_test test) and InfoMEC
+(first infomec_n rows) -> registry metrics with the protocol name; importance and NMI matrices as
+artifacts; MSE on the held-out test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
+
+METRIC_NAMES = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
+
+
+@dataclass
+class LoadedRun:
+    run: Any
+    cfg: Any  # RunConfig
+    model: Any
+    step: int
+    dataset: Any
+
+
+def protocol_sizes(name: str) -> dict:
+    from fqvae_cli.config import load_experiments
+
+    protocols = load_experiments().get("protocols", {}) or {}
+    if name not in protocols:
+        raise ConfigError(f"unknown protocol '{name}'; choose one of: {', '.join(protocols)}.")
+    return dict(protocols[name])
+
+
+def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_data: bool = True) -> LoadedRun:
+    """The run's model with the weights of its newest (or the given) checkpoint, hash-verified."""
+    from fqvae_cli.config import build_run_config
+    from fqvae_cli.models.zoo import build_model
+    from fqvae_cli.training.checkpoint import load_weights
+
+    run = reg.get_run(ref)
+    cfg = build_run_config(run.config)
+    ckpts = {a.step: a for a in reg.artifacts(run.id, kind="checkpoint")}
+    if not ckpts:
+        raise CheckpointError(f"run {run.short_id} has no checkpoint (status: {run.status}).")
+    if step is None:
+        step = max(ckpts)
+    elif step not in ckpts:
+        raise NotFoundError(f"run {run.short_id} has no checkpoint at step {step}; it has: "
+                            f"{', '.join(str(s) for s in sorted(ckpts))}.")
+    model = build_model(cfg.model).to(device)
+    load_weights(Path(ckpts[step].path), model, ckpts[step].sha256, device=device)
+    model.eval()
+    ds = None
+    if need_data:
+        from fqvae_cli.data.store import open_dataset
+
+        ds = open_dataset(cfg.dataset)
+    return LoadedRun(run, cfg, model, step, ds)
+
+
+def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
+                 jobs: int = 1, seed: int | None = None, show_progress: bool = True) -> dict:
+    """Compute and record DCI, InfoMEC and MSE for one run. Returns the numbers."""
+    from fqvae_cli import console
+    from fqvae_cli.io import atomic_path, sha256_file
+    from fqvae_cli.metrics.codes import encode_codes, reconstruction_mse, sample_indices
+    from fqvae_cli.metrics.dci import compute_dci
+    from fqvae_cli.metrics.infomec import compute_infomec
+    from fqvae_cli.registry.store import run_dir
+
+    sizes = protocol_sizes(protocol)
+    lr = load_run(reg, ref, device, step=step)
+    cfg, ds, model = lr.cfg, lr.dataset, lr.model
+    seed = cfg.eval.seed if seed is None else seed
+    n_dci = sizes["dci_train"] + sizes["dci_test"]
+    n = max(n_dci, sizes["infomec_n"])
+    indices = sample_indices(ds, n, seed)
+    factors = np.asarray(ds.codes[indices], dtype=np.int64)
+    with _maybe_progress(show_progress, "encode", n, "img") as bar:
+        codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed, progress=bar)
+    discrete = bool(lr.model.spec.discrete)
+
+    tr, te = slice(0, sizes["dci_train"]), slice(sizes["dci_train"], n_dci)
+    with _maybe_progress(show_progress, "DCI (per factor)", ds.space.n_factors, "factor") as bar:
+        dci = compute_dci(codes[tr], factors[tr], codes[te], factors[te], jobs=jobs, seed=seed, progress=bar)
+    m = slice(0, sizes["infomec_n"])
+    info = compute_infomec(codes[m], factors[m], discrete=discrete, n_neighbors=cfg.eval.n_neighbors, seed=seed)
+
+    test_idx = ds.split(seed=1)["test"]
+    if cfg.eval.mse_images:
+        test_idx = test_idx[: cfg.eval.mse_images]
+    with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
+        mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
+
+    results = {
+        "dci_d": dci.d, "dci_i": dci.i, "dci_i_train": dci.i_train, "dci_c": dci.c,
+        "infom": info.infom, "infoe": info.infoe, "infoc": info.infoc,
+        "active_latents": float(info.n_active), "mse": mse,
+    }
+    reg.log_metrics(lr.run.id, [(k, float(v), lr.step, "test" if k == "mse" else "eval", protocol)
+                                for k, v in results.items()])
+    folder = run_dir(lr.run) / "matrices" / protocol
+    for name, matrix in (("importance", dci.importance), ("nmi", info.nmi)):
+        path = folder / f"{name}_step{lr.step}.npy"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(matrix, dtype=np.float64))
+        reg.add_artifact(lr.run.id, kind=f"matrix_{name}", path=str(path), bytes=path.stat().st_size,
+                         sha256=sha256_file(path), step=lr.step)
+    if show_progress:
+        console.info(f"evaluated run [bold]{lr.run.short_id}[/bold] at step {lr.step} ({protocol} protocol)")
+    return results
+
+
+class _NullProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+
+def _maybe_progress(show: bool, description: str, total: int, unit: str):
+    from contextlib import nullcontext
+
+    from fqvae_cli import console
+
+    return console.progress(description, total, unit=unit) if show else nullcontext(_NullProgress())

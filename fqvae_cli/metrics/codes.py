@@ -1,0 +1,65 @@
+"""From a trained model and a dataset to what the metrics take: sampled factor combinations, their
+codes (eval mode), and the reconstruction error on held-out images. Images are encoded in large
+batches; the model is put in eval mode and gradients are off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def sample_indices(ds: Any, n: int, seed: int) -> np.ndarray:
+    """Dataset indices of `n` factor combinations drawn uniformly (with replacement) from the whole grid."""
+    codes = ds.space.sample(n, np.random.default_rng(seed))
+    return np.asarray(ds.space.ravel(codes), dtype=np.int64)
+
+
+def _batches(indices: np.ndarray, batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        yield indices[start:start + batch_size]
+
+
+def encode_codes(model: Any, ds: Any, indices: np.ndarray, device: Any, *, batch_size: int = 1024,
+                 seed: int = 0, progress: Any = None) -> np.ndarray:
+    """Codes (n, d) of the images at `indices`: int64 indices for discrete models, float64 values otherwise.
+    Gaussian models draw a reparameterized sample (seeded) unless their config asks for the mean."""
+    import torch
+
+    from fqvae_cli.data.sampler import to_float
+
+    model.eval()
+    out = []
+    devices = [device] if device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for idx in _batches(np.asarray(indices), batch_size):
+            x = to_float(ds.images_at(idx), device)
+            c = model.encode_codes(x)
+            out.append(c.detach().cpu().numpy())
+            if progress is not None:
+                progress.advance(len(idx))
+    codes = np.concatenate(out, axis=0) if out else np.zeros((0, 0))
+    return codes.astype(np.int64) if np.issubdtype(codes.dtype, np.integer) else codes.astype(np.float64)
+
+
+def reconstruction_mse(model: Any, ds: Any, indices: np.ndarray, device: Any, *, batch_size: int = 1024,
+                       progress: Any = None) -> float:
+    """Per-pixel MSE on the [0,1] pixel scale (the [-0.5,0.5] model scale has the same differences),
+    eval mode (hard codes / posterior means as the model defines), averaged over every pixel and channel."""
+    import torch
+
+    from fqvae_cli.data.sampler import to_float
+
+    model.eval()
+    total = 0.0
+    count = 0
+    with torch.no_grad():
+        for idx in _batches(np.asarray(indices), batch_size):
+            x = to_float(ds.images_at(idx), device)
+            x_hat = model.decode(model.encode_z(x)).float()
+            total += float(((x_hat - x) ** 2).sum(dtype=torch.float64))
+            count += x.numel()
+            if progress is not None:
+                progress.advance(len(idx))
+    return total / count if count else float("nan")

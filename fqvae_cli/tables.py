@@ -1,0 +1,240 @@
+"""Tables 1 and 2 rebuilt from the registry, beside the published numbers.
+
+A cell (dataset, row) collects the finished runs of that dataset and profile whose model config equals
+the row's configuration exactly (the profile's Table A.3 weights plus the row's codebook settings), so
+a sweep over other weights never leaks into the table. Each cell shows mean ± std over seeds, the seed
+count, the published value and the difference; the best mean per column is marked (highest, lowest
+for MSE) as in the paper."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
+
+SCALE = {"mse": 1e4}  # MSE is reported x 10^4
+
+
+@dataclass
+class Cell:
+    runs: list[str] = field(default_factory=list)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    published: list[float] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+@dataclass
+class Table:
+    number: str
+    title: str
+    profile: str
+    protocol: str
+    datasets: list[str]
+    rows: list[tuple[str, str]]  # (key, label)
+    cells: dict[tuple[str, str], Cell]  # (dataset, key) -> cell
+    published_from: dict[str, str]  # dataset -> dataset whose published numbers are shown
+    missing: list[str]  # commands that fill the empty cells
+    best: dict[tuple[str, str], set[int]]  # (dataset, key) -> column indices marked best
+
+
+def expected_model_config(model: str, dataset: str, profile: str, row_set: dict) -> dict:
+    from fqvae_cli.config import resolve_run_config
+
+    return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.model_dump(mode="json")
+
+
+def default_datasets(table_number: str, profile: str) -> list[str]:
+    from fqvae_cli.config import load_experiments
+
+    exp = load_experiments()
+    prof = exp["profiles"][profile]
+    if prof.get("dataset"):
+        return [prof["dataset"]]
+    return list(exp["tables"][table_number]["datasets"])
+
+
+def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
+                protocol: str = "paper") -> Table:
+    from fqvae_cli.config import load_experiments
+    from fqvae_cli.data.catalog import get_dataset_spec
+    from fqvae_cli.errors import ConfigError
+
+    exp = load_experiments()
+    if number not in exp["tables"]:
+        raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
+    if profile not in exp["profiles"]:
+        raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(exp['profiles'])}.")
+    spec = exp["tables"][number]
+    datasets = datasets or default_datasets(number, profile)
+    rows = [(r["key"], r["label"]) for r in spec["rows"]]
+    cells: dict[tuple[str, str], Cell] = {}
+    published_from: dict[str, str] = {}
+    missing: list[str] = []
+    for ds in datasets:
+        ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
+        published_from[ds] = ref if ref in spec.get("published", {}) else ""
+        runs = reg.find_runs(dataset=ds, profile=profile, status="finished")
+        for r in spec["rows"]:
+            want = expected_model_config(r["model"], ds, profile, r.get("set", {}))
+            cell = Cell(published=spec.get("published", {}).get(ref, {}).get(r["key"]))
+            values = []
+            for run in runs:
+                if run.model != r["model"] or run.config.get("model") != want:
+                    continue
+                m = reg.latest_metrics(run.id, protocol)
+                if all(c in m for c in COLUMNS):
+                    cell.runs.append(run.short_id)
+                    values.append([m[c] * SCALE.get(c, 1.0) for c in COLUMNS])
+            if values:
+                cols = list(zip(*values, strict=True))
+                cell.mean = [sum(c) / len(c) for c in cols]
+                cell.std = [_std(c) for c in cols]
+            else:
+                missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
+                               f"--rows {r['key']}")
+            cells[(ds, r["key"])] = cell
+    best = _best(cells, datasets, [k for k, _ in rows])
+    return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best)
+
+
+def _std(values: tuple[float, ...]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mu = sum(values) / len(values)
+    return math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1))
+
+
+def _best(cells: dict, datasets: list[str], keys: list[str]) -> dict[tuple[str, str], set[int]]:
+    best: dict[tuple[str, str], set[int]] = {}
+    for ds in datasets:
+        for j, col in enumerate(COLUMNS):
+            vals = [(cells[(ds, k)].mean[j], k) for k in keys if cells[(ds, k)].mean is not None]
+            if not vals:
+                continue
+            target = min(v for v, _ in vals) if col == "mse" else max(v for v, _ in vals)
+            for v, k in vals:
+                if abs(v - target) < 1e-12:
+                    best.setdefault((ds, k), set()).add(j)
+    return best
+
+
+def header_lines(t: Table) -> list[str]:
+    lines = [t.title, f"profile: {t.profile}; metric protocol: {t.protocol}; cells: mean ± std over seeds (n seeds)"]
+    for ds in t.datasets:
+        src = t.published_from.get(ds)
+        if src and src != ds:
+            lines.append(f"{ds}: published values shown for comparison are the paper's {src} numbers "
+                         f"(a different dataset); this column is NOT the paper's setting.")
+    if t.profile != "paper":
+        lines.append(f"These numbers come from the '{t.profile}' profile, not the paper's setup "
+                     "(Appendix A.3 trunk, 100k iterations at batch 256).")
+    return lines
+
+
+def _fmt(cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
+    if cell.mean is None:
+        return "—"
+    dec = 1 if COLUMNS[j] == "mse" else 2
+    text = f"{cell.mean[j]:.{dec}f}"
+    if cell.n > 1:
+        text += f"±{cell.std[j]:.{dec}f}"
+    if marked:
+        text = f"{bold[0]}{text}{bold[1]}"
+    if cell.published is not None:
+        delta = cell.mean[j] - cell.published[j]
+        text += f" ({cell.published[j]:.{dec}f}, {delta:+.{dec}f})"
+    return text
+
+
+def to_records(t: Table) -> list[dict]:
+    out = []
+    for ds in t.datasets:
+        for key, label in t.rows:
+            c = t.cells[(ds, key)]
+            rec = {"table": t.number, "profile": t.profile, "protocol": t.protocol, "dataset": ds, "row": key,
+                   "label": label, "n_seeds": c.n, "runs": c.runs}
+            for j, col in enumerate(COLUMNS):
+                rec[col] = None if c.mean is None else c.mean[j]
+                rec[f"{col}_std"] = None if c.std is None else c.std[j]
+                rec[f"{col}_published"] = None if c.published is None else c.published[j]
+            out.append(rec)
+    return out
+
+
+def render_text(t: Table, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing}, indent=2)
+    if fmt == "csv":
+        import csv
+        import io
+
+        recs = to_records(t)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k != "runs"] + ["runs"])
+        w.writeheader()
+        for r in recs:
+            w.writerow({**r, "runs": " ".join(r["runs"])})
+        return buf.getvalue()
+    if fmt == "markdown":
+        return _markdown(t)
+    if fmt == "latex":
+        return _latex(t)
+    raise ValueError(fmt)
+
+
+def _markdown(t: Table) -> str:
+    lines = [f"**{t.title}**", ""] + [f"_{h}_  " for h in header_lines(t)[1:]] + [""]
+    lines.append("| model | n | " + " | ".join(COLUMN_TITLES) + " |")
+    lines.append("|---|---|" + "---|" * len(COLUMNS))
+    for ds in t.datasets:
+        lines.append(f"| **{ds}** | | " + " | ".join("" for _ in COLUMNS) + " |")
+        for key, label in t.rows:
+            c = t.cells[(ds, key)]
+            marks = t.best.get((ds, key), set())
+            vals = [_fmt(c, j, j in marks, bold=("**", "**")) for j in range(len(COLUMNS))]
+            lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
+    lines += ["", "Each cell: ours (published, ours − published); bold = best in the column."]
+    return "\n".join(lines)
+
+
+def _latex(t: Table) -> str:
+    lines = [f"% {h}" for h in header_lines(t)]
+    lines += [r"\begin{tabular}{l" + "c" * len(COLUMNS) + "}", r"\toprule",
+              "model & " + " & ".join(COLUMN_TITLES).replace("×10⁴", r" $\times 10^4$") + r" \\", r"\midrule"]
+    for ds in t.datasets:
+        lines.append(rf"\multicolumn{{{len(COLUMNS) + 1}}}{{c}}{{{ds}}} \\")
+        for key, label in t.rows:
+            c = t.cells[(ds, key)]
+            marks = t.best.get((ds, key), set())
+            vals = [_fmt(c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
+                    for j in range(len(COLUMNS))]
+            lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def render_rich(t: Table) -> Any:
+    from rich.table import Table as RichTable
+
+    rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
+                   "\ncell: ours (published, ours − published); bold = best in column", caption_justify="left")
+    rt.add_column("model")
+    rt.add_column("n", justify="right")
+    for title in COLUMN_TITLES:
+        rt.add_column(title, justify="right")
+    for ds in t.datasets:
+        rt.add_section()
+        rt.add_row(f"[bold]{ds}[/bold]", "", *["" for _ in COLUMNS])
+        for key, label in t.rows:
+            c = t.cells[(ds, key)]
+            marks = t.best.get((ds, key), set())
+            rt.add_row(label, str(c.n), *[_fmt(c, j, j in marks, bold=("[bold]", "[/bold]"))
+                                          for j in range(len(COLUMNS))])
+    return rt

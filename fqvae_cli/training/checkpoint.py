@@ -1,0 +1,88 @@
+"""Checkpoints that load without executing pickles.
+
+A checkpoint at step t is two files in <run dir>/checkpoints/:
+  step_000000t.safetensors   model weights (safetensors; config and step in its metadata)
+  step_000000t.state.pt      optimizer states, RNG states, step, config; plain tensors and containers,
+                             loaded with torch.load(weights_only=True)
+Both are written atomically (temporary file, fsync, rename) and recorded in the registry with their
+size and sha256; loading verifies the hashes first, so a changed byte is refused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fqvae_cli.errors import CheckpointError
+from fqvae_cli.io import atomic_path, sha256_file
+
+WEIGHTS_SUFFIX = ".safetensors"
+STATE_SUFFIX = ".state.pt"
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    step: int
+    weights: Path
+    state: Path
+
+
+def checkpoint_paths(ckpt_dir: Path, step: int) -> CheckpointFiles:
+    stem = f"step_{step:08d}"
+    return CheckpointFiles(step, ckpt_dir / f"{stem}{WEIGHTS_SUFFIX}", ckpt_dir / f"{stem}{STATE_SUFFIX}")
+
+
+def save_checkpoint(ckpt_dir: Path, step: int, model: Any, state: dict, config: dict) -> CheckpointFiles:
+    """Write weights and state for `step`; returns the paths. Nothing is visible until both are complete."""
+    import torch
+    from safetensors.torch import save_file
+
+    files = checkpoint_paths(ckpt_dir, step)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"step": str(step), "config": json.dumps(config, sort_keys=True), "format": "fqvae-checkpoint-1"}
+    # State first: a weights file is only ever present beside its complete state file.
+    with atomic_path(files.state) as tmp:
+        torch.save({**state, "step": step, "config": config}, tmp)
+    with atomic_path(files.weights) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return files
+
+
+def verify(path: Path, sha256: str | None) -> None:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {path} is missing.")
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise CheckpointError(
+            f"checkpoint file {path.name} does not match the sha256 recorded in the registry; "
+            "it was changed or corrupted, refusing to load it.")
+
+
+def load_weights(path: Path, model: Any, sha256: str | None = None, device: Any = "cpu") -> dict:
+    """Load weights into `model` (strict). Returns the safetensors metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    verify(path, sha256)
+    try:
+        tensors = load_file(str(path), device=str(device))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupted checkpoint
+        raise CheckpointError(f"checkpoint {path.name} cannot be read: {exc}") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path.name} does not fit this model (missing {list(missing)[:3]}, "
+            f"unexpected {list(unexpected)[:3]}).")
+    return meta
+
+
+def load_state(path: Path, sha256: str | None = None) -> dict:
+    import torch
+
+    verify(path, sha256)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint state {path.name} cannot be read: {exc}") from None

@@ -1,0 +1,26 @@
+"""Test helpers shared by the training, evaluation and sweep tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A tiny run: compact trunk, few steps, small batches, one thread (bit-exact across processes).
+TINY = ["--steps", "6", "--batch-size", "8", "--set", "train.checkpoint_every=3", "--set", "train.log_every=2",
+        "--set", "train.threads=1", "--set", "eval.mse_images=64", "--set", "model.disc_width=32",
+        "--device", "cpu"]
+
+
+def prepare_small_synth(root: Path) -> None:
+    """Render the small synth3d grid into `root` (once per test session)."""
+    env = {**os.environ, "FQVAE_DATA": str(root), "FQVAE_PLAIN_PROGRESS": "1"}
+    subprocess.run([sys.executable, "-m", "fqvae_cli", "data", "prepare", "synth3d", "--grid", "small"],
+                   check=True, env=env, capture_output=True)
+
+
+def fqvae_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {}), "FQVAE_PLAIN_PROGRESS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fqvae_cli", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)

@@ -1,0 +1,153 @@
+"""`fqvae train`: every model finishes and is recorded; exact resume after SIGKILL; NaN handling;
+checkpoint tampering is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY, fqvae_subprocess
+
+from fqvae_cli.models.specs import ZOO
+
+
+def _registry():
+    from fqvae_cli.registry.store import Registry
+
+    return Registry()
+
+
+@pytest.mark.parametrize("model", list(ZOO))
+def test_every_model_trains_and_is_recorded(cli, small_data, model):
+    res = cli("train", "--model", model, *TINY)
+    assert res.exit_code == 0, res.stderr
+    run_id = res.stdout.strip().splitlines()[-1]
+    reg = _registry()
+    run = reg.get_run(run_id)
+    assert run.status == "finished"
+    assert run.model == model and run.dataset == "synth3d" and run.profile == "quick"
+    assert run.config["train"]["steps"] == 6 and run.config["model"]["name"] == model
+    names = {m.name for m in reg.metrics(run.id)}
+    assert "loss/total" in names and "loss/recon" in names
+    if ZOO[model].factor:
+        assert "loss/tc" in names and "loss/disc" in names
+    mse = [m for m in reg.metrics(run.id, name="mse") if m.split == "test"]
+    assert len(mse) == 1 and 0 < mse[0].value < 1
+    ckpts = reg.artifacts(run.id, kind="checkpoint")
+    assert sorted(a.step for a in ckpts) == [3, 6]
+    for a in ckpts + reg.artifacts(run.id, kind="checkpoint_state"):
+        assert Path(a.path).stat().st_size == a.bytes
+    saved = json.loads((Path(ckpts[0].path).parents[1] / "config.json").read_text())
+    assert saved == run.config
+
+
+def _final_weights(run_id: str) -> dict:
+    from safetensors.torch import load_file
+
+    reg = _registry()
+    run = reg.get_run(run_id)
+    last = max(reg.artifacts(run.id, kind="checkpoint"), key=lambda a: a.step)
+    return load_file(last.path)
+
+
+def _loss_curve(run_id: str) -> list[tuple[int, float]]:
+    reg = _registry()
+    run = reg.get_run(run_id)
+    return sorted((m.step, m.value) for m in reg.metrics(run.id, name="loss/total"))
+
+
+def test_resume_after_sigkill_is_bit_exact(small_data, workspace):
+    import torch
+
+    args = ["train", "--model", "factorqvae", "--steps", "200", "--batch-size", "16", "--seed", "3",
+            "--set", "train.checkpoint_every=10", "--set", "train.log_every=10", "--set", "train.threads=1",
+            "--set", "eval.mse_images=64", "--set", "model.disc_width=64", "--device", "cpu"]
+    env = {"FQVAE_DATA": str(small_data), "FQVAE_HOME": str(workspace)}
+    full = fqvae_subprocess(*args, "--name", "full", env=env)
+    out, err = full.communicate(timeout=600)
+    assert full.returncode == 0, err
+
+    full_id = _registry().get_run("full").id
+    victim = fqvae_subprocess(*args, "--name", "victim", env=env)
+    deadline = time.monotonic() + 300
+    first = None
+    while time.monotonic() < deadline and first is None:
+        first = next((p for p in workspace.glob("runs/*/checkpoints/step_00000010.safetensors")
+                      if p.parents[1].name != full_id), None)
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    assert first is not None, "the victim never wrote its first checkpoint"
+    run = _registry().get_run("victim")
+    assert first.parents[1].name == run.id
+    assert run.status == "running", "the victim finished before it could be killed; make the run longer"
+
+    resumed = fqvae_subprocess("train", "--resume", "victim", "--device", "cpu", env=env)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert _registry().get_run("victim").status == "finished"
+    a, b = _final_weights("full"), _final_weights("victim")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert _loss_curve("full") == _loss_curve("victim")
+
+
+def test_same_seed_gives_identical_loss_curves(cli, small_data):
+    a = cli("train", "--model", "qvae", *TINY, "--seed", "5").stdout.strip().splitlines()[-1]
+    b = cli("train", "--model", "qvae", *TINY, "--seed", "5").stdout.strip().splitlines()[-1]
+    c = cli("train", "--model", "qvae", *TINY, "--seed", "6").stdout.strip().splitlines()[-1]
+    assert _loss_curve(a) == _loss_curve(b)
+    assert _loss_curve(a) != _loss_curve(c)
+
+
+def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_data):
+    from fqvae_cli.io import sha256_file
+
+    res = cli("train", "--model", "ae", "--steps", "50", "--batch-size", "8", "--set", "train.lr=1e30",
+              "--set", "train.lr_min=0", "--set", "train.checkpoint_every=1", "--set", "train.threads=1",
+              "--device", "cpu", "--name", "nan")
+    assert res.exit_code != 0
+    assert "non-finite loss at iteration" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) >= 1
+    reg = _registry()
+    run = reg.get_run("nan")
+    assert run.status == "failed" and "non-finite loss" in run.error
+    ckpts = reg.artifacts(run.id, kind="checkpoint")
+    assert ckpts, "the last good checkpoint must be kept"
+    for a in ckpts:
+        assert sha256_file(a.path) == a.sha256
+
+
+def test_tampered_checkpoint_is_refused_on_resume(cli, small_data):
+    res = cli("train", "--model", "ae", *TINY, "--name", "tamper")
+    assert res.exit_code == 0, res.stderr
+    reg = _registry()
+    run = reg.get_run("tamper")
+    reg.set_status(run.id, "interrupted")
+    last = max(reg.artifacts(run.id, kind="checkpoint"), key=lambda a: a.step)
+    data = bytearray(Path(last.path).read_bytes())
+    data[-1] ^= 0x01
+    Path(last.path).write_bytes(bytes(data))
+    res = cli("train", "--resume", "tamper", "--device", "cpu")
+    assert res.exit_code != 0
+    assert "sha256" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bad_config_gets_one_sentence(cli, small_data):
+    for args, needle in [
+        (["--model", "nosuch"], "unknown model 'nosuch'; choose one of: ae,"),
+        (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+        (["--set", "train.lr=-1"], "train.lr"),
+        (["--batch-size", "0"], "train.batch_size"),
+        (["--set", "nosuch=1"], "unknown setting 'nosuch'"),
+        (["--profile", "nosuch"], "unknown profile 'nosuch'"),
+    ]:
+        res = cli("train", *args, "--steps", "1")
+        assert res.exit_code == 2, (args, res.stderr)
+        assert needle in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
