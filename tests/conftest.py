@@ -45,6 +45,36 @@ def cli(capsys):
     return run
 
 
+@pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory):
+    """A data root holding the small synth3d grid, rendered once per test session."""
+    from helpers import prepare_small_synth
+
+    root = tmp_path_factory.mktemp("data")
+    prepare_small_synth(root)
+    return root
+
+
+@pytest.fixture
+def small_data(small_data_root, monkeypatch):
+    """Point this test's workspace at the shared small synth3d dataset."""
+    monkeypatch.setenv("FQVAE_DATA", str(small_data_root))
+    return small_data_root
+
+
+@pytest.fixture
+def tiny_protocol(tmp_path, monkeypatch):
+    """experiments.yaml plus a `tiny` metric protocol (300/150 DCI, 300 InfoMEC samples)."""
+    from helpers import write_tiny_protocol
+
+    monkeypatch.setenv("FQVAE_EXPERIMENTS", str(write_tiny_protocol(tmp_path / "experiments.yaml")))
+    return "tiny"
+
+
 def pytest_configure(config):
     # Two cores are shared by torch, joblib and BLAS; keep each test process from oversubscribing.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+# PostgreSQL server and per-engine registry URLs for the registry tests (pg_server, pg_url, db_url).
+from pg import db_url, pg_server, pg_url  # noqa: E402,F401

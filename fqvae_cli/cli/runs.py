@@ -1,7 +1,206 @@
-"""`fqvae` commands: runs (not yet available)."""
+"""`fqvae runs`: list, inspect, delete and export the runs in the registry."""
+
+from __future__ import annotations
 
 import typer
+
+DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///<workspace>/registry.db`)."
+RUN_HELP = "Run id, short id, unique id prefix, or name."
+
+runs_app = typer.Typer(help="List, inspect, delete and export recorded runs.", no_args_is_help=True)
+
+
+def _open(db: str | None):
+    from fqvae_cli.registry.store import Registry
+
+    return Registry(db)
+
+
+def _find(reg, model, dataset, profile, status):
+    return reg.find_runs(model=model, dataset=dataset, profile=profile, status=status)
+
+
+def _time(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _dumps(obj) -> str:
+    import json
+
+    # Non-finite metrics are written as NaN / Infinity (what Python's json and pandas read back).
+    return json.dumps(obj, indent=2, default=str)
+
+
+@runs_app.command("list")
+def list_runs(
+    model: str = typer.Option(None, "--model", help="Only this model."),
+    dataset: str = typer.Option(None, "--dataset", help="Only this dataset."),
+    profile: str = typer.Option(None, "--profile", help="Only this profile."),
+    status: str = typer.Option(None, "--status", help="Only this status (queued, running, finished, "
+                                                        "failed, interrupted)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """List runs, oldest first."""
+    from fqvae_cli.console import info, out
+
+    with _open(db) as reg:
+        runs = _find(reg, model, dataset, profile, status)
+        if as_json:
+            typer.echo(_dumps([r.to_json() for r in runs]))
+            return
+        if not runs:
+            info(f"No runs match in {reg.display_url}.")
+            return
+        from rich import box
+        from rich.table import Table
+
+        # Compact borders so the table fits 80 columns (logs, CI); host and config are in `runs show`.
+        table = Table(title=f"{len(runs)} run(s)", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("id", "name", "model", "dataset", "profile", "seed", "status", "created (UTC)"):
+            table.add_column(col, justify="right" if col == "seed" else "left",
+                             no_wrap=col in ("id", "seed", "status"), overflow="fold")
+        for r in runs:
+            table.add_row(r.short_id, r.name or "", r.model, r.dataset, r.profile, str(r.seed), r.status,
+                          _time(r.created_at))
+        out().print(table)
+
+
+@runs_app.command("show")
+def show(
+    run: str = typer.Argument(..., help=RUN_HELP),
+    history: bool = typer.Option(False, "--history", help="Every metric row, not only the latest of each."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (run, metrics, artifacts)."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """Show one run: its fields, config, metrics (latest of each by default) and artifacts."""
+    from fqvae_cli.console import out
+
+    with _open(db) as reg:
+        rec = reg.get_run(run)
+        metrics = reg.metrics(rec.id) if history else reg.latest_metric_records([rec.id])
+        artifacts = reg.artifacts(rec.id)
+    if as_json:
+        typer.echo(_dumps({"run": rec.to_json(), "metrics": [m.to_json() for m in metrics],
+                           "artifacts": [a.to_json() for a in artifacts]}))
+        return
+    from rich.table import Table
+
+    con = out()
+    fields = Table.grid(padding=(0, 2))
+    for key, value in rec.to_json().items():
+        if key != "config" and value is not None:
+            fields.add_row(f"[bold]{key}[/bold]", str(value))
+    con.print(fields)
+    con.print("[bold]config[/bold]")
+    con.print(_dumps(rec.config), markup=False, highlight=False)
+    if metrics:
+        table = Table(title="metrics" + (" (every row)" if history else " (latest of each)"), title_justify="left")
+        for col in ("protocol", "split", "name", "value", "step"):
+            table.add_column(col, justify="right" if col in ("value", "step") else "left")
+        for m in metrics:
+            table.add_row(m.protocol or "", m.split or "", m.name, _num(m.value),
+                          "" if m.step is None else str(m.step))
+        con.print(table)
+    if artifacts:
+        # One line each, never truncated: paths are what people copy from here.
+        con.print("[bold]artifacts[/bold] (kind, step, bytes, sha256, path)")
+        for a in artifacts:
+            step = "-" if a.step is None else str(a.step)
+            con.print(f"  {a.kind}  {step}  {a.bytes}  {a.sha256[:12]}  {a.path}", soft_wrap=True, markup=False,
+                      highlight=False)
+
+
+@runs_app.command("delete")
+def delete(
+    run: str = typer.Argument(..., help=RUN_HELP),
+    yes: bool = typer.Option(False, "--yes", help="Really delete (rows and the run's folder)."),
+    force: bool = typer.Option(False, "--force", help="Also delete a run whose status is 'running'."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it."""
+    import shutil
+    from pathlib import Path
+
+    from fqvae_cli.console import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.registry.store import run_dir
+
+    with _open(db) as reg:
+        rec = reg.get_run(run)
+        artifacts = reg.artifacts(rec.id)
+        folder = run_dir(rec)
+        if not yes:
+            raise UsageError(f"not deleting run {rec.short_id} ({len(artifacts)} artifact(s), folder {folder}) "
+                             "without --yes.")
+        if rec.status == "running" and not force:
+            raise UsageError(f"run {rec.short_id} is running (on {rec.host or 'an unknown host'}); stop it "
+                             "first, or add --force.")
+        # Rows first: a crash after this leaves stray files, never rows that point at missing files.
+        reg.delete_run(rec.id)
+    if folder.exists():
+        shutil.rmtree(folder)
+    outside = [a.path for a in artifacts
+               if Path(a.path).exists() and not Path(a.path).resolve().is_relative_to(folder.resolve())]
+    # soft_wrap: paths stay on one line so they can be copied.
+    for path in outside:
+        console().print(f"warning: left {path} in place: it is outside the run folder.", soft_wrap=True,
+                        markup=False)
+    console().print(f"deleted run {rec.short_id} ({rec.model} on {rec.dataset}, seed {rec.seed}) and {folder}.",
+                    soft_wrap=True, markup=False)
+
+
+@runs_app.command("export")
+def export(
+    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    out_file: str = typer.Option(None, "--out", help="Write to this file (atomically) instead of stdout."),
+    model: str = typer.Option(None, "--model", help="Only this model."),
+    dataset: str = typer.Option(None, "--dataset", help="Only this dataset."),
+    profile: str = typer.Option(None, "--profile", help="Only this profile."),
+    status: str = typer.Option(None, "--status", help="Only this status."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """Export one row per run with its latest metrics; metric columns are named protocol:name@split."""
+    import csv
+    import io
+
+    from fqvae_cli.errors import UsageError
+
+    if fmt not in ("csv", "json"):
+        raise UsageError(f"unknown export format '{fmt}'; choose csv or json.")
+    with _open(db) as reg:
+        runs = _find(reg, model, dataset, profile, status)
+        latest: dict[str, dict[str, float]] = {r.id: {} for r in runs}
+        for m in reg.latest_metric_records([r.id for r in runs]):
+            latest[m.run_id][m.key] = m.value
+    fields = ["id", "short_id", "name", "model", "dataset", "profile", "seed", "status", "created_at",
+              "started_at", "finished_at", "host", "device", "worker", "version", "code_revision", "error"]
+    if fmt == "json":
+        text = _dumps([{**r.to_json(), "metrics": latest[r.id]} for r in runs]) + "\n"
+    else:
+        keys = sorted({k for values in latest.values() for k in values})
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(fields + keys)
+        for r in runs:
+            row = r.to_json()
+            writer.writerow([("" if row[f] is None else row[f]) for f in fields]
+                            + [repr(latest[r.id][k]) if k in latest[r.id] else "" for k in keys])
+        text = buf.getvalue()
+    if out_file:
+        from fqvae_cli.console import console
+        from fqvae_cli.io import atomic_write_bytes
+
+        atomic_write_bytes(out_file, text.encode())
+        console().print(f"wrote {len(runs)} run(s) to {out_file}", soft_wrap=True, markup=False)
+    else:
+        typer.echo(text, nl=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(runs_app, name="runs")

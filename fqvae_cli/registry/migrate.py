@@ -1,0 +1,348 @@
+"""Engines, schema versions and upgrades for the registry.
+
+Upgrade policy (README "Results registry"):
+- A database that does not exist yet (or has no tables) is created at the head revision on first use.
+- A SQLite registry behind head is upgraded automatically on first use, after a consistent backup copy
+  `<file>.backup-<old revision>-<UTC time>` is written beside it. It is a local file with one owner, and a
+  copy makes the upgrade reversible.
+- Any other engine (PostgreSQL) behind head is refused with a sentence asking for `fqvae db upgrade`: a
+  shared server may have workers of the older version still attached, and its backup (pg_dump) is the
+  operator's job, so the step is explicit.
+- A database written by a newer fqvae, or one holding tables but no fqvae schema version, is refused.
+
+Creation and upgrades happen inside one write transaction that first takes a lock (SQLite: the database's
+own write lock via BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock), then re-reads the
+version, so many processes opening a fresh database at once create it exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fqvae_cli.errors import RegistryError
+from fqvae_cli.registry.schema import HEAD, REVISIONS
+
+# Seconds one statement waits for SQLite's write lock before the store retries with backoff.
+BUSY_TIMEOUT_S = 10.0
+# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (take the write lock now).
+WRITE = "fqvae_write"
+# Arbitrary constant: the PostgreSQL advisory lock that serialises schema creation and upgrades.
+_PG_LOCK_KEY = 0x66717661  # "fqva"
+_OUR_TABLES = {"runs", "metrics", "artifacts"}
+_ENGINES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A pooled connection inherited through fork() is shared with the parent; using it from both sides
+    # corrupts the protocol stream (PostgreSQL) or the locks (SQLite). The child opens its own.
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parse_url(url: str) -> Any:
+    """A sqlalchemy URL; a bare postgresql:// means the psycopg 3 driver that fqvae installs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise RegistryError(f"'{url}' is not a database URL (expected sqlite:///FILE or "
+                            "postgresql+psycopg://USER@HOST/DB).") from exc
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return parse_url(url).render_as_string(hide_password=True)
+    except RegistryError:
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other engines and in-memory databases."""
+    u = parse_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).expanduser().resolve()
+
+
+def is_sqlite(url: str) -> bool:
+    return parse_url(url).get_backend_name() == "sqlite"
+
+
+def _where(url: str) -> str:
+    path = sqlite_path(url)
+    return f"the registry file {path}" if path else f"the registry at {display_url(url)}"
+
+
+def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> Any:
+    """An engine with fqvae's connection settings. SQLite: WAL, a busy timeout, FULL sync (a committed
+    row survives a power cut), foreign keys, and BEGIN IMMEDIATE for transactions marked WRITE."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import NoSuchModuleError
+    from sqlalchemy.pool import NullPool
+
+    u = parse_url(url)
+    kwargs: dict[str, Any] = {}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
+    sqlite = u.get_backend_name() == "sqlite"
+    if sqlite:
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    elif u.get_backend_name() == "postgresql":
+        kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "fqvae"}
+    try:
+        engine = create_engine(u, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise RegistryError(f"no database driver for {display_url(url)} ({exc}); "
+                            "PostgreSQL needs `pip install 'fqvae[postgres]'`.") from exc
+    if sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # sqlite3 must not emit its own BEGIN; the "begin" hook below decides the kind.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            try:
+                # WAL is a property of the file, switched on by ensure_schema once the file is known to
+                # be a registry: setting it here would rewrite the header of any file opened by mistake.
+                cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                cur.execute("PRAGMA synchronous = FULL")
+                cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # A writer takes the lock up front: a deferred transaction that upgrades from read to write
+            # fails with "database is locked" immediately instead of waiting on the busy timeout.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+    _ENGINES.add(engine)
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    return line.rstrip(".")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors where the transaction was rolled back by a lock conflict and may be retried."""
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text
+    # PostgreSQL: serialization failure, deadlock, lock not available.
+    return getattr(orig, "sqlstate", None) in ("40001", "40P01", "55P03")
+
+
+def registry_error(exc: BaseException, url: str) -> RegistryError:
+    """One sentence for a database failure."""
+    where = _where(url)
+    msg = _first_line(exc)
+    low = msg.lower()
+    if is_sqlite(url):
+        if "not a database" in low or "malformed" in low or "encrypted" in low:
+            return RegistryError(f"{where} is not a readable SQLite database ({msg}); it was left as it is: "
+                                 "restore it from a backup or choose another registry with --db or FQVAE_DB.")
+        if "unable to open" in low or "readonly" in low or "read-only" in low:
+            return RegistryError(f"cannot open {where} for writing ({msg}).")
+        if "locked" in low or "busy" in low:
+            return RegistryError(f"{where} stayed locked by another process ({msg}); try again later.")
+    elif any(word in low for word in ("connect", "connection", "resolve", "timeout", "host")):
+        return RegistryError(f"cannot reach {where} ({msg}).")
+    return RegistryError(f"{where} failed ({msg}).")
+
+
+def migrations_dir() -> Path:
+    """The alembic folder shipped inside the package (a link to the top-level migrations/ in a checkout)."""
+    import fqvae_cli
+
+    return Path(fqvae_cli.__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    revision: str | None
+    tables: frozenset[str]
+
+
+def read_state(conn: Any) -> SchemaState:
+    """The alembic revision stamped in the database (None without one) and its table names."""
+    from sqlalchemy import column, inspect, select, table
+
+    tables = frozenset(inspect(conn).get_table_names())
+    if "alembic_version" not in tables:
+        return SchemaState(None, tables)
+    rows = conn.execute(select(column("version_num")).select_from(table("alembic_version"))).scalars().all()
+    if len(rows) > 1:
+        raise RegistryError(f"the registry has several schema heads ({', '.join(rows)}); it needs repair.")
+    return SchemaState(rows[0] if rows else None, tables)
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    before: str | None  # None: the database was created
+    after: str
+    backup: Path | None
+
+
+def _check(state: SchemaState, url: str, *, explicit: bool) -> None:
+    """Raise when the schema must not be touched by this process."""
+    rev = state.revision
+    if rev is None:
+        tables = state.tables - {"alembic_version"}
+        foreign = tables & _OUR_TABLES if not is_sqlite(url) else tables
+        if foreign:
+            raise RegistryError(f"{_where(url)} holds tables ({', '.join(sorted(foreign))}) but no fqvae schema "
+                                "version; it is not an fqvae registry, so it was left as it is.")
+        return
+    if rev not in REVISIONS:
+        raise RegistryError(f"{_where(url)} has schema revision {rev}, newer than this fqvae knows "
+                            f"(up to {HEAD}); upgrade fqvae to use it.")
+    if rev != HEAD and not explicit and not is_sqlite(url):
+        raise RegistryError(f"{_where(url)} has schema revision {rev} but this fqvae needs {HEAD}; back it up, "
+                            f"then run `fqvae db upgrade --db {display_url(url)}`.")
+
+
+def backup_sqlite(path: Path, revision: str) -> Path:
+    """A consistent copy of a SQLite registry (WAL content included) beside it, written atomically."""
+    from fqvae_cli.io import atomic_path
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.backup-{revision}-{stamp}")
+    with atomic_path(target) as tmp:
+        src = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)
+        try:
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    return target
+
+
+def _locked_upgrade(engine: Any, url: str, target: str, explicit: bool) -> UpgradeResult:
+    from alembic import command
+    from sqlalchemy import func, select
+
+    # Migrations run with foreign keys off: rebuilding a table in SQLite batch mode drops the old copy,
+    # which with enforcement on would cascade-delete every child row.
+    mig = engine if sqlite_path(url) is None and is_sqlite(url) else make_engine(
+        url, foreign_keys=False, pooled=False)
+    try:
+        with mig.connect() as conn:
+            conn = conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+                state = read_state(conn)
+                _check(state, url, explicit=explicit)
+                if state.revision == target or (
+                        state.revision in REVISIONS and REVISIONS.index(state.revision) > REVISIONS.index(target)):
+                    return UpgradeResult(state.revision, state.revision, None)
+                backup = None
+                path = sqlite_path(url)
+                if path is not None and state.revision is not None:
+                    backup = backup_sqlite(path, state.revision)
+                command.upgrade(alembic_config(conn), target)
+                return UpgradeResult(state.revision, target, backup)
+    finally:
+        if mig is not engine:
+            mig.dispose()
+
+
+def _ensure_wal(conn: Any) -> None:
+    """Switch a registry file to write-ahead logging (persistent; readers then never block the writer).
+    Runs outside any transaction, as SQLite requires."""
+    raw = conn.connection.dbapi_connection
+    if str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        raw.execute("PRAGMA journal_mode = WAL")
+
+
+def ensure_schema(engine: Any, url: str, *, explicit: bool = False, target: str = HEAD) -> UpgradeResult:
+    """Bring the database to `target` according to the policy above; cheap when it is already there."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                state = read_state(conn)
+            if state.revision != target:
+                _check(state, url, explicit=explicit)
+            if sqlite_path(url) is not None:
+                _ensure_wal(conn)
+        if state.revision == target:
+            return UpgradeResult(target, target, None)
+        return _locked_upgrade(engine, url, target, explicit)
+    except DBAPIError as exc:
+        raise registry_error(exc, url) from exc
+    except sqlite3.Error as exc:
+        raise registry_error(exc, url) from exc
+
+
+def upgrade(url: str | None = None, *, target: str = HEAD) -> UpgradeResult:
+    """`fqvae db upgrade`: create or upgrade the registry at `url` to `target`, on any engine."""
+    from fqvae_cli import paths
+
+    url = paths.registry_url(url)
+    if target not in REVISIONS:
+        raise RegistryError(f"unknown schema revision '{target}'; known: {', '.join(REVISIONS)}.")
+    engine = make_engine(url)
+    try:
+        return ensure_schema(engine, url, explicit=True, target=target)
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The revision stamped in the registry, without creating or changing anything (None: none yet)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from fqvae_cli import paths
+
+    url = paths.registry_url(url)
+    path = sqlite_path(url)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        return None
+    engine = make_engine(url, pooled=False)
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                return read_state(conn).revision
+    except (DBAPIError, sqlite3.Error) as exc:
+        raise registry_error(exc, url) from exc
+    finally:
+        engine.dispose()
