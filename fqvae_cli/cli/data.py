@@ -1,7 +1,177 @@
-"""`fqvae` commands: data (not yet available)."""
+"""`fqvae data`: prepare ground-truth datasets, render the built-in one, list, describe and look."""
+
+from pathlib import Path
 
 import typer
+
+data_app = typer.Typer(
+    help=(
+        "Ground-truth datasets. `synth3d` (a procedural Shapes3D, 480,000 images at 32x32) is built in and "
+        "rendered on first use; shapes3d, mpi3d and isaac3d are converted once from their official files "
+        "with `fqvae data prepare NAME --source PATH`. Datasets live under --root, else $FQVAE_DATA, "
+        "else ~/.fqvae/data."
+    ),
+    no_args_is_help=True,
+)
+
+_ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else <workspace>/data).")
+_NAME_HELP = "Dataset: synth3d, shapes3d, mpi3d, mpi3d_toy, mpi3d_realistic, mpi3d_real or isaac3d."
+
+
+def _summary(ds) -> str:
+    factors = ", ".join(f"{n}={s}" for n, s in zip(ds.space.names, ds.space.sizes, strict=True))
+    return f"{len(ds):,} images {ds.image_size}x{ds.image_size}; factors {factors}"
+
+
+def _parse_sizes(text: str | None) -> list[int] | None:
+    from fqvae_cli.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--factor-sizes takes comma-separated integers such as 4,4,2,3,3,40,40, "
+                         f"not '{text}'.") from None
+
+
+@data_app.command("prepare")
+def prepare(
+    name: str = typer.Argument(..., help=_NAME_HELP),
+    source: Path | None = typer.Option(None, "--source", help="The official file (or folder) to convert."),
+    root: Path | None = _ROOT,
+    force: bool = typer.Option(False, "--force", help="Replace an existing prepared dataset."),
+    grid: str | None = typer.Option(None, "--grid", help="synth3d only: official (480,000) or small (648)."),
+    factor_sizes: str | None = typer.Option(
+        None, "--factor-sizes", help="mpi3d only: the 7 factor sizes of a non-standard layout, e.g. 2,2,1,1,1,4,4."),
+) -> None:
+    """Convert a source file once into the store (memory-mapped uint8 images, factor codes, meta.json)."""
+    from fqvae_cli.console import info
+    from fqvae_cli.data.store import prepare as do_prepare
+
+    ds, written = do_prepare(name, source, root=root, force=force, grid=grid,
+                             factor_sizes=_parse_sizes(factor_sizes))
+    for note in ds.meta.get("notes", []) if written else []:
+        info(f"note: {note}")
+    if written:
+        typer.echo(f"prepared {ds.name}: {_summary(ds)}\n  at {ds.path}")
+    else:
+        typer.echo(f"{ds.name} is already prepared from the same source: {_summary(ds)}\n  at {ds.path} "
+                   f"(--force rebuilds it)")
+
+
+@data_app.command("synth")
+def synth(
+    out: Path = typer.Option(..., "--out", help="The .h5 file to write (layout of 3dshapes.h5)."),
+    image_size: int = typer.Option(64, "--image-size", help="32 or 64."),
+    grid: str = typer.Option("official", "--grid", help="official (480,000 images) or small (648)."),
+    compress: bool = typer.Option(False, "--compress", help="gzip-chunked, like the official file (slower)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Render the procedural Shapes3D into a file in the 3dshapes.h5 layout (images uint8, labels values),
+    which `fqvae data prepare shapes3d --source FILE` reads like the real one."""
+    from fqvae_cli.data.synthetic import IMAGE_SIZES, synth_space, write_h5
+    from fqvae_cli.errors import UsageError
+
+    if image_size not in IMAGE_SIZES:
+        raise UsageError(f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {image_size}.")
+    space = synth_space(grid)
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise UsageError(f"--out should name an .h5 file, not '{out.name}'.")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to overwrite it.")
+    write_h5(out, image_size=image_size, grid=grid, compress=compress)
+    typer.echo(f"wrote {out}: {space.size:,} images {image_size}x{image_size}, labels "
+               f"{'x'.join(map(str, space.sizes))} ({out.stat().st_size / 1e6:,.1f} MB)")
+
+
+@data_app.command("list")
+def list_(
+    root: Path | None = _ROOT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every dataset fqvae knows and whether it is prepared."""
+    import json
+
+    from fqvae_cli.data.store import list_datasets
+
+    rows = list_datasets(root)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    from fqvae_cli.console import out
+
+    table = Table(title="Datasets")
+    for head in ("name", "status", "images", "size", "factors", "path"):
+        table.add_column(head)
+    for r in rows:
+        if r.get("error"):
+            status = "[red]damaged[/red]"
+        elif r["prepared"]:
+            status = "[green]prepared[/green]"
+        else:
+            status = "built on first use" if r["built_in"] else "not prepared"
+        table.add_row(r["name"], status, f"{r['n_images']:,}" if r["prepared"] else "",
+                      f"{r['image_size']}px" if r["prepared"] else "",
+                      "x".join(map(str, r["factor_sizes"])) if r["prepared"] else "", r["path"])
+    out().print(table)
+
+
+@data_app.command("info")
+def info_(
+    name: str = typer.Argument(..., help=_NAME_HELP),
+    root: Path | None = _ROOT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a prepared dataset: factors, values, source, split sizes (synth3d is built if needed)."""
+    import json
+
+    from fqvae_cli.data.store import open_dataset
+
+    d = open_dataset(name, root).describe()
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    from rich.table import Table
+
+    from fqvae_cli.console import out
+
+    src = d["source"] or {}
+    out().print(f"[bold]{d['name']}[/bold]: {d['n_images']:,} images {d['image_size']}x{d['image_size']}, "
+                f"{d['disk_bytes'] / 1e6:,.1f} MB at {d['path']}")
+    out().print(f"source: {src.get('name')}" + (f" (sha256 {src['sha256'][:16]}...)" if src.get("sha256") else "")
+                + f"; prepared {d['created']}")
+    out().print("split: " + ", ".join(f"{k} {v:,}" for k, v in d["split"].items()))
+    for note in d["notes"]:
+        out().print(f"note: {note}")
+    table = Table()
+    for head in ("factor", "size", "values"):
+        table.add_column(head)
+    for n, s, v in zip(d["factor_names"], d["factor_sizes"], d["factor_values"], strict=True):
+        shown = [f"{x:g}" for x in v] if len(v) <= 8 else [f"{v[0]:g}", f"{v[1]:g}", "...", f"{v[-1]:g}"]
+        table.add_row(n, str(s), ", ".join(shown))
+    out().print(table)
+
+
+@data_app.command("show")
+def show(
+    name: str = typer.Argument(..., help=_NAME_HELP),
+    out_path: Path = typer.Option(..., "--out", help="The PNG to write."),
+    root: Path | None = _ROOT,
+    seed: int = typer.Option(0, "--seed", help="Chooses the combination the other factors are held at."),
+    columns: int = typer.Option(15, "--columns", help="Most values shown per factor."),
+) -> None:
+    """Write a contact sheet: one row per factor, that factor varied, the others fixed."""
+    from fqvae_cli.data.sheet import contact_sheet
+    from fqvae_cli.data.store import open_dataset
+
+    ds = open_dataset(name, root)
+    contact_sheet(ds, out_path, seed=seed, max_columns=columns)
+    typer.echo(f"wrote {out_path}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(data_app, name="data")
