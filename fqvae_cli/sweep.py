@@ -28,6 +28,7 @@ class QueueReport:
     done: list[str]  # finished and evaluated
     busy: list[str]  # running elsewhere (fresh heartbeat)
     failed: list[str]  # failed runs left alone (see retry_failed)
+    protocol: str = "paper"  # the metric protocol the queued runs are evaluated with
 
 
 def _cell_runs(reg: Any, model: str, dataset: str, profile: str, want: dict) -> list[Any]:
@@ -37,7 +38,7 @@ def _cell_runs(reg: Any, model: str, dataset: str, profile: str, want: dict) -> 
 
 def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 rows: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
-                overrides: dict | None = None, retry_failed: bool = False, protocol: str = "paper") -> QueueReport:
+                overrides: dict | None = None, retry_failed: bool = False) -> QueueReport:
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
     Idempotent: finished runs are kept, interrupted ones are requeued to resume, nothing is redone."""
     from fqvae_cli.config import deep_merge, load_experiments, resolve_run_config
@@ -62,7 +63,8 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
                 want = cfg.model.model_dump(mode="json")
                 existing = [r for r in _cell_runs(reg, row["model"], ds, profile, want) if r.seed == seed]
-                _place(reg, cfg, existing, report, retry_failed, protocol)
+                report.protocol = cfg.eval.protocol
+                _place(reg, cfg, existing, report, retry_failed, cfg.eval.protocol)
     return report
 
 

@@ -139,9 +139,9 @@ def header_lines(t: Table) -> list[str]:
 
 
 def _fmt(cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
-    if cell.mean is None:
-        return "—"
     dec = 1 if COLUMNS[j] == "mse" else 2
+    if cell.mean is None:
+        return "—" if cell.published is None else f"— ({cell.published[j]:.{dec}f})"
     text = f"{cell.mean[j]:.{dec}f}"
     if cell.n > 1:
         text += f"±{cell.std[j]:.{dec}f}"

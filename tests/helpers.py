@@ -24,3 +24,15 @@ def fqvae_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Po
     full_env = {**os.environ, **(env or {}), "FQVAE_PLAIN_PROGRESS": "1"}
     return subprocess.Popen([sys.executable, "-m", "fqvae_cli", *args], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def write_tiny_protocol(path: Path) -> Path:
+    """A copy of experiments.yaml with an extra, very small metric protocol `tiny` for fast tests."""
+    import yaml
+
+    from fqvae_cli.config import experiments_path
+
+    data = yaml.safe_load(experiments_path().read_text())
+    data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path

@@ -32,7 +32,7 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
         if t.missing:
             console.out().print(f"\n{len(t.missing)} empty cell(s); to fill them:")
             for cmd in t.missing[:12]:
-                console.out().print(f"  {cmd}", markup=False)
+                console.out().print(f"  {cmd}", markup=False, soft_wrap=True)
             if len(t.missing) > 12:
                 console.out().print(f"  ... and {len(t.missing) - 12} more")
         return
@@ -106,7 +106,7 @@ def reproduce(
     try:
         with console.progress(f"reproduce table {paper_table}", total=todo, unit="run") as overall:
             for ref in report.to_evaluate:
-                evaluate_run(reg, ref, dev, jobs=2)
+                evaluate_run(reg, ref, dev, protocol=report.protocol, jobs=2)
                 overall.advance()
             if report.queued:
                 if executor == "slurm":
@@ -125,7 +125,7 @@ def reproduce(
                         finished = {r.short_id for r in reg.find_runs(status="finished")}
                         new = (finished & set(report.queued)) - seen
                         for ref in new:
-                            if reg.latest_metrics(reg.get_run(ref).id, "paper"):
+                            if reg.latest_metrics(reg.get_run(ref).id, report.protocol):
                                 seen.add(ref)
                                 overall.advance()
 
@@ -135,4 +135,4 @@ def reproduce(
     except KeyboardInterrupt:
         raise Interrupted("interrupted; finished runs are kept and the interrupted one resumes when you run "
                           "the same command again.") from None
-    _print_table(reg, paper_table, profile, _split(datasets), "paper", "rich", None)
+    _print_table(reg, paper_table, profile, _split(datasets), report.protocol, "rich", None)

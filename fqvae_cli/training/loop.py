@@ -28,6 +28,10 @@ class Terminated(Exception):
     """SIGTERM (e.g. a scheduler pre-empting the job): handled like Ctrl-C."""
 
 
+class _TakenOver(Exception):
+    """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
@@ -179,7 +183,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     done = start
     ctx = console.progress(f"train {cfg.model.name}", total=n_iter, unit="step") if show_progress else None
     bar = ctx.__enter__() if ctx else None
-    if bar:
+    if bar and start:
         bar.advance(start)
     model.train()
     try:
@@ -223,7 +227,8 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
                 rows = [(f"loss/{k}", v, done, "train", None) for k, v in values.items()]
                 rows += [("lr", lr, done, "train", None), ("temperature", tau, done, "train", None)]
                 reg.log_metrics(run.id, rows)
-                reg.heartbeat(run.id)
+                if not reg.heartbeat(run.id):
+                    raise _TakenOver()
                 if bar:
                     bar.status(" ".join(f"{k} {v:.4g}" for k, v in list(values.items())[:5]))
             if done % tc.checkpoint_every == 0 or done == n_iter:
@@ -236,6 +241,9 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
             checkpoint(done)
         reg.interrupt(run.id)
         raise KeyboardInterrupt from None
+    except _TakenOver:
+        raise TrainingError(f"run {run.short_id} was requeued elsewhere after a stale heartbeat; "
+                            "this process stops without touching it.") from None
     except TrainingError as exc:
         reg.fail(run.id, str(exc))
         raise

@@ -1,0 +1,114 @@
+"""Tables from registry rows: cell matching, mean ± std, published values and deltas, best marks,
+missing cells, every output format, and experiments.yaml validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fqvae_cli.experiments import COLUMNS
+from fqvae_cli.tables import build_table, expected_model_config, render_text
+
+
+def _registry():
+    from fqvae_cli.registry.store import Registry
+
+    return Registry()
+
+
+def _add_run(reg, model, values, *, seed=0, dataset="synth3d", profile="quick", protocol="paper", model_set=None):
+    from fqvae_cli.config import resolve_run_config
+
+    cfg = resolve_run_config(model, dataset, profile, seed, {"model": model_set or {}})
+    run = reg.create_run(model=model, dataset=dataset, profile=profile, seed=seed, config=cfg.model_dump(mode="json"))
+    reg.finish(run.id)
+    reg.log_metrics(run.id, [(c, v, 1, "eval", protocol) for c, v in zip(COLUMNS, values, strict=True)])
+    return run
+
+
+def test_cells_mean_std_published_delta_and_best():
+    reg = _registry()
+    # two seeds of FactorQVAE, one QVAE, one QVAE with a swept beta that must NOT enter the table
+    _add_run(reg, "factorqvae", [0.8, 0.9, 0.6, 0.7, 0.9, 0.5, 1e-4], seed=0)
+    _add_run(reg, "factorqvae", [0.6, 0.9, 0.4, 0.9, 0.9, 0.3, 3e-4], seed=1)
+    _add_run(reg, "qvae", [0.5, 0.95, 0.7, 0.6, 0.95, 0.6, 0.5e-4])
+    _add_run(reg, "qvae", [0.99] * 6 + [1e-6], model_set={"beta": 0.5})
+    _add_run(reg, "qvae", [0.1] * 7, protocol="quick")  # other protocol: not shown
+    t = build_table(reg, "1", "quick")
+    fq = t.cells[("synth3d", "factorqvae")]
+    assert fq.n == 2
+    assert fq.mean == pytest.approx([0.7, 0.9, 0.5, 0.8, 0.9, 0.4, 2.0])  # MSE shown x 1e4
+    assert fq.std[0] == pytest.approx(0.1414213562, abs=1e-9)  # sample std of (0.8, 0.6)
+    assert fq.published == [0.86, 0.97, 0.65, 0.84, 0.89, 0.52, 0.6]  # Shapes3D numbers, labelled as such
+    q = t.cells[("synth3d", "qvae")]
+    assert q.n == 1 and q.mean[0] == pytest.approx(0.5)
+    assert t.cells[("synth3d", "ae")].n == 0
+    # best: D and InfoM from factorqvae, C, I, InfoE, InfoC and MSE (lowest) from qvae
+    assert t.best[("synth3d", "factorqvae")] == {0, 3, 4}
+    assert t.best[("synth3d", "qvae")] == {1, 2, 4, 5, 6}
+    assert len(t.missing) == 7 and all(cmd.startswith("fqvae reproduce --paper-table 1") for cmd in t.missing)
+    md = render_text(t, "markdown")
+    assert "**0.70±0.14** (0.86, -0.16)" in md
+    assert "NOT the paper's setting" in md and "'quick' profile" in md
+    data = json.loads(render_text(t, "json"))
+    rec = next(c for c in data["cells"] if c["row"] == "factorqvae")
+    assert rec["n_seeds"] == 2 and rec["dci_d"] == pytest.approx(0.7) and rec["dci_d_published"] == 0.86
+    csv = render_text(t, "csv").splitlines()
+    assert csv[0].startswith("table,profile,protocol,dataset,row,label,n_seeds") and len(csv) == 1 + 9
+    assert r"\textbf{0.70$\pm$0.14}" in render_text(t, "latex")
+
+
+def test_table2_rows_by_codebook_shape():
+    reg = _registry()
+    _add_run(reg, "qvae", [0.5] * 7, model_set={"codebook_size": 32})
+    _add_run(reg, "vqvae", [0.4] * 7, model_set={"codebook_size": 64, "codebook_dim": 16})
+    t = build_table(reg, "2", "quick")
+    assert t.cells[("synth3d", "qvae-32x1")].n == 1
+    assert t.cells[("synth3d", "vqvae-64x16")].n == 1
+    assert t.cells[("synth3d", "qvae-64x1")].n == 0 and t.cells[("synth3d", "vqvae-64x8")].n == 0
+
+
+def test_expected_config_uses_table_a3_weights():
+    assert expected_model_config("factorqvae", "shapes3d", "paper", {})["gamma"] == 1e-4
+    assert expected_model_config("factorqvae", "isaac3d", "paper", {})["beta"] == 5e-5
+    assert expected_model_config("vqvae", "shapes3d", "paper", {"codebook_dim": 16})["codebook_dim"] == 16
+    assert expected_model_config("qvae", "shapes3d", "paper", {})["trunk"] == "paper"
+
+
+def test_table_cli_formats_and_errors(cli, tmp_path):
+    _add_run(_registry(), "ae", [0.5] * 7)
+    for fmt in ("markdown", "latex", "csv", "json"):
+        res = cli("table", "--paper-table", "1", "--format", fmt)
+        assert res.exit_code == 0, res.stderr
+    out = tmp_path / "t.md"
+    assert cli("table", "--paper-table", "2", "--format", "markdown", "--out", str(out)).exit_code == 0
+    assert "Table 2" in out.read_text()
+    res = cli("table", "--paper-table", "1")
+    assert res.exit_code == 0 and "AE" in res.stdout and "fqvae reproduce" in res.stdout
+    for args, needle in ((["--paper-table", "3"], "unknown paper table '3'"),
+                         (["--format", "html"], "unknown format 'html'"),
+                         (["--profile", "nosuch"], "unknown profile 'nosuch'")):
+        res = cli("table", *args)
+        assert res.exit_code == 2 and needle in res.stderr, res.stderr
+
+
+def test_experiments_typo_names_the_key(cli, tmp_path, monkeypatch):
+    from fqvae_cli.config import experiments_path
+
+    text = experiments_path().read_text()
+    bad = tmp_path / "experiments.yaml"
+    for old, new, needle in [
+        ("      steps: 2000\n", "      stpes: 2000\n", "train.stpes: unknown key"),
+        ("    factorqvae: {beta: 1.0e-3, gamma: 1.0e-4}", "    factorqvae: {beta: 1.0e-3, gama: 1.0e-4}",
+         "shapes3d.factorqvae: model.gama: unknown key"),
+        ("  quick: {dci_train: 2000", "  quick: {dci_trian: 2000", "protocols.quick.dci_trian"),
+        ("{key: ae, label: AE, model: ae}", "{key: ae, label: AE, model: aee}", "unknown model 'aee'"),
+    ]:
+        assert old in text, old
+        bad.write_text(text.replace(old, new, 1))
+        monkeypatch.setenv("FQVAE_EXPERIMENTS", str(bad))
+        res = cli("train", "--steps", "1")
+        assert res.exit_code == 2, res.stderr
+        assert needle in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
