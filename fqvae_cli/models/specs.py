@@ -24,6 +24,15 @@ BIO = "bio"
 QUANTIZE_COMMIT = "quantize_commit"
 
 
+ENCODER_OUTPUT = {
+    IDENTITY: "d",
+    GAUSSIAN: "2d",
+    RELAXED_CODEBOOK: "d*C",
+    GUMBEL_CATEGORICAL: "d*K",
+    PER_LATENT_CODEBOOK: "d",
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -45,6 +54,11 @@ class ModelSpec:
     @property
     def global_codebook(self) -> bool:
         return self.bottleneck in (RELAXED_CODEBOOK, GUMBEL_CATEGORICAL)
+
+    @property
+    def encoder_output(self) -> str:
+        """The encoder's output width (Appendix A.3's o) in terms of d, K and C."""
+        return ENCODER_OUTPUT[self.bottleneck]
 
 
 ZOO: dict[str, ModelSpec] = {
@@ -76,3 +90,31 @@ def get_model_spec(name: str) -> ModelSpec:
         return ZOO[name]
     except KeyError:
         raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(ZOO)}.") from None
+
+
+def describe_models(hyperparameters: dict) -> list[dict]:
+    """Every zoo model as plain data for `fqvae models`: its composition and, per dataset, the Table A.3
+    values from experiments.yaml's `hyperparameters` mapping (None where the table has no entry for a
+    model that takes hyperparameters; the ModelConfig defaults then apply)."""
+    from fqvae_cli.data.catalog import DATASETS
+
+    rows = []
+    for spec in ZOO.values():
+        per_dataset: dict[str, dict | None] = {}
+        for ds in DATASETS.values():
+            column = (hyperparameters or {}).get(ds.hyperparameters) or {}
+            entry = column.get(spec.name)
+            per_dataset[ds.name] = dict(entry or {}) if (entry is not None or not spec.hyperparameters) else None
+        rows.append({
+            "name": spec.name,
+            "title": spec.title,
+            "bottleneck": spec.bottleneck,
+            "regularizers": list(spec.regularizers),
+            "encoder_output": spec.encoder_output,
+            "discrete": spec.discrete,
+            "factor": spec.factor,
+            "defaults": dict(spec.defaults),
+            "hyperparameter_names": list(spec.hyperparameters),
+            "hyperparameters": per_dataset,
+        })
+    return rows

@@ -1,0 +1,128 @@
+"""Autoencoder = encoder trunk + bottleneck (with its regularizers) + decoder trunk [+ total correlation].
+
+One class serves every model of the zoo; what differs is the bottleneck, its regularizers and whether a
+TC discriminator is attached. The training loop uses:
+
+    total, parts, tc_input = model.training_step_losses(x, temperature)   # Algorithm 1, first stage
+    d_loss = model.discriminator_loss(tc_input, x_other, temperature)     # second stage (Factor models)
+
+with one optimizer over `vae_parameters()` and one over `discriminator_parameters()`.
+Evaluation and figures use encode_codes / encode_z / z_from_codes / decode / traversal_values /
+apply_traversal, which always take the evaluation (hard) path, whatever the module's mode."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fqvae_cli.config import ModelConfig
+from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.bottlenecks import Bottleneck, BottleneckOutput
+from fqvae_cli.models.discriminator import TotalCorrelation
+from fqvae_cli.models.specs import ModelSpec
+
+
+class ModelOutput(NamedTuple):
+    x_hat: Tensor
+    bottleneck: BottleneckOutput
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec, encoder: nn.Module, bottleneck: Bottleneck,
+                 decoder: nn.Module, tc: TotalCorrelation | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+        self.encoder = encoder
+        self.bottleneck = bottleneck
+        self.decoder = decoder
+        self.tc = tc
+
+    # ------------------------------------------------------------------ training
+
+    def forward(self, x: Tensor, temperature: float = 1.0) -> ModelOutput:
+        """Soft (Gumbel) in training mode, hard assignment in eval mode."""
+        b = self.bottleneck(self.encoder(x), temperature)
+        return ModelOutput(self.decoder(b.z), b)
+
+    def training_step_losses(self, x: Tensor, temperature: float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """(total, parts, tc_input) for one batch.
+
+        parts: 'recon' (MSE averaged over pixels and channels), every regularizer term already weighted
+        ('kl', 'nonneg', 'activity', 'quantize', 'commit'), 'tc' = gamma * mean(logit_0 - logit_1) for
+        Factor models, and 'total'. tc_input comes back detached, ready for `discriminator_loss`."""
+        x_hat, b = self(x, temperature)
+        parts: dict[str, Tensor] = {"recon": F.mse_loss(x_hat, x)}
+        parts.update(b.losses)
+        if self.tc is not None:
+            parts["tc"] = self.tc.vae_term(b.tc_input)
+        total = sum(parts.values(), torch.zeros((), device=x.device))
+        parts["total"] = total
+        return total, parts, b.tc_input.detach()
+
+    def loss(self, x: Tensor, temperature: float) -> tuple[Tensor, dict[str, Tensor]]:
+        total, parts, _ = self.training_step_losses(x, temperature)
+        return total, parts
+
+    def discriminator_loss(self, tc_input: Tensor, x_other: Tensor, temperature: float) -> Tensor:
+        """Algorithm 1, second stage: encode x_other again (new noise, no VAE graph), permute each latent
+        across the batch, 0.5 * (CE(D(tc_input), 0) + CE(D(permuted), 1)). Only the discriminator gets
+        gradients."""
+        if self.tc is None:
+            raise ConfigError(f"model '{self.spec.name}' has no total-correlation discriminator.")
+        with torch.no_grad():
+            other = self.bottleneck(self.encoder(x_other), temperature).tc_input
+        return self.tc.discriminator_loss(tc_input, other)
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Encoder, decoder and codebook: what the VAE optimizer steps."""
+        return [p for name, p in self.named_parameters() if not name.startswith("tc.")]
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return [] if self.tc is None else list(self.tc.parameters())
+
+    # ------------------------------------------------------------------ evaluation
+
+    def encode(self, x: Tensor, temperature: float = 1.0, hard: bool | None = None) -> BottleneckOutput:
+        return self.bottleneck(self.encoder(x), temperature, hard)
+
+    @torch.no_grad()
+    def encode_codes(self, x: Tensor) -> Tensor:
+        """(B, d): exact long indices for discrete bottlenecks; floats otherwise (a Gaussian sample, or
+        the mean when cfg.eval_code == 'mean')."""
+        return self.encode(x, hard=True).codes
+
+    @torch.no_grad()
+    def encode_z(self, x: Tensor) -> Tensor:
+        """(B, d*C): the evaluation-mode decoder input."""
+        return self.encode(x, hard=True).z
+
+    @torch.no_grad()
+    def z_from_codes(self, codes: Tensor) -> Tensor:
+        """Indices -> codebook values, bit for bit; continuous codes are returned as they are."""
+        return self.bottleneck.z_from_codes(codes)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def traversal_values(self, i: int, z_row: Tensor, steps: int = 8) -> Tensor:
+        """(steps, C) values for latent i (REFERENCE.md section 5); see each bottleneck's docstring."""
+        if not 0 <= i < self.bottleneck.n_latents:
+            raise ConfigError(f"latent {i} is out of range; the model has {self.bottleneck.n_latents} latents.")
+        return self.bottleneck.traversal_values(i, z_row, steps)
+
+    def apply_traversal(self, z_row: Tensor, i: int, value: Tensor) -> Tensor:
+        """A copy of z_row (d*C,) with latent i set to value (C,); value (S, C) gives S rows (S, d*C)."""
+        c = self.bottleneck.value_dim
+        value = value.to(device=z_row.device, dtype=z_row.dtype)
+        if value.dim() == 1:
+            out = z_row.clone()
+            out[i * c:(i + 1) * c] = value
+            return out
+        out = z_row.unsqueeze(0).repeat(value.shape[0], 1)
+        out[:, i * c:(i + 1) * c] = value
+        return out

@@ -1,0 +1,81 @@
+"""Loss terms beyond reconstruction (REFERENCE.md section 3), each returning already-weighted tensors.
+
+A regularizer reads the statistics its bottleneck exposes ('logits', 'mu'/'logvar', 'z', 'z_e'/'q') and
+returns {part name: weighted loss}. Weights are plain floats (never in the state_dict). The total
+correlation term needs a discriminator and the tensor it sees, so it lives in discriminator.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """Half-precision activations (bf16 autocast) are upcast: a KL in bf16 keeps about 3 digits."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def kl_uniform(logits: Tensor) -> Tensor:
+    """KL(softmax(logits) || Uniform(K)) = sum_k q_k log(q_k K), AVERAGED over latents and batch.
+
+    logits: (..., K), temperature 1. log_softmax keeps q_k log q_k exact where q_k underflows."""
+    log_q = F.log_softmax(full_precision(logits), dim=-1)
+    k = logits.shape[-1]
+    return (log_q.exp() * (log_q + math.log(k))).sum(-1).mean()
+
+
+def kl_gaussian(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over latents, mean over the batch."""
+    mu, logvar = full_precision(mu), full_precision(logvar)
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
+
+
+@dataclass(frozen=True)
+class KLUniform:
+    """beta * KL to the uniform categorical prior (dVAE, QVAE and their Factor/vector variants)."""
+
+    beta: float
+
+    def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"kl": self.beta * kl_uniform(stats["logits"])}
+
+
+@dataclass(frozen=True)
+class KLGaussian:
+    """beta * KL to N(0, I) (beta-VAE, FactorVAE)."""
+
+    beta: float
+
+    def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"kl": self.beta * kl_gaussian(stats["mu"], stats["logvar"])}
+
+
+@dataclass(frozen=True)
+class BioPenalties:
+    """BioAE: nonnegativity mean(max(-z, 0)) and activity mean(z^2), each with its weight."""
+
+    nonneg: float
+    activity: float
+
+    def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        z = full_precision(stats["z"])
+        return {"nonneg": self.nonneg * torch.relu(-z).mean(), "activity": self.activity * z.pow(2).mean()}
+
+
+@dataclass(frozen=True)
+class QuantizeCommit:
+    """QLAE: quantize mean((q - sg(z))^2) moves the codebook, commit mean((z - sg(q))^2) the encoder."""
+
+    quantize: float
+    commit: float
+
+    def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        z, q = full_precision(stats["z_e"]), full_precision(stats["q"])
+        return {
+            "quantize": self.quantize * (q - z.detach()).pow(2).mean(),
+            "commit": self.commit * (z - q.detach()).pow(2).mean(),
+        }

@@ -1,0 +1,144 @@
+"""Every zoo model on the compact trunk: one Algorithm 1 step, gradients, save/load, exact eval codes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from fqvae_cli.config import ModelConfig
+from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import build_model
+
+D = 3
+
+EXPECTED_PARTS = {
+    "ae": {"recon"},
+    "betavae": {"recon", "kl"},
+    "factorvae": {"recon", "kl", "tc"},
+    "bioae": {"recon", "nonneg", "activity"},
+    "qlae": {"recon", "quantize", "commit"},
+    "dvae": {"recon", "kl"},
+    "qvae": {"recon", "kl"},
+    "factordvae": {"recon", "kl", "tc"},
+    "factorqvae": {"recon", "kl", "tc"},
+    "vqvae": {"recon", "kl"},
+    "factorvqvae": {"recon", "kl", "tc"},
+}
+
+
+def tiny_config(name: str, **extra) -> ModelConfig:
+    fields = dict(ZOO[name].defaults)
+    fields.update(trunk="compact", image_size=32, latent_dim=D, width=4, hidden=8, codebook_size=8,
+                  n_values=5, beta=0.5, gamma=0.5, disc_width=16)
+    fields.update(extra)
+    return ModelConfig(name=name, **fields)
+
+
+def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=g) - 0.5
+
+
+def test_the_zoo_has_the_eleven_models_of_the_paper():
+    assert list(ZOO) == list(EXPECTED_PARTS)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_one_step_gradients_and_save_load(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(tiny_config(name)).train()
+    spec = model.spec
+    x, x_other = batch(4, 0), batch(4, 1)
+
+    total, parts, tc_input = model.training_step_losses(x, 0.7)
+    assert set(parts) == EXPECTED_PARTS[name] | {"total"}
+    assert torch.isfinite(total)
+    assert torch.allclose(total, sum(v for k, v in parts.items() if k != "total"))
+    assert not tc_input.requires_grad
+    assert tc_input.shape == (4, D * model.bottleneck.tc_group)
+
+    total.backward()
+    for p in model.vae_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+    if spec.global_codebook or spec.bottleneck == "per_latent_codebook":
+        assert model.bottleneck.codebook.grad.abs().sum() > 0
+    # the VAE loss leaves the discriminator untouched, so its own step starts clean
+    assert all(p.grad is None for p in model.discriminator_parameters())
+
+    if spec.factor:
+        vae_grads = [p.grad.clone() for p in model.vae_parameters()]
+        d_loss = model.discriminator_loss(tc_input, x_other, 0.7)
+        assert torch.isfinite(d_loss)
+        d_loss.backward()
+        for p in model.discriminator_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all()
+        assert all(torch.equal(a, p.grad) for a, p in zip(vae_grads, model.vae_parameters(), strict=True))
+    else:
+        assert model.discriminator_parameters() == []
+        with pytest.raises(ConfigError, match="no total-correlation discriminator"):
+            model.discriminator_loss(tc_input, x_other, 0.7)
+
+    # safetensors round trip into a differently initialized model: identical eval outputs
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    torch.manual_seed(123)
+    other = build_model(tiny_config(name))
+    other.load_state_dict(load_file(str(path)))
+    model.eval()
+    other.eval()
+    outputs = []
+    for m in (model, other):
+        torch.manual_seed(5)  # the Gaussian models' codes are reparameterized samples
+        codes = m.encode_codes(x)
+        z = m.encode_z(x)
+        outputs.append((codes, z, m.decode(z).detach()))
+    for a, b in zip(*outputs, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", [n for n, s in ZOO.items() if s.discrete])
+def test_eval_codes_are_exact_indices_and_z_is_the_codebook(name):
+    torch.manual_seed(1)
+    model = build_model(tiny_config(name)).eval()
+    x = batch(16, 2)
+    codes = model.encode_codes(x)
+    z = model.encode_z(x)
+    cb = model.bottleneck.codebook.detach()
+    assert codes.dtype == torch.long and codes.shape == (16, D)
+    n_entries = cb.shape[1] if ZOO[name].bottleneck == "per_latent_codebook" else cb.shape[0]
+    assert int(codes.min()) >= 0 and int(codes.max()) < n_entries
+    if ZOO[name].bottleneck == "per_latent_codebook":
+        expected = torch.stack([cb[i, codes[:, i]] for i in range(D)], dim=1)
+    else:
+        expected = cb[codes].reshape(16, -1)
+    assert torch.equal(z, expected)  # bit for bit, not approximately
+    assert torch.equal(model.z_from_codes(codes), z)
+    # the eval assignment is the nearest entry / the most likely one, deterministically
+    assert torch.equal(model.encode_codes(x), codes)
+    h = model.encoder(x).detach()
+    if ZOO[name].bottleneck == "gumbel_categorical":
+        assert torch.equal(codes, h.view(16, D, -1).argmax(-1))
+    elif ZOO[name].bottleneck == "per_latent_codebook":
+        assert torch.equal(codes, (h.unsqueeze(-1) - cb).abs().argmin(-1))
+    else:
+        c = cb.shape[1]
+        assert torch.equal(codes, torch.cdist(h.view(16 * D, c), cb).argmin(-1).view(16, D))
+
+
+@pytest.mark.parametrize("name", ["ae", "betavae", "bioae"])
+def test_continuous_codes_are_the_decoder_input(name):
+    torch.manual_seed(1)
+    model = build_model(tiny_config(name, eval_code="mean")).eval()
+    x = batch(5, 3)
+    h = model.encoder(x).detach()
+    codes = model.encode_codes(x)
+    assert codes.dtype == torch.float32
+    assert torch.equal(codes, h[:, :D])  # identity output, or the Gaussian mean
+    assert torch.equal(model.z_from_codes(codes), model.encode_z(x))
+
+
+def test_build_model_needs_a_latent_size():
+    with pytest.raises(ConfigError, match="latent_dim"):
+        build_model(ModelConfig(name="qvae"))
