@@ -177,16 +177,20 @@ def load_experiments() -> dict:
 
 
 def parse_value(text: str) -> Any:
-    """A --set value: YAML scalar rules (numbers, true/false, null), else the string itself."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, (dict, list)):
-        return text
-    return value
+    """A --set value: an int, a float (1e-4 included, which YAML 1.1 would keep as a string),
+    true/false, null, else the string itself."""
+    t = text.strip()
+    for conv in (int, float):
+        try:
+            return conv(t)
+        except ValueError:
+            pass
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none", "~"):
+        return None
+    return t
 
 
 def _resolve_key(key: str) -> tuple[str, ...]:
