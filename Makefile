@@ -13,11 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# The main job on the built-in dataset.
+# The main job: Table 1's comparison on the built-in dataset, CPU-sized (resumable).
 demo: setup
-	$(BIN)/fqvae data prepare synth3d
-	$(BIN)/fqvae data info synth3d
-	$(BIN)/fqvae data show synth3d --out synth3d_sheet.png
+	$(BIN)/fqvae reproduce --paper-table 1 --profile quick
 
 test: setup
 	$(BIN)/python -m pytest -q
