@@ -94,10 +94,7 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    protocol: str = Field("paper", description="name recorded with the metrics")
-    dci_train: int = Field(10_000, gt=0)
-    dci_test: int = Field(5_000, gt=0)
-    infomec_n: int = Field(10_000, gt=0)
+    protocol: str = Field("paper", description="metric protocol (sample sizes in experiments.yaml `protocols`)")
     n_neighbors: int = Field(3, gt=0, description="kNN MI estimator for continuous codes (3 authors, 10 original)")
     mse_images: int | None = Field(None, gt=0, description="cap on test images for MSE; default the whole split")
     seed: int = 0

@@ -33,7 +33,8 @@ def out():
     if _out_console is None:
         from rich.console import Console
 
-        _out_console = Console(highlight=False)
+        # Piped or logged output gets a wide page so the tables stay readable.
+        _out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     return _out_console
 
 

@@ -225,7 +225,7 @@ def render_rich(t: Table) -> Any:
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
                    "\ncell: ours (published, ours − published); bold = best in column", caption_justify="left")
-    rt.add_column("model")
+    rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
     for title in COLUMN_TITLES:
         rt.add_column(title, justify="right")

@@ -11,7 +11,8 @@ def register(app: typer.Typer) -> None:
 
 def evaluate(
     run: str = typer.Argument(None, help="Run id, short id, prefix or name. Omit with --all."),
-    protocol: str = typer.Option("paper", "--protocol", help="paper (DCI 10k/5k, InfoMEC 10k) or quick (2k/1k/2k)."),
+    protocol: str = typer.Option("paper", "--protocol",
+                                 help="paper (DCI 10k/5k, InfoMEC 10k) or quick (DCI 2k/1k, InfoMEC 10k)."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor DCI fits (same numbers as 1)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed (default the run's eval.seed, 0)."),
