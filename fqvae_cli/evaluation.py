@@ -68,7 +68,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     """Compute and record DCI, InfoMEC and MSE for one run. Returns the numbers."""
     from fqvae_cli import console
     from fqvae_cli.io import atomic_path, sha256_file
-    from fqvae_cli.metrics.codes import encode_codes, reconstruction_mse, sample_indices
+    from fqvae_cli.metrics.codes import encode_codes, held_out_subset, reconstruction_mse, sample_indices
     from fqvae_cli.metrics.dci import compute_dci
     from fqvae_cli.metrics.infomec import compute_infomec
     from fqvae_cli.registry.store import run_dir
@@ -91,9 +91,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     m = slice(0, sizes["infomec_n"])
     info = compute_infomec(codes[m], factors[m], discrete=discrete, n_neighbors=cfg.eval.n_neighbors, seed=seed)
 
-    test_idx = ds.split(seed=1)["test"]
-    if cfg.eval.mse_images:
-        test_idx = test_idx[: cfg.eval.mse_images]
+    test_idx = held_out_subset(ds, cfg.eval.mse_images, seed)
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 

@@ -162,3 +162,17 @@ def test_missing_and_tampered_checkpoints_are_refused(cli, trained):
     Path(last.path).write_bytes(bytes(data))
     res = cli("evaluate", "ae", "--protocol", "tiny", "--device", "cpu")
     assert res.exit_code != 0 and "sha256" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_held_out_subset_is_a_random_part_of_the_test_split(small_data):
+    from fqvae_cli.data.store import open_dataset
+    from fqvae_cli.metrics.codes import held_out_subset
+
+    ds = open_dataset("synth3d")
+    test = ds.split(seed=1)["test"]
+    sub = held_out_subset(ds, 20, seed=0)
+    assert len(sub) == 20 and set(sub) <= set(test) and list(sub) == sorted(sub)
+    assert np.array_equal(sub, held_out_subset(ds, 20, seed=0))
+    # the split is stored in factor order; its first 20 entries see fewer values of the slowest factor
+    assert len(set(ds.codes[sub, 0])) == ds.space.sizes[0] > len(set(ds.codes[test[:20], 0]))
+    assert np.array_equal(held_out_subset(ds, None), test)

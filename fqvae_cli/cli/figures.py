@@ -166,6 +166,7 @@ def swap(
     from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.grid import draw_grid, to_uint8
     from fqvae_cli.figures.traversal import swap as swap_latents
+    from fqvae_cli.metrics.codes import held_out_subset
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -174,8 +175,8 @@ def swap(
     lr = load_run(reg, run, dev, step=checkpoint)
     n = len(lr.dataset)
     if pair is None:
-        test = lr.dataset.split(seed=1)["test"]
-        a, b = int(test[0]), int(test[1])
+        # two random test images (the split is stored in factor order: neighbours look alike)
+        a, b = (int(v) for v in held_out_subset(lr.dataset, 2, seed=1))
     else:
         try:
             a, b = (int(v) for v in pair.split(","))
@@ -246,7 +247,7 @@ def codebook(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.plots import codebook_usage
-    from fqvae_cli.metrics.codes import encode_codes
+    from fqvae_cli.metrics.codes import encode_codes, held_out_subset
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -267,7 +268,7 @@ def codebook(
             raise UsageError(f"latent index {bad[0]} is out of range; this model has {d} latents (0..{d - 1}).")
     else:
         chosen = list(range(d))
-    test = lr.dataset.split(seed=1)["test"][:images]
+    test = held_out_subset(lr.dataset, images, seed=0)
     codes = encode_codes(lr.model, lr.dataset, test, dev, batch_size=lr.cfg.eval.batch_size)
     title = f"codebook usage: {lr.cfg.model.name} on {lr.cfg.dataset} ({lr.run.short_id}), {len(test)} test images"
     path = _output(lr.run, "codebook", lr.step, fmt, out)

@@ -15,6 +15,16 @@ def sample_indices(ds: Any, n: int, seed: int) -> np.ndarray:
     return np.asarray(ds.space.ravel(codes), dtype=np.int64)
 
 
+def held_out_subset(ds: Any, n: int | None, seed: int = 0) -> np.ndarray:
+    """At most `n` indices of the held-out test split, drawn at random (seeded) and returned sorted for
+    memmap reads. The split itself is stored sorted, i.e. in row-major factor order, so its first n
+    entries would cover only the first values of the slowest factors."""
+    test = np.asarray(ds.split(seed=1)["test"])
+    if n is None or n >= len(test):
+        return test
+    return np.sort(np.random.default_rng(seed).choice(test, size=n, replace=False))
+
+
 def _batches(indices: np.ndarray, batch_size: int):
     for start in range(0, len(indices), batch_size):
         yield indices[start:start + batch_size]

@@ -104,7 +104,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import describe
     from fqvae_cli.io import atomic_write_json
-    from fqvae_cli.metrics.codes import reconstruction_mse
+    from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
     from fqvae_cli.models.specs import get_model_spec
     from fqvae_cli.models.zoo import build_model
     from fqvae_cli.registry.store import run_dir
@@ -258,9 +258,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     elapsed = time.monotonic() - t0
     ips = (done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
 
-    test_idx = splits["test"]
-    if cfg.eval.mse_images:
-        test_idx = test_idx[: cfg.eval.mse_images]
+    test_idx = held_out_subset(ds, cfg.eval.mse_images, cfg.eval.seed)
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
     reg.log_metrics(run.id, [("mse", mse, done, "test", "final"),
                              ("train_images_per_s", ips, done, "train", None)])
