@@ -48,15 +48,23 @@ def table(
     paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Which runs: quick (CPU, synth3d) or paper."),
     dataset: list[str] = typer.Option(None, "--dataset", "-d", help="Datasets (columns); default the profile's."),
-    protocol: str = typer.Option("paper", "--protocol", help="Metric protocol of the numbers shown."),
+    protocol: str = typer.Option(None, "--protocol",
+                                 help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = typer.Option(None, "--db", help="Registry URL."),
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them."""
+    from fqvae_cli.config import load_experiments
+    from fqvae_cli.errors import ConfigError
     from fqvae_cli.registry.store import Registry
 
+    if protocol is None:
+        profiles = load_experiments()["profiles"]
+        if profile not in profiles:
+            raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(profiles)}.")
+        protocol = (profiles[profile].get("eval") or {}).get("protocol", "paper")
     _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out)
 
 
