@@ -9,7 +9,13 @@ import typer
 
 figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run.", no_args_is_help=True)
 
-FORMAT_HELP = "png (default), pdf or svg."
+# Options shared by the figure commands (typer builds each command's parameters from these anew).
+RUN_ARG = typer.Argument(..., help="Run id, short id, prefix or name.")
+CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last).")
+FORMAT_OPT = typer.Option("png", "--format", help="png (default), pdf or svg.")
+OUT_OPT = typer.Option(None, "--out", help="Output file (default: the run's figures folder).")
+DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+DB_OPT = typer.Option(None, "--db", help="Registry URL.")
 
 
 def register(app: typer.Typer) -> None:
@@ -110,15 +116,15 @@ def _image_index(ds, image: int | None, factors: str | None) -> int:
 
 
 def traverse(
-    run: str = typer.Argument(..., help="Run id, short id, prefix or name."),
+    run: str = RUN_ARG,
     image: int = typer.Option(None, "--image", help="Dataset index of the image (default: first test image)."),
     factors: str = typer.Option(None, "--factors", help="The image by factor codes, e.g. 0,3,5,2,1,7."),
     steps: int = typer.Option(8, "--steps", min=2, max=32, help="Values per latent."),
-    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
-    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
-    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
-    device: str = typer.Option("auto", "--device"),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    checkpoint: int = CHECKPOINT_OPT,
+    fmt: str = FORMAT_OPT,
+    out: Path = OUT_OPT,
+    device: str = DEVICE_OPT,
+    db: str = DB_OPT,
 ) -> None:
     """Latent traversal (Figs. 2-4): rows = latents, columns = the original then `steps` values
     (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
@@ -148,13 +154,13 @@ def traverse(
 
 
 def swap(
-    run: str = typer.Argument(..., help="Run id, short id, prefix or name."),
+    run: str = RUN_ARG,
     pair: str = typer.Option(None, "--pair", help="Two dataset indices i,j (default: two test images)."),
-    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
-    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
-    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
-    device: str = typer.Option("auto", "--device"),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    checkpoint: int = CHECKPOINT_OPT,
+    fmt: str = FORMAT_OPT,
+    out: Path = OUT_OPT,
+    device: str = DEVICE_OPT,
+    db: str = DB_OPT,
 ) -> None:
     """Latent swap (Fig. 8): column z shows both inputs; column z_i decodes image A with latent i taken
     from image B (first row) and B with latent i from A (second row)."""
@@ -199,9 +205,9 @@ def swap(
 def heatmap(
     run: str = typer.Argument(..., help="Run id, short id, prefix or name (evaluated)."),
     matrix: str = typer.Option("nmi", "--matrix", help="nmi (InfoMEC, Fig. 5) or importance (DCI, Figs. 6-7)."),
-    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
-    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    fmt: str = FORMAT_OPT,
+    out: Path = OUT_OPT,
+    db: str = DB_OPT,
 ) -> None:
     """Factors x latents heatmap of the NMI matrix or the DCI importance matrix, annotated."""
     import numpy as np
@@ -236,11 +242,11 @@ def codebook(
     run: str = typer.Argument(..., help="Run id, short id, prefix or name (a global-codebook model)."),
     latents: str = typer.Option(None, "--latents", help="Comma-separated latent indices (default: all)."),
     images: int = typer.Option(10000, "--images", min=1, help="Test images to encode (at most the split)."),
-    checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
-    fmt: str = typer.Option("png", "--format", help=FORMAT_HELP),
-    out: Path = typer.Option(None, "--out", help="Output file (default: the run's figures folder)."),
-    device: str = typer.Option("auto", "--device"),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    checkpoint: int = CHECKPOINT_OPT,
+    fmt: str = FORMAT_OPT,
+    out: Path = OUT_OPT,
+    device: str = DEVICE_OPT,
+    db: str = DB_OPT,
 ) -> None:
     """Codebook usage (Fig. 9): per latent, how often each global codebook entry is chosen on the test split."""
     from fqvae_cli.device import resolve_device
