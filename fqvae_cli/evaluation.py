@@ -15,8 +15,6 @@ import numpy as np
 
 from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
 
-METRIC_NAMES = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
-
 
 @dataclass
 class LoadedRun:
@@ -115,17 +113,10 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     return results
 
 
-class _NullProgress:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def status(self, text: str) -> None:
-        pass
-
-
 def _maybe_progress(show: bool, description: str, total: int, unit: str):
     from contextlib import nullcontext
 
     from fqvae_cli import console
 
-    return console.progress(description, total, unit=unit) if show else nullcontext(_NullProgress())
+    # Without a display the metric functions get progress=None, which they accept.
+    return console.progress(description, total, unit=unit) if show else nullcontext(None)

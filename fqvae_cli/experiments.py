@@ -3,8 +3,6 @@ A typo anywhere is refused with one sentence naming the key (e.g. 'profiles.quic
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fqvae_cli.errors import ConfigError
@@ -112,8 +110,6 @@ class Experiments(_Strict):
                     raise ValueError(f"{column}.{model}: {exc}") from None
         return v
 
-
-Format = Literal["rich", "markdown", "latex", "csv", "json"]
 
 
 def validate(data: dict, path: str) -> Experiments:

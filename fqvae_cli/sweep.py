@@ -31,18 +31,13 @@ class QueueReport:
     protocol: str = "paper"  # the metric protocol the queued runs are evaluated with
 
 
-def _cell_runs(reg: Any, model: str, dataset: str, profile: str, want: dict) -> list[Any]:
-    return [r for r in reg.find_runs(model=model, dataset=dataset, profile=profile)
-            if r.config.get("model") == want]
-
-
 def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 rows: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
                 overrides: dict | None = None, retry_failed: bool = False) -> QueueReport:
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
     Idempotent: finished runs are kept, interrupted ones are requeued to resume, nothing is redone."""
     from fqvae_cli.config import deep_merge, load_experiments, resolve_run_config
-    from fqvae_cli.tables import default_datasets
+    from fqvae_cli.tables import cell_runs, default_datasets
 
     exp = load_experiments()
     if number not in exp["tables"]:
@@ -57,12 +52,14 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         raise UsageError(f"no row of table {number} matches the given --rows/--models.")
     report = QueueReport([], [], [], [], [])
     for ds in datasets or default_datasets(number, profile):
+        # One query per dataset; table rows have distinct model configs, so no cell sees another's new run.
+        runs = reg.find_runs(dataset=ds, profile=profile)
         for row in chosen:
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
                 want = cfg.model.model_dump(mode="json")
-                existing = [r for r in _cell_runs(reg, row["model"], ds, profile, want) if r.seed == seed]
+                existing = [r for r in cell_runs(runs, row["model"], want) if r.seed == seed]
                 report.protocol = cfg.eval.protocol
                 _place(reg, cfg, existing, report, retry_failed, cfg.eval.protocol)
     return report

@@ -50,6 +50,11 @@ def expected_model_config(model: str, dataset: str, profile: str, row_set: dict)
     return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.model_dump(mode="json")
 
 
+def cell_runs(runs: list[Any], model: str, want: dict) -> list[Any]:
+    """The runs of a cell: this model with exactly the cell's model configuration."""
+    return [r for r in runs if r.model == model and r.config.get("model") == want]
+
+
 def default_datasets(table_number: str, profile: str) -> list[str]:
     from fqvae_cli.config import load_experiments
 
@@ -85,9 +90,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
             want = expected_model_config(r["model"], ds, profile, r.get("set", {}))
             cell = Cell(published=spec.get("published", {}).get(ref, {}).get(r["key"]))
             values = []
-            for run in runs:
-                if run.model != r["model"] or run.config.get("model") != want:
-                    continue
+            for run in cell_runs(runs, r["model"], want):
                 m = reg.latest_metrics(run.id, protocol)
                 if all(c in m for c in COLUMNS):
                     cell.runs.append(run.short_id)

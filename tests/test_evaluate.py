@@ -7,7 +7,7 @@ import pytest
 from helpers import TINY
 from PIL import Image
 
-from fqvae_cli.evaluation import METRIC_NAMES
+from fqvae_cli.experiments import COLUMNS
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_evaluate_records_all_numbers_and_matrices_deterministically(cli, traine
     first = cli("evaluate", run, "--protocol", "tiny", "--json", "--device", "cpu")
     assert first.exit_code == 0, first.stderr
     a = json.loads(first.stdout)
-    for name in METRIC_NAMES:
+    for name in COLUMNS:
         assert np.isfinite(a[name]), name
     assert 0 <= a["dci_d"] <= 1 and 0 <= a["infom"] <= 1 and a["mse"] > 0
     second = json.loads(cli("evaluate", run, "--protocol", "tiny", "--json", "--jobs", "1",
@@ -121,7 +121,7 @@ def test_swap_heatmap_codebook_figures(cli, trained, tmp_path):
     assert len(figures) == 1 + 2 + 1 + 2
 
 
-def test_codebook_counts_cover_every_image(trained, tmp_path):
+def test_codebook_counts_cover_every_image(tmp_path):
     from fqvae_cli.figures.plots import codebook_usage
 
     rng = np.random.default_rng(0)

@@ -46,7 +46,6 @@ def test_local_executor_two_workers_each_run_once(cli, small_data, tiny_protocol
         assert r.status == "finished", (r.short_id, r.status, r.error)
         assert reg.latest_metrics(r.id, "tiny"), r.short_id
         assert _metric_steps_unique(reg, r.id)
-    assert len({r.worker for r in runs}) >= 1
 
 
 def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, workspace, tmp_path):

@@ -36,7 +36,6 @@ class _TakenOver(Exception):
 class TrainResult:
     run_id: str
     iterations: int
-    status: str
     test_mse: float | None
     images_per_s: float
 
@@ -103,7 +102,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     from fqvae_cli.data.sampler import BatchSampler
     from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import describe
-    from fqvae_cli.io import atomic_write_json
+    from fqvae_cli.io import atomic_write_json, sha256_file
     from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
     from fqvae_cli.models.specs import get_model_spec
     from fqvae_cli.models.zoo import build_model
@@ -158,8 +157,6 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
         if opt_d is not None:
             state["opt_d"] = opt_d.state_dict()
         files = save_checkpoint(ckpt_dir, iteration, model, state, config_dict)
-        from fqvae_cli.io import sha256_file
-
         for kind, path in (("checkpoint_state", files.state), ("checkpoint", files.weights)):
             reg.add_artifact(run.id, kind=kind, path=str(path), bytes=path.stat().st_size,
                              sha256=sha256_file(path), step=iteration)
@@ -266,7 +263,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
         reg.fail(run.id, f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")
     reg.finish(run.id)
-    return TrainResult(run.id, done, "finished", mse, ips)
+    return TrainResult(run.id, done, mse, ips)
 
 
 def _prune(reg: Any, run_id: str, keep: int) -> None:
