@@ -38,7 +38,7 @@ def test_revisions_constant_matches_the_migration_scripts():
 
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert [r.revision for r in reversed(list(script.walk_revisions()))] == list(REVISIONS)
-    assert script.get_current_head() == HEAD == "0002"
+    assert script.get_current_head() == HEAD == "0003"
 
 
 def test_orm_and_migrations_agree(db_url):
@@ -122,7 +122,7 @@ def test_sqlite_behind_head_is_upgraded_automatically_after_a_backup(tmp_path):
 @pytest.mark.postgres
 def test_postgres_behind_head_needs_db_upgrade(pg_url, cli):
     rid = _fill_at_0001(pg_url)
-    with pytest.raises(RegistryError, match="has schema revision 0001 but this fqvae needs 0002") as err:
+    with pytest.raises(RegistryError, match="has schema revision 0001 but this fqvae needs 0003") as err:
         Registry(pg_url)
     assert "fqvae db upgrade" in str(err.value)
     assert _exec(pg_url, "SELECT version_num FROM alembic_version")[0] == [("0001",)]
@@ -130,7 +130,7 @@ def test_postgres_behind_head_needs_db_upgrade(pg_url, cli):
     assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "fqvae db upgrade" in res.stderr
     assert "behind head" in cli("db", "current", "--db", pg_url).stdout
     res = cli("db", "upgrade", "--db", pg_url)
-    assert res.exit_code == 0 and "upgraded from revision 0001 to 0002" in res.stdout
+    assert res.exit_code == 0 and "upgraded from revision 0001 to 0003" in res.stdout
     with Registry(pg_url) as reg:
         _check_rows_kept(reg, rid)
 

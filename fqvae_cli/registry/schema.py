@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Migration ids, oldest first; the last one is the head this code expects.
-REVISIONS: tuple[str, ...] = ("0001", "0002")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
 
 STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "interrupted")
@@ -76,8 +76,11 @@ class Run(Base):
     version: Mapped[str | None] = mapped_column(String(32))
     code_revision: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
-    # Added in 0002: which sweep worker claimed the run.
+    # Added in 0002: which process holds the run (host:pid of a sweep worker or of `fqvae train`).
     worker: Mapped[str | None] = mapped_column(String(255))
+    # Added in 0003: JSON identity of the prepared dataset the run was trained on (sizes, image size,
+    # source hash), so evaluating or resuming against different data is refused.
+    dataset_fingerprint: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # Tables group finished runs by dataset, model and profile, then average over seeds.

@@ -1,0 +1,125 @@
+"""The registry's connection plumbing: one engine per process, one transaction per call with lock
+retries, the server's clock, and the row helpers the store's methods share.
+
+On SQLite, writes take the lock up front (BEGIN IMMEDIATE) and a transaction that still meets a lock is
+retried with exponential backoff; on PostgreSQL, deadlocks and serialization failures are retried the
+same way. Any other database failure becomes a RegistryError with one sentence. Times come from the
+database server's clock on PostgreSQL (now()), so heartbeats written by many machines compare fairly;
+a SQLite registry is one file on one machine, whose clock is used."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from fqvae_cli import paths
+from fqvae_cli.errors import NotFoundError, UsageError
+from fqvae_cli.registry import migrate
+from fqvae_cli.registry.records import RunRecord
+from fqvae_cli.registry.schema import Artifact, Metric, Run
+
+T = TypeVar("T")
+# How long a write keeps retrying a locked SQLite database before giving up with a RegistryError.
+LOCK_PATIENCE_S = 120.0
+RUNS, METRICS, ARTIFACTS = Run.__table__, Metric.__table__, Artifact.__table__
+
+
+def json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the {what} cannot be stored as JSON ({exc}).") from exc
+
+
+class Connection:
+    """The results registry at `url` (default: paths.registry_url()), created at head on first use."""
+
+    def __init__(self, url: str | None = None):
+        self.url = paths.registry_url(url)
+        self.display_url = migrate.display_url(self.url)
+        self._sqlite = migrate.is_sqlite(self.url)
+        if self._sqlite and migrate.sqlite_path(self.url) is None:
+            raise UsageError(f"'{self.display_url}' is an in-memory registry, which forgets every run when the "
+                             "command ends; give a file, e.g. sqlite:///PATH/registry.db.")
+        self._engine = migrate.make_engine(self.url)
+        try:
+            self.schema = migrate.ensure_schema(self._engine, self.url)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self, fn: Callable[[Any], T], *, write: bool) -> T:
+        """Run fn(connection) in one transaction, retrying lock conflicts with jittered backoff."""
+        from sqlalchemy.exc import DBAPIError
+
+        deadline = time.monotonic() + LOCK_PATIENCE_S
+        delay = 0.01
+        while True:
+            try:
+                with self._engine.connect() as conn:
+                    if write:
+                        conn = conn.execution_options(**{migrate.WRITE: True})
+                    with conn.begin():
+                        return fn(conn)
+            except (DBAPIError, sqlite3.Error) as exc:
+                if migrate.is_transient(exc) and time.monotonic() < deadline:
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise migrate.registry_error(exc, self.url) from exc
+
+    def _now(self) -> Any:
+        """The current time as the server sees it: now() on PostgreSQL, this machine's UTC for SQLite
+        (stored naive, as SQLite has no time zones)."""
+        if self._sqlite:
+            return datetime.now(timezone.utc).replace(tzinfo=None)
+        from sqlalchemy import func
+
+        return func.now()
+
+    def _clock(self, conn: Any) -> datetime:
+        """The server's current time as an aware UTC datetime, to compare with records' times."""
+        if self._sqlite:
+            return datetime.now(timezone.utc)
+        from sqlalchemy import func, select
+
+        return conn.execute(select(func.now())).scalar_one().astimezone(timezone.utc)
+
+    def _get(self, conn: Any, run_id: str, *, lock: bool = False) -> RunRecord:
+        from sqlalchemy import select
+
+        stmt = select(RUNS).where(RUNS.c.id == run_id)
+        row = conn.execute(stmt.with_for_update() if lock else stmt).first()
+        if row is None:
+            raise NotFoundError(f"no run with id '{run_id}' in {self.display_url}.")
+        return RunRecord.from_row(row)
+
+    def _update(self, run_id: str, values: dict[str, Any], where: Any = None) -> int:
+        from sqlalchemy import update
+
+        def fn(conn: Any) -> int:
+            stmt = update(RUNS).where(RUNS.c.id == run_id)
+            if where is not None:
+                stmt = stmt.where(where)
+            n = conn.execute(stmt.values(**values)).rowcount
+            if n == 0:
+                self._get(conn, run_id)  # raises NotFoundError for an unknown id
+            return n
+
+        return self._tx(fn, write=True)

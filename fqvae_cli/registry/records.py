@@ -1,0 +1,189 @@
+"""What the registry hands out and takes in: frozen records that map themselves from table rows, and
+`MetricRow`, one metric value to log.
+
+Callers never see ORM objects, so nothing outside the store holds a session or triggers lazy SQL."""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from fqvae_cli.errors import UsageError
+
+# value_text encodings; SQLite also folds -0.0 into 0, so the sign of zero is kept here too.
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "-0": -0.0}
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def opt_text(value: Any, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise UsageError(f"{what} must be a non-empty string of at most {limit} characters, not {value!r}.")
+    return value
+
+
+def opt_int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be an integer, not {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError as exc:
+        raise UsageError(f"{what} must be an integer, not {value!r}.") from exc
+
+
+def encode_value(value: Any) -> tuple[float | None, str | None]:
+    """(value, value_text) columns of a metric value; see schema.py for why both exist."""
+    if isinstance(value, (bool, str, bytes)):
+        raise UsageError(f"metric value {value!r} is not a number.")
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"metric value {value!r} is not a number.") from exc
+    if math.isnan(v):
+        return None, "nan"
+    if math.isinf(v):
+        return None, "inf" if v > 0 else "-inf"
+    if v == 0.0 and math.copysign(1.0, v) < 0:
+        return 0.0, "-0"
+    return v, None
+
+
+def decode_value(value: float | None, text: str | None) -> float:
+    if text is not None:
+        return _SPECIAL[text]
+    return math.nan if value is None else float(value)
+
+
+def _jsonable(record: Any) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(record).items()}
+
+
+class _FromRow:
+    """Records built from a row of their table: columns of the same name, times as UTC, and the
+    per-record conversions in `_convert` (JSON text, encoded values)."""
+
+    @classmethod
+    def _convert(cls, m: Any) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_row(cls, row: Any) -> Any:
+        m = row._mapping
+        values = {f.name: m[f.name] for f in fields(cls) if f.name in m}  # type: ignore[arg-type]
+        for key, value in values.items():
+            if isinstance(value, datetime):
+                values[key] = utc(value)
+        values.update(cls._convert(m))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunRecord(_FromRow):
+    id: str
+    short_id: str
+    name: str | None
+    model: str
+    dataset: str
+    profile: str
+    seed: int
+    status: str
+    config: dict
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    host: str | None
+    device: str | None
+    version: str | None
+    code_revision: str | None
+    error: str | None
+    worker: str | None
+    # The prepared dataset the run was trained on (dataset_fingerprint() of fqvae_cli.data.identity);
+    # None for runs recorded before schema 0003 or queued runs not started yet.
+    dataset_fingerprint: dict | None = None
+
+    @classmethod
+    def _convert(cls, m: Any) -> dict[str, Any]:
+        fp = m["dataset_fingerprint"] if "dataset_fingerprint" in m else None
+        return {"config": json.loads(m["config"]), "dataset_fingerprint": json.loads(fp) if fp else None}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO 8601 UTC strings)."""
+        return _jsonable(self)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric value to log: a name and a number, optionally at a step, of a split, under a protocol
+    (None for training losses)."""
+
+    name: str
+    value: float
+    step: int | None = None
+    split: str | None = None
+    protocol: str | None = None
+
+    def __post_init__(self) -> None:
+        if opt_text(self.name, "metric name", 128) is None:
+            raise UsageError("a metric row needs a name.")
+        encode_value(self.value)
+        opt_int(self.step, "metric step")
+        opt_text(self.split, "split", 32)
+        opt_text(self.protocol, "protocol", 64)
+
+    def params(self, run_id: str) -> dict[str, Any]:
+        """The columns of this row in the metrics table."""
+        number, text = encode_value(self.value)
+        return {"run_id": run_id, "name": self.name, "value": number, "value_text": text,
+                "step": opt_int(self.step, "metric step"), "split": self.split, "protocol": self.protocol}
+
+
+@dataclass(frozen=True)
+class MetricRecord(_FromRow):
+    id: int
+    run_id: str
+    name: str
+    value: float
+    step: int | None
+    split: str | None
+    protocol: str | None
+
+    @classmethod
+    def _convert(cls, m: Any) -> dict[str, Any]:
+        return {"value": decode_value(m["value"], m["value_text"])}
+
+    @property
+    def key(self) -> str:
+        """`protocol:name@split`, leaving out the parts that are unset; the column name in exports."""
+        key = f"{self.protocol}:{self.name}" if self.protocol else self.name
+        return f"{key}@{self.split}" if self.split else key
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArtifactRecord(_FromRow):
+    id: int
+    run_id: str
+    kind: str
+    path: str
+    bytes: int
+    sha256: str
+    step: int | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(self)

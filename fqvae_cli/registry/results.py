@@ -1,0 +1,118 @@
+"""Metric rows and artifacts of runs: the half of the store that records results."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fqvae_cli.errors import NotFoundError, UsageError
+from fqvae_cli.registry.base import ARTIFACTS, METRICS, Connection
+from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, opt_int, opt_text
+
+
+class Results(Connection):
+    # -- metrics ------------------------------------------------------------------------------------
+
+    def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> int:
+        """Append metric rows in one transaction: all are stored or none. Returns the number stored.
+        (Plain tuples in MetricRow's field order are read as MetricRows.)"""
+        from sqlalchemy import insert
+
+        params = []
+        for row in rows:
+            if not isinstance(row, MetricRow):
+                if not isinstance(row, tuple) or not 2 <= len(row) <= 5:
+                    raise UsageError(f"a metric row is a MetricRow(name, value, step, split, protocol), not {row!r}.")
+                row = MetricRow(*row)
+            params.append(row.params(run_id))
+        if not params:
+            return 0
+
+        def fn(conn: Any) -> int:
+            self._get(conn, run_id)
+            conn.execute(insert(METRICS), params)
+            return len(params)
+
+        return self._tx(fn, write=True)
+
+    def metrics(self, run_id: str, *, protocol: str | None = None, name: str | None = None,
+                split: str | None = None) -> list[MetricRecord]:
+        """Every metric row of a run in logging order, optionally filtered."""
+        from sqlalchemy import select
+
+        stmt = select(METRICS).where(METRICS.c.run_id == run_id)
+        for col, value in (("protocol", protocol), ("name", name), ("split", split)):
+            if value is not None:
+                stmt = stmt.where(METRICS.c[col] == value)
+        return self._tx(lambda conn: [MetricRecord.from_row(r) for r in conn.execute(stmt.order_by(METRICS.c.id))],
+                        write=False)
+
+    def latest_metric_records(self, run_ids: Sequence[str]) -> list[MetricRecord]:
+        """For each run, the last logged row of every (protocol, split, name)."""
+        from sqlalchemy import func, select
+
+        ids = list(dict.fromkeys(run_ids))
+
+        def fn(conn: Any) -> list[MetricRecord]:
+            out: list[MetricRecord] = []
+            for i in range(0, len(ids), 500):
+                last = (select(func.max(METRICS.c.id)).where(METRICS.c.run_id.in_(ids[i:i + 500]))
+                        .group_by(METRICS.c.run_id, METRICS.c.protocol, METRICS.c.split, METRICS.c.name))
+                rows = conn.execute(select(METRICS).where(METRICS.c.id.in_(last)).order_by(METRICS.c.id))
+                out.extend(MetricRecord.from_row(r) for r in rows)
+            return out
+
+        return self._tx(fn, write=False)
+
+    def latest_metrics(self, run_id: str, protocol: str | None, *, split: str | None = None) -> dict[str, float]:
+        """{name: value} of the last row of each metric name logged under `protocol` (None: rows logged
+        without a protocol, e.g. training losses), optionally of one split."""
+        latest = {}
+        for m in self.latest_metric_records([run_id]):
+            if m.protocol == protocol and (split is None or m.split == split):
+                latest[m.name] = m  # ids ascend, so a later split row of the same name wins
+        return {name: m.value for name, m in latest.items()}
+
+    # -- artifacts ----------------------------------------------------------------------------------
+
+    def add_artifact(self, run_id: str, *, kind: str, path: str | Path, bytes: int, sha256: str,
+                     step: int | None = None) -> ArtifactRecord:
+        from sqlalchemy import insert, select
+
+        opt_text(kind, "artifact kind", 32)
+        if not re.fullmatch(r"[0-9a-f]{64}", str(sha256)):
+            raise UsageError(f"sha256 must be 64 lowercase hex digits, not {sha256!r}.")
+        size = opt_int(bytes, "artifact size")
+        if size is None or size < 0:
+            raise UsageError(f"artifact size must be a non-negative integer, not {bytes!r}.")
+        values = {"run_id": run_id, "kind": kind, "path": str(path), "bytes": size, "sha256": sha256,
+                  "step": opt_int(step, "artifact step")}
+
+        def fn(conn: Any) -> ArtifactRecord:
+            self._get(conn, run_id)
+            new_id = conn.execute(insert(ARTIFACTS).values(**values, created_at=self._now())
+                                  .returning(ARTIFACTS.c.id)).scalar_one()
+            return ArtifactRecord.from_row(conn.execute(select(ARTIFACTS).where(ARTIFACTS.c.id == new_id)).one())
+
+        return self._tx(fn, write=True)
+
+    def remove_artifact(self, artifact_id: int) -> None:
+        from sqlalchemy import delete
+
+        def fn(conn: Any) -> None:
+            if conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.id == artifact_id)).rowcount == 0:
+                raise NotFoundError(f"no artifact with id {artifact_id} in {self.display_url}.")
+
+        self._tx(fn, write=True)
+
+    def artifacts(self, run_id: str, kind: str | None = None) -> list[ArtifactRecord]:
+        from sqlalchemy import select
+
+        stmt = select(ARTIFACTS).where(ARTIFACTS.c.run_id == run_id)
+        if kind is not None:
+            stmt = stmt.where(ARTIFACTS.c.kind == kind)
+        return self._tx(lambda conn: [ArtifactRecord.from_row(r) for r in conn.execute(stmt.order_by(ARTIFACTS.c.id))],
+                        write=False)
+
