@@ -11,19 +11,63 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fqvae_cli import experiments
+from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.bottlenecks import BOTTLENECKS
+from fqvae_cli.models.component import ComponentConfig
+from fqvae_cli.models.specs import REGULARIZERS, ZOO, get_model_spec
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The keys `--set section.<key>` and experiments.yaml accept."""
+        return list(cls.model_fields)
+
+    @classmethod
+    def check_settings(cls, values: dict) -> None:
+        """Validate a partial section (experiments.yaml); raises pydantic's ValidationError."""
+        cls.model_validate(values)
+
+
+def _union(classes: list[type]) -> Any:
+    """A pydantic union of component settings told apart by their `kind` field."""
+    return Annotated[Union[tuple(classes)], Field(discriminator="kind")]  # noqa: UP007 - built at run time
+
+
+BottleneckSettings = _union([cls.config for cls in BOTTLENECKS.values()])
+RegularizerSettings = _union(list(REGULARIZERS.values()))
+
+
+def _component_fields() -> dict[str, list[type[ComponentConfig]]]:
+    """Setting name -> the component settings classes that have it (e.g. beta: both KL terms)."""
+    owners: dict[str, list[type[ComponentConfig]]] = {}
+    for cls in [b.config for b in BOTTLENECKS.values()] + list(REGULARIZERS.values()):
+        for name in cls.model_fields:
+            if name != "kind":
+                owners.setdefault(name, []).append(cls)
+    return owners
+
+
+COMPONENT_FIELDS = _component_fields()
+
 
 class ModelConfig(_Strict):
-    """The architecture and loss weights. Weights are for mean-reduced losses (REFERENCE.md 3)."""
+    """The architecture (trunk fields here) composed with the model's bottleneck and regularizer settings.
+
+    Settings are written flat, as Table A.3 and `--set model.beta=...` name them; the model's spec picks
+    the components, and each flat setting goes to the component that has it (one that belongs only to
+    other models' components, like disc_width for a model without a TC term, is ignored). The stored
+    (dumped) form is nested: {..., "bottleneck": {"kind": ..., ...}, "regularizers": [{"kind": ...}]}.
+    Runs stored before the composition hold the flat form, which still loads."""
 
     name: str = "factorqvae"
     trunk: Literal["compact", "paper"] = "compact"
@@ -31,25 +75,64 @@ class ModelConfig(_Strict):
     latent_dim: int | None = Field(None, gt=0, description="d; default 2 x number of factors")
     width: int | None = Field(None, gt=0, description="trunk channels; default 128 (paper n) or 32 (compact)")
     hidden: int = Field(128, gt=0, description="width of the dense layers between trunk and latent")
-    # codebooks
-    codebook_size: int = Field(64, gt=1, description="K, entries in the global codebook")
-    codebook_dim: int = Field(1, gt=0, description="C, 1 = scalar codebook (QVAE), >1 = vectors (VQVAE)")
-    distance: Literal["squared", "absolute"] = Field(
-        "squared", description="logits = -distance; squared follows the authors' code, absolute the paper's Eq. 3")
-    codebook_init: Literal["normal", "uniform", "linspace"] = "normal"
-    n_values: int = Field(16, gt=1, description="QLAE: values per latent codebook")
-    # loss weights (Table A.3 names)
-    beta: float = Field(0.0, ge=0)
-    gamma: float = Field(0.0, ge=0)
-    nonneg: float = Field(1.0, ge=0)
-    activity: float = Field(1e-2, ge=0)
-    quantize: float = Field(1e-2, ge=0)
-    commit: float = Field(1e-2, ge=0)
-    # TC discriminator
-    disc_width: int = Field(1000, gt=0)
-    disc_layers: int = Field(6, ge=2)
-    # representation fed to the metrics for Gaussian models: a reparameterized sample (authors) or the mean
-    eval_code: Literal["sample", "mean"] = "sample"
+    bottleneck: BottleneckSettings
+    regularizers: list[RegularizerSettings] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compose(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("name", cls.model_fields["name"].default)
+        if name not in ZOO:
+            raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(ZOO)}")
+        spec = ZOO[name]
+        own = {k: v for k, v in data.items() if k in cls.model_fields and k not in ("bottleneck", "regularizers")}
+        flat = {k: v for k, v in data.items() if k not in cls.model_fields}
+        unknown = {k: v for k, v in flat.items() if k not in COMPONENT_FIELDS}  # refused by extra="forbid"
+        nested = {_settings(c).get("kind"): _settings(c) for c in data.get("regularizers") or []}
+        nested[spec.bottleneck] = _settings(data.get("bottleneck"))
+
+        def settings_of(kind: str, settings_cls: type[ComponentConfig]) -> dict:
+            given = nested.get(kind) if nested.get(kind, {}).get("kind", kind) == kind else {}
+            mine = {k: v for k, v in flat.items() if k in settings_cls.model_fields and k != "kind"}
+            return {**(given or {}), **mine, "kind": kind}
+
+        return {**own, **unknown,
+                "bottleneck": settings_of(spec.bottleneck, BOTTLENECKS[spec.bottleneck].config),
+                "regularizers": [settings_of(r, REGULARIZERS[r]) for r in spec.regularizers]}
+
+    def regularizer(self, kind: str) -> ComponentConfig | None:
+        """The settings of this model's regularizer `kind`, or None when it has none."""
+        return next((r for r in self.regularizers if r.kind == kind), None)
+
+    def settings(self) -> dict:
+        """Every setting flat, as `--set model.<name>` and Table A.3 write them."""
+        data = self.model_dump(mode="json", exclude={"bottleneck", "regularizers"})
+        for component in (self.bottleneck, *self.regularizers):
+            data.update(component.settings())
+        return data
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        own = [k for k in cls.model_fields if k not in ("bottleneck", "regularizers")]
+        return own + [k for k in COMPONENT_FIELDS if k not in own]
+
+    @classmethod
+    def check_settings(cls, values: dict) -> None:
+        """Validate flat settings on their own (experiments.yaml), each against every component that has
+        it; raises pydantic's ValidationError located at the setting."""
+        own = {k: v for k, v in values.items() if k not in COMPONENT_FIELDS}
+        cls.model_validate(own)
+        for key, value in values.items():
+            for owner in COMPONENT_FIELDS.get(key, []):
+                owner.model_validate({key: value})
+
+
+def _settings(component: Any) -> dict:
+    if isinstance(component, BaseModel):
+        return component.model_dump()
+    return dict(component or {})
 
 
 class TrainConfig(_Strict):
@@ -112,19 +195,9 @@ class RunConfig(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        from fqvae_cli.data.catalog import DATASETS
-
         if v not in DATASETS:
             raise ValueError(f"unknown dataset '{v}'; choose one of: {', '.join(DATASETS)}")
         return v
-
-    @model_validator(mode="after")
-    def _known_model(self) -> RunConfig:
-        from fqvae_cli.models.specs import ZOO
-
-        if self.model.name not in ZOO:
-            raise ValueError(f"unknown model '{self.model.name}'; choose one of: {', '.join(ZOO)}")
-        return self
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -143,8 +216,6 @@ def experiments_path() -> Path:
 
 @lru_cache(maxsize=4)
 def _load_yaml(path: str, mtime: float) -> dict:
-    import yaml
-
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
@@ -154,9 +225,7 @@ def _load_yaml(path: str, mtime: float) -> dict:
         raise ConfigError(f"experiments file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"experiments file {path} must hold a mapping at the top level.")
-    from fqvae_cli.experiments import validate
-
-    validate(data, path)
+    experiments.validate(data, path, SECTIONS)
     return data
 
 
@@ -196,19 +265,19 @@ def _resolve_key(key: str) -> tuple[str, ...]:
     if len(parts) == 1:
         if parts[0] in TOP_LEVEL:
             return parts
-        owners = [s for s, cls in SECTIONS.items() if parts[0] in cls.model_fields]
+        owners = [s for s, cls in SECTIONS.items() if parts[0] in cls.setting_names()]
         if len(owners) == 1:
             return (owners[0], parts[0])
         if len(owners) > 1:
             raise ConfigError(f"'{key}' is ambiguous; write one of: {', '.join(f'{o}.{key}' for o in owners)}.")
         raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
-    if len(parts) == 2 and parts[0] in SECTIONS and parts[1] in SECTIONS[parts[0]].model_fields:
+    if len(parts) == 2 and parts[0] in SECTIONS and parts[1] in SECTIONS[parts[0]].setting_names():
         return parts
     raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
 
 
 def _valid_keys_hint() -> str:
-    keys = list(TOP_LEVEL) + [f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.model_fields]
+    keys = list(TOP_LEVEL) + [f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.setting_names()]
     return "valid settings: " + ", ".join(keys) + "."
 
 
@@ -242,7 +311,10 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 def _validation_sentence(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) > 2 and loc[:2] in (["model", "bottleneck"], ["model", "regularizers"]):
+        loc = ["model", loc[-1]]  # a component's setting, named as it is written: model.<setting>
+    where = ".".join(loc) or "config"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -266,9 +338,6 @@ def resolve_run_config(
     overrides: dict | None = None,
 ) -> RunConfig:
     """Compose the run configuration from experiments.yaml and overrides (see the module docstring)."""
-    from fqvae_cli.data.catalog import DEFAULT_DATASET, get_dataset_spec
-    from fqvae_cli.models.specs import get_model_spec
-
     spec = get_model_spec(model)
     exp = load_experiments()
     profiles = exp.get("profiles", {})

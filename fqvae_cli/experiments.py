@@ -1,11 +1,26 @@
 """Validation of experiments.yaml: profiles, Table A.3 hyperparameters, protocols and table layouts.
-A typo anywhere is refused with one sentence naming the key (e.g. 'profiles.quick.train.stpes')."""
+A typo anywhere is refused with one sentence naming the key (e.g. 'profiles.quick.train.stpes').
+
+The run settings under a profile's model/train/eval (and a table row's `set`) are checked against the
+section classes of fqvae_cli.config, which loads this file and passes them in (validation context
+`sections`), so this module does not import the config."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.specs import ZOO
 
 COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
 COLUMN_TITLES = ("D", "I", "C", "InfoM", "InfoE", "InfoC", "MSE×10⁴")
@@ -15,15 +30,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_section(section: str, values: dict) -> dict:
-    from fqvae_cli.config import SECTIONS
-
-    cls = SECTIONS[section]
-    unknown = [k for k in values if k not in cls.model_fields]
+def _check_section(section: str, values: dict, info: ValidationInfo) -> dict:
+    cls: Any = (info.context or {})["sections"][section]
+    names = cls.setting_names()
+    unknown = [k for k in values if k not in names]
     if unknown:
-        raise ValueError(f"{section}.{unknown[0]}: unknown key (valid: {', '.join(cls.model_fields)})")
+        raise ValueError(f"{section}.{unknown[0]}: unknown key (valid: {', '.join(names)})")
     try:
-        cls.model_validate(values)
+        cls.check_settings(values)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ValueError(f"{section}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
@@ -38,9 +52,9 @@ class ProfileSpec(_Strict):
     eval: dict = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _sections(self) -> ProfileSpec:
+    def _sections(self, info: ValidationInfo) -> ProfileSpec:
         for name in ("model", "train", "eval"):
-            _check_section(name, getattr(self, name))
+            _check_section(name, getattr(self, name), info)
         return self
 
 
@@ -59,16 +73,14 @@ class RowSpec(_Strict):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        from fqvae_cli.models.specs import ZOO
-
         if v not in ZOO:
             raise ValueError(f"unknown model '{v}' (valid: {', '.join(ZOO)})")
         return v
 
     @field_validator("set")
     @classmethod
-    def _set(cls, v: dict) -> dict:
-        return _check_section("model", v)
+    def _set(cls, v: dict, info: ValidationInfo) -> dict:
+        return _check_section("model", v, info)
 
 
 class TableSpec(_Strict):
@@ -97,24 +109,23 @@ class Experiments(_Strict):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _hp(cls, v: dict) -> dict:
-        from fqvae_cli.models.specs import ZOO
-
+    def _hp(cls, v: dict, info: ValidationInfo) -> dict:
         for column, models in v.items():
             for model, values in (models or {}).items():
                 if model not in ZOO:
                     raise ValueError(f"{column}.{model}: unknown model (valid: {', '.join(ZOO)})")
                 try:
-                    _check_section("model", values or {})
+                    _check_section("model", values or {}, info)
                 except ValueError as exc:
                     raise ValueError(f"{column}.{model}: {exc}") from None
         return v
 
 
 
-def validate(data: dict, path: str) -> Experiments:
+def validate(data: dict, path: str, sections: dict[str, type[BaseModel]]) -> Experiments:
+    """sections: fqvae_cli.config.SECTIONS (model, train, eval -> their settings classes)."""
     try:
-        return Experiments.model_validate(data)
+        return Experiments.model_validate(data, context={"sections": sections})
     except ValidationError as exc:
         # A misspelt key shows up as both "unknown key" and "field required": name the misspelling.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")

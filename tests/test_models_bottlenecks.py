@@ -7,20 +7,17 @@ import math
 import pytest
 import torch
 
-from fqvae_cli.models.bottlenecks import (
-    Gaussian,
-    GumbelCategorical,
-    PerLatentCodebook,
-    RelaxedCodebook,
-    gumbel_softmax,
-    init_codebook,
-)
+from fqvae_cli.models.bottlenecks.base import gumbel_softmax, init_codebook
+from fqvae_cli.models.bottlenecks.gaussian import Gaussian
+from fqvae_cli.models.bottlenecks.gumbel_categorical import GumbelCategorical
+from fqvae_cli.models.bottlenecks.per_latent_codebook import PerLatentCodebook
+from fqvae_cli.models.bottlenecks.relaxed_codebook import RelaxedCodebook
 from fqvae_cli.models.regularizers import BioPenalties, KLGaussian, KLUniform, QuantizeCommit
 
 
 def scalar_codebook(values, distance="squared", beta=1.0) -> RelaxedCodebook:
     b = RelaxedCodebook(n_latents=2, n_entries=len(values), value_dim=1, distance=distance,
-                        regularizers=[KLUniform(beta)])
+                        regularizers=[KLUniform(beta=beta)])
     with torch.no_grad():
         b.codebook.copy_(torch.tensor(values).view(-1, 1))
     return b
@@ -96,7 +93,7 @@ def test_training_mixes_the_codebook_and_eval_picks_the_nearest_entry():
 
 
 def test_dvae_uses_encoder_logits_and_their_kl():
-    b = GumbelCategorical(n_latents=1, n_entries=3, regularizers=[KLUniform(1.0)])
+    b = GumbelCategorical(n_latents=1, n_entries=3, regularizers=[KLUniform(beta=1.0)])
     h = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
     out = b(h, hard=True)
     assert out.codes.tolist() == [[0]]
@@ -106,7 +103,7 @@ def test_dvae_uses_encoder_logits_and_their_kl():
 
 
 def test_gaussian_kl_sample_and_mean():
-    b = Gaussian(2, regularizers=[KLGaussian(0.5)], eval_code="mean")
+    b = Gaussian(2, regularizers=[KLGaussian(beta=0.5)], eval_code="mean")
     h = torch.tensor([[1.0, 0.0, 0.0, math.log(2.0)], [0.0, 0.0, 0.0, 0.0]])  # (mu1, mu2, logvar1, logvar2)
     out = b(h, hard=True)
     # row 1: 0.5 (1 + 1 - 1 - 0) + 0.5 (0 + 2 - 1 - ln 2); row 2: 0; summed over latents, batch mean
@@ -122,7 +119,7 @@ def test_gaussian_kl_sample_and_mean():
 
 
 def test_qlae_straight_through_and_quantize_commit():
-    b = PerLatentCodebook(2, n_values=3, regularizers=[QuantizeCommit(0.1, 0.2)])
+    b = PerLatentCodebook(2, n_values=3, regularizers=[QuantizeCommit(quantize=0.1, commit=0.2)])
     with torch.no_grad():
         b.codebook.copy_(torch.tensor([[-1.0, 0.0, 1.0], [0.0, 2.0, 4.0]]))
     h = torch.tensor([[0.4, 3.2]], requires_grad=True)

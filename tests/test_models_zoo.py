@@ -25,6 +25,7 @@ EXPECTED_PARTS = {
     "factorqvae": {"recon", "kl", "tc"},
     "vqvae": {"recon", "kl"},
     "factorvqvae": {"recon", "kl", "tc"},
+    "fsq": {"recon"},
 }
 
 
@@ -41,7 +42,7 @@ def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=g) - 0.5
 
 
-def test_the_zoo_has_the_eleven_models_of_the_paper():
+def test_the_zoo_has_the_eleven_models_of_the_paper_and_fsq():
     assert list(ZOO) == list(EXPECTED_PARTS)
 
 
@@ -57,6 +58,7 @@ def test_one_step_gradients_and_save_load(name, tmp_path):
     assert torch.isfinite(total)
     assert torch.allclose(total, sum(v for k, v in parts.items() if k != "total"))
     assert not tc_input.requires_grad
+    assert model.bottleneck.discrete == spec.discrete  # the module and the zoo read one record
     assert tc_input.shape == (4, D * model.bottleneck.tc_group)
 
     total.backward()
@@ -98,7 +100,7 @@ def test_one_step_gradients_and_save_load(name, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n, s in ZOO.items() if s.discrete])
+@pytest.mark.parametrize("name", [n for n, s in ZOO.items() if s.discrete and s.bottleneck != "fsq"])
 def test_eval_codes_are_exact_indices_and_z_is_the_codebook(name):
     torch.manual_seed(1)
     model = build_model(tiny_config(name)).eval()
@@ -142,3 +144,50 @@ def test_continuous_codes_are_the_decoder_input(name):
 def test_build_model_needs_a_latent_size():
     with pytest.raises(ConfigError, match="latent_dim"):
         build_model(ModelConfig(name="qvae"))
+
+
+# A model config as runs stored it before the model settings were composed of component settings.
+FLAT_FACTORQVAE = {
+    "name": "factorqvae", "trunk": "compact", "image_size": 32, "latent_dim": 12, "width": None, "hidden": 128,
+    "codebook_size": 64, "codebook_dim": 1, "distance": "squared", "codebook_init": "normal", "n_values": 16,
+    "beta": 0.001, "gamma": 0.0001, "nonneg": 1.0, "activity": 0.01, "quantize": 0.01, "commit": 0.01,
+    "disc_width": 256, "disc_layers": 6, "eval_code": "sample",
+}
+
+
+def test_a_flat_stored_model_config_loads_into_the_composed_one():
+    from fqvae_cli.config import build_run_config, resolve_run_config
+
+    old = ModelConfig.model_validate(FLAT_FACTORQVAE)
+    assert old == resolve_run_config("factorqvae", "synth3d", "quick").model
+    assert old.bottleneck.kind == "relaxed_codebook" and old.bottleneck.codebook_size == 64
+    assert old.regularizer("total_correlation").disc_width == 256
+    assert old.regularizer("kl_uniform").beta == 0.001
+    # the settings the flat form held for other models' components (n_values, nonneg...) are dropped
+    assert old.settings() == {k: v for k, v in FLAT_FACTORQVAE.items()
+                              if k not in ("n_values", "nonneg", "activity", "quantize", "commit", "eval_code")}
+    # a whole stored run config too, and the nested form round-trips
+    run = build_run_config({"model": dict(FLAT_FACTORQVAE, name="qlae"), "dataset": "synth3d"})
+    assert run.model.bottleneck.n_values == 16 and run.model.regularizer("quantize_commit").commit == 0.01
+    assert ModelConfig.model_validate(run.model.model_dump(mode="json")) == run.model
+
+
+def test_settings_are_checked_where_they_belong():
+    from fqvae_cli.config import build_run_config
+
+    with pytest.raises(ConfigError, match=r"invalid value for 'model.codebook_size'"):
+        build_run_config({"model": {"name": "qvae", "codebook_size": 1}})
+    with pytest.raises(ConfigError, match=r"unknown setting 'model.codebok_size'"):
+        build_run_config({"model": {"name": "qvae", "codebok_size": 8}})
+    # a setting of another model's component is ignored, as profiles set disc_width for every model
+    assert build_run_config({"model": {"name": "ae", "disc_width": 8}}).model.regularizers == []
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_the_kind_record_gives_the_encoder_width_the_module_expects(name):
+    cfg = tiny_config(name)
+    model = build_model(cfg)
+    b, kind = model.bottleneck, ZOO[name].kind
+    k = getattr(b, "n_entries", getattr(b, "n_values", getattr(b, "levels", 1)))
+    assert b.enc_dim == kind.encoder_width(D, k, b.value_dim)
+    assert model.encoder(batch(2)).shape == (2, b.enc_dim)

@@ -278,6 +278,6 @@ def codebook(
     codes = encode_codes(lr.model, lr.dataset, test, dev, batch_size=lr.cfg.eval.batch_size)
     title = f"codebook usage: {lr.cfg.model.name} on {lr.cfg.dataset} ({lr.run.short_id}), {len(test)} test images"
     path = _output(lr.run, "codebook", lr.step, fmt, out)
-    _save_plot(lambda p: codebook_usage(codes, chosen, lr.cfg.model.codebook_size, p, title=title, fmt=fmt),
+    _save_plot(lambda p: codebook_usage(codes, chosen, lr.model.bottleneck.n_entries, p, title=title, fmt=fmt),
                path)
     _record(reg, lr.run, path, lr.step)

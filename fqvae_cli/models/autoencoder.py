@@ -63,10 +63,6 @@ class Autoencoder(nn.Module):
         parts["total"] = total
         return total, parts, b.tc_input.detach()
 
-    def loss(self, x: Tensor, temperature: float) -> tuple[Tensor, dict[str, Tensor]]:
-        total, parts, _ = self.training_step_losses(x, temperature)
-        return total, parts
-
     def discriminator_loss(self, tc_input: Tensor, x_other: Tensor, temperature: float) -> Tensor:
         """Algorithm 1, second stage: encode x_other again (new noise, no VAE graph), permute each latent
         across the batch, 0.5 * (CE(D(tc_input), 0) + CE(D(permuted), 1)). Only the discriminator gets
@@ -92,7 +88,7 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def encode_codes(self, x: Tensor) -> Tensor:
         """(B, d): exact long indices for discrete bottlenecks; floats otherwise (a Gaussian sample, or
-        the mean when cfg.eval_code == 'mean')."""
+        the mean when its eval_code is 'mean')."""
         return self.encode(x, hard=True).codes
 
     @torch.no_grad()

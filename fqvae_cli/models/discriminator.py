@@ -6,11 +6,15 @@ its whole relaxed one-hot vector (K values move together); for FactorVAE it is o
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from fqvae_cli.models.component import ComponentConfig
 from fqvae_cli.models.regularizers import full_precision
 from fqvae_cli.models.trunks import init_paper_weights
 
@@ -67,3 +71,17 @@ class TotalCorrelation(nn.Module):
         zeros = torch.zeros(joint.shape[0], dtype=torch.long, device=joint.device)
         ones = torch.ones(perm.shape[0], dtype=torch.long, device=perm.device)
         return 0.5 * (F.cross_entropy(joint, zeros) + F.cross_entropy(perm, ones))
+
+
+class TotalCorrelationConfig(ComponentConfig):
+    """The TC term's weight and its discriminator's size (Algorithm 1)."""
+
+    kind: Literal["total_correlation"] = "total_correlation"
+    gamma: float = Field(0.0, ge=0)
+    disc_width: int = Field(1000, gt=0)
+    disc_layers: int = Field(6, ge=2)
+
+    def build(self, n_latents: int, tc_group: int) -> TotalCorrelation:
+        """For a bottleneck whose tc_input has tc_group columns per latent."""
+        disc = Discriminator(n_latents * tc_group, self.disc_width, self.disc_layers)
+        return TotalCorrelation(self.gamma, disc, n_latents)

@@ -1,17 +1,21 @@
 """Loss terms beyond reconstruction (REFERENCE.md section 3), each returning already-weighted tensors.
 
 A regularizer reads the statistics its bottleneck exposes ('logits', 'mu'/'logvar', 'z', 'z_e'/'q') and
-returns {part name: weighted loss}. Weights are plain floats (never in the state_dict). The total
-correlation term needs a discriminator and the tensor it sees, so it lives in discriminator.py."""
+returns {part name: weighted loss}. Each regularizer is its own settings (a ComponentConfig of plain float
+weights, never in the state_dict). The total correlation term needs a discriminator and the tensor it
+sees, so it lives in discriminator.py."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
+
+from fqvae_cli.models.component import ComponentConfig
 
 
 def full_precision(t: Tensor) -> Tensor:
@@ -34,44 +38,44 @@ def kl_gaussian(mu: Tensor, logvar: Tensor) -> Tensor:
     return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
 
 
-@dataclass(frozen=True)
-class KLUniform:
+class KLUniform(ComponentConfig):
     """beta * KL to the uniform categorical prior (dVAE, QVAE and their Factor/vector variants)."""
 
-    beta: float
+    kind: Literal["kl_uniform"] = "kl_uniform"
+    beta: float = Field(0.0, ge=0)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"kl": self.beta * kl_uniform(stats["logits"])}
 
 
-@dataclass(frozen=True)
-class KLGaussian:
+class KLGaussian(ComponentConfig):
     """beta * KL to N(0, I) (beta-VAE, FactorVAE)."""
 
-    beta: float
+    kind: Literal["kl_gaussian"] = "kl_gaussian"
+    beta: float = Field(0.0, ge=0)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"kl": self.beta * kl_gaussian(stats["mu"], stats["logvar"])}
 
 
-@dataclass(frozen=True)
-class BioPenalties:
+class BioPenalties(ComponentConfig):
     """BioAE: nonnegativity mean(max(-z, 0)) and activity mean(z^2), each with its weight."""
 
-    nonneg: float
-    activity: float
+    kind: Literal["bio"] = "bio"
+    nonneg: float = Field(1.0, ge=0)
+    activity: float = Field(1e-2, ge=0)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         z = full_precision(stats["z"])
         return {"nonneg": self.nonneg * torch.relu(-z).mean(), "activity": self.activity * z.pow(2).mean()}
 
 
-@dataclass(frozen=True)
-class QuantizeCommit:
+class QuantizeCommit(ComponentConfig):
     """QLAE: quantize mean((q - sg(z))^2) moves the codebook, commit mean((z - sg(q))^2) the encoder."""
 
-    quantize: float
-    commit: float
+    kind: Literal["quantize_commit"] = "quantize_commit"
+    quantize: float = Field(1e-2, ge=0)
+    commit: float = Field(1e-2, ge=0)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         z, q = full_precision(stats["z_e"]), full_precision(stats["q"])

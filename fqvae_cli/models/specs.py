@@ -1,50 +1,51 @@
-"""The model zoo as data: each name of the paper maps to a bottleneck and a set of regularizers.
+"""The model zoo as data: each name maps to a bottleneck, regularizers and defaults (one line a model).
 
-Torch-free on purpose: the CLI, config validation and the tables read this without importing torch.
-`fqvae_cli.models.zoo.build_model` turns a spec plus a ModelConfig into modules."""
+What a bottleneck is (discrete or not, encoder width, global codebook) is read from its own module's
+kind record (fqvae_cli.models.bottlenecks); the regularizers are named by their kind. The config, the
+tables and `fqvae models` read this; `fqvae_cli.models.zoo.build_model` turns a ModelConfig into modules."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fqvae_cli.data.catalog import DATASETS
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.bottlenecks import BOTTLENECKS, BottleneckKind
+from fqvae_cli.models.component import ComponentConfig
+from fqvae_cli.models.discriminator import TotalCorrelationConfig
+from fqvae_cli.models.regularizers import BioPenalties, KLGaussian, KLUniform, QuantizeCommit
 
-# Bottleneck kinds (fqvae_cli.models.bottlenecks)
-IDENTITY = "identity"
-GAUSSIAN = "gaussian"
-RELAXED_CODEBOOK = "relaxed_codebook"  # QVAE: logits = -distance(z_e, global codebook)
-GUMBEL_CATEGORICAL = "gumbel_categorical"  # dVAE: encoder emits logits over the global codebook
-PER_LATENT_CODEBOOK = "per_latent_codebook"  # QLAE: one scalar codebook per latent, straight-through
-
-# Regularizer kinds (fqvae_cli.models.regularizers)
-KL_GAUSSIAN = "kl_gaussian"
-KL_UNIFORM = "kl_uniform"
-TOTAL_CORRELATION = "total_correlation"
-BIO = "bio"
-QUANTIZE_COMMIT = "quantize_commit"
-
-
-ENCODER_OUTPUT = {
-    IDENTITY: "d",
-    GAUSSIAN: "2d",
-    RELAXED_CODEBOOK: "d*C",
-    GUMBEL_CATEGORICAL: "d*K",
-    PER_LATENT_CODEBOOK: "d",
+# Regularizer kinds -> their settings (each regularizer is its own settings, except the TC term, which
+# builds a discriminator module).
+REGULARIZERS: dict[str, type[ComponentConfig]] = {
+    cls.kind_name(): cls for cls in (KLGaussian, KLUniform, BioPenalties, QuantizeCommit, TotalCorrelationConfig)
 }
+KL_GAUSSIAN, KL_UNIFORM = KLGaussian.kind_name(), KLUniform.kind_name()
+BIO, QUANTIZE_COMMIT = BioPenalties.kind_name(), QuantizeCommit.kind_name()
+TOTAL_CORRELATION = TotalCorrelationConfig.kind_name()
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     title: str  # as printed in the paper's tables
-    bottleneck: str
-    regularizers: tuple[str, ...]
+    bottleneck: str  # a key of BOTTLENECKS
+    regularizers: tuple[str, ...]  # keys of REGULARIZERS
     hyperparameters: tuple[str, ...]  # the ModelConfig fields Table A.3 sets for this model
     defaults: dict = field(default_factory=dict)  # ModelConfig defaults particular to this model
 
+    def __post_init__(self) -> None:
+        unknown = [k for k in (self.bottleneck, *self.regularizers) if k not in BOTTLENECKS and k not in REGULARIZERS]
+        if unknown:
+            raise ValueError(f"model '{self.name}': unknown component '{unknown[0]}'")
+
+    @property
+    def kind(self) -> BottleneckKind:
+        return BOTTLENECKS[self.bottleneck].kind
+
     @property
     def discrete(self) -> bool:
-        return self.bottleneck in (RELAXED_CODEBOOK, GUMBEL_CATEGORICAL, PER_LATENT_CODEBOOK)
+        return self.kind.discrete
 
     @property
     def factor(self) -> bool:
@@ -53,32 +54,34 @@ class ModelSpec:
 
     @property
     def global_codebook(self) -> bool:
-        return self.bottleneck in (RELAXED_CODEBOOK, GUMBEL_CATEGORICAL)
+        return self.kind.global_codebook
 
     @property
     def encoder_output(self) -> str:
         """The encoder's output width (Appendix A.3's o) in terms of d, K and C."""
-        return ENCODER_OUTPUT[self.bottleneck]
+        return self.kind.encoder_output
 
 
 ZOO: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        ModelSpec("ae", "AE", IDENTITY, (), ()),
-        ModelSpec("betavae", "β-VAE", GAUSSIAN, (KL_GAUSSIAN,), ("beta",)),
-        ModelSpec("factorvae", "FactorVAE", GAUSSIAN, (KL_GAUSSIAN, TOTAL_CORRELATION), ("beta", "gamma")),
-        ModelSpec("bioae", "BioAE", IDENTITY, (BIO,), ("nonneg", "activity")),
-        ModelSpec("qlae", "QLAE", PER_LATENT_CODEBOOK, (QUANTIZE_COMMIT,), ("quantize", "commit", "n_values")),
-        ModelSpec("dvae", "dVAE", GUMBEL_CATEGORICAL, (KL_UNIFORM,), ("beta",)),
-        ModelSpec("qvae", "QVAE", RELAXED_CODEBOOK, (KL_UNIFORM,), ("beta",)),
-        ModelSpec("factordvae", "FactordVAE", GUMBEL_CATEGORICAL, (KL_UNIFORM, TOTAL_CORRELATION),
+        ModelSpec("ae", "AE", "identity", (), ()),
+        ModelSpec("betavae", "β-VAE", "gaussian", (KL_GAUSSIAN,), ("beta",)),
+        ModelSpec("factorvae", "FactorVAE", "gaussian", (KL_GAUSSIAN, TOTAL_CORRELATION), ("beta", "gamma")),
+        ModelSpec("bioae", "BioAE", "identity", (BIO,), ("nonneg", "activity")),
+        ModelSpec("qlae", "QLAE", "per_latent_codebook", (QUANTIZE_COMMIT,), ("quantize", "commit", "n_values")),
+        ModelSpec("dvae", "dVAE", "gumbel_categorical", (KL_UNIFORM,), ("beta",)),
+        ModelSpec("qvae", "QVAE", "relaxed_codebook", (KL_UNIFORM,), ("beta",)),
+        ModelSpec("factordvae", "FactordVAE", "gumbel_categorical", (KL_UNIFORM, TOTAL_CORRELATION),
                   ("beta", "gamma")),
-        ModelSpec("factorqvae", "FactorQVAE", RELAXED_CODEBOOK, (KL_UNIFORM, TOTAL_CORRELATION),
+        ModelSpec("factorqvae", "FactorQVAE", "relaxed_codebook", (KL_UNIFORM, TOTAL_CORRELATION),
                   ("beta", "gamma")),
         # Table 2: the same models with a K x C vector codebook (C > 1).
-        ModelSpec("vqvae", "VQVAE", RELAXED_CODEBOOK, (KL_UNIFORM,), ("beta",), {"codebook_dim": 8}),
-        ModelSpec("factorvqvae", "FactorVQVAE", RELAXED_CODEBOOK, (KL_UNIFORM, TOTAL_CORRELATION),
+        ModelSpec("vqvae", "VQVAE", "relaxed_codebook", (KL_UNIFORM,), ("beta",), {"codebook_dim": 8}),
+        ModelSpec("factorvqvae", "FactorVQVAE", "relaxed_codebook", (KL_UNIFORM, TOTAL_CORRELATION),
                   ("beta", "gamma"), {"codebook_dim": 8}),
+        # Beyond the paper's tables: finite scalar quantization (Mentzer et al. 2023), no codebook loss.
+        ModelSpec("fsq", "FSQ", "fsq", (), ()),
     ]
 }
 
@@ -96,8 +99,6 @@ def describe_models(hyperparameters: dict) -> list[dict]:
     """Every zoo model as plain data for `fqvae models`: its composition and, per dataset, the Table A.3
     values from experiments.yaml's `hyperparameters` mapping (None where the table has no entry for a
     model that takes hyperparameters; the ModelConfig defaults then apply)."""
-    from fqvae_cli.data.catalog import DATASETS
-
     rows = []
     for spec in ZOO.values():
         per_dataset: dict[str, dict | None] = {}

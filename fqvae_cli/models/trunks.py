@@ -7,11 +7,21 @@ dense head (Dense_m then Linear_o), so every bottleneck sees the same kind of en
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from torch import Tensor, nn
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
+
+
+class TrunkSettings(Protocol):
+    """The fields of fqvae_cli.config.ModelConfig a trunk reads (a protocol: models do not import config)."""
+
+    trunk: str
+    image_size: int
+    width: int | None
+    hidden: int
+
 
 PAPER_WIDTH = 128
 COMPACT_WIDTH = 32
@@ -150,7 +160,7 @@ class CompactDecoder(nn.Module):
         return self.features(self.project(z).view(z.shape[0], self.c0, 4, 4))
 
 
-def _paper(cfg: ModelConfig, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
+def _paper(cfg: TrunkSettings, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
     if cfg.image_size % 4 or cfg.image_size < 4:
         raise ConfigError(f"the paper trunk needs an image size divisible by 4, got {cfg.image_size}.")
     width = cfg.width or PAPER_WIDTH
@@ -161,7 +171,7 @@ def _paper(cfg: ModelConfig, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.M
     return enc, dec
 
 
-def _compact(cfg: ModelConfig, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
+def _compact(cfg: TrunkSettings, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
     s = cfg.image_size
     if s < 8 or s & (s - 1):
         raise ConfigError(f"the compact trunk needs a power-of-two image size of at least 8, got {s}.")
@@ -170,13 +180,13 @@ def _compact(cfg: ModelConfig, enc_out: int, dec_in: int) -> tuple[nn.Module, nn
     return CompactEncoder(s, enc_out, width, cfg.hidden), CompactDecoder(s, dec_in, width, cfg.hidden)
 
 
-TRUNKS: dict[str, Callable[[ModelConfig, int, int], tuple[nn.Module, nn.Module]]] = {
+TRUNKS: dict[str, Callable[[TrunkSettings, int, int], tuple[nn.Module, nn.Module]]] = {
     "paper": _paper,
     "compact": _compact,
 }
 
 
-def build_trunk(cfg: ModelConfig, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
+def build_trunk(cfg: TrunkSettings, enc_out: int, dec_in: int) -> tuple[nn.Module, nn.Module]:
     """(encoder: images (B,3,s,s) -> (B, enc_out), decoder: (B, dec_in) -> images (B,3,s,s))."""
     try:
         make = TRUNKS[cfg.trunk]

@@ -1,4 +1,4 @@
-"""Bottlenecks: what sits between encoder and decoder (REFERENCE.md section 3, the paper's Section 4).
+"""What every bottleneck shares (REFERENCE.md section 3, the paper's Section 4).
 
 Every bottleneck answers the same questions through one output type, BottleneckOutput:
   z         the decoder input, (B, d*C)
@@ -7,20 +7,54 @@ Every bottleneck answers the same questions through one output type, BottleneckO
   losses    its regularizers' already-weighted loss terms
 Training (soft) or evaluation (hard) follows `hard`, by default `not self.training`: soft Gumbel-softmax
 samples in training; at evaluation the argmax/argmin assignment, so z holds codebook values bit for bit.
-Each bottleneck also inverts codes to z (`z_from_codes`) and gives the values of a latent traversal."""
+Each bottleneck also inverts codes to z (`z_from_codes`) and gives the values of a latent traversal.
+
+A bottleneck module holds three things: its settings (a ComponentConfig), its kind (a BottleneckKind:
+plain data the model list, the metrics and the figures read) and its nn.Module, whose `kind` points at
+the record. The package's __init__ collects every module into BOTTLENECKS."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fqvae_cli.models.component import ComponentConfig
 from fqvae_cli.models.regularizers import full_precision
 
 Regularizer = Callable[[dict[str, Tensor]], dict[str, Tensor]]
+
+_TERM = re.compile(r"^(\d*)([dKC]?)$")
+
+
+@dataclass(frozen=True)
+class BottleneckKind:
+    """What the rest of the code may know about a bottleneck without building it.
+
+    encoder_output: the encoder's output width (Appendix A.3's o) as a product of d (latents), K (entries
+    or levels per latent) and C (values per entry), e.g. "2d" or "d*K"."""
+
+    name: str
+    discrete: bool  # codes are integer indices (scored with the discrete InfoMEC estimator)
+    encoder_output: str
+    global_codebook: bool = False  # one codebook shared by all latents (codebook usage figures)
+
+    def encoder_width(self, d: int, k: int = 1, c: int = 1) -> int:
+        sizes = {"d": d, "K": k, "C": c, "": 1}
+        width = 1
+        for term in self.encoder_output.split("*"):
+            coef, symbol = _TERM.match(term.strip()).groups()
+            width *= int(coef or 1) * sizes[symbol]
+        return width
+
+
+class BottleneckConfig(ComponentConfig):
+    """Settings of one bottleneck; subclasses add their fields (all with defaults)."""
 
 
 class BottleneckOutput(NamedTuple):
@@ -52,16 +86,22 @@ def init_codebook(shape: tuple[int, ...], n_entries: int, kind: str, entry_dim: 
     raise ValueError(f"unknown codebook init '{kind}'")
 
 
-def _ramp(lo: Tensor, hi: Tensor, steps: int) -> Tensor:
+def ramp(lo: Tensor, hi: Tensor, steps: int) -> Tensor:
     t = torch.linspace(0.0, 1.0, steps, device=lo.device, dtype=lo.dtype)
     return lo + (hi - lo) * t
 
 
-class Bottleneck(nn.Module):
-    """Base: d latents of value_dim C each; subclasses implement `assign`."""
+def evenly_spaced(n: int, steps: int, device: torch.device | None = None) -> Tensor:
+    """`steps` indices into 0..n-1 at evenly spaced ranks, ends included."""
+    return torch.linspace(0, n - 1, steps, device=device).round().long()
 
-    discrete = False
-    enc_dim: int  # encoder output width the bottleneck expects
+
+class Bottleneck(nn.Module):
+    """Base: d latents of value_dim C each; subclasses implement `assign` and `from_config`."""
+
+    kind: ClassVar[BottleneckKind]
+    config: ClassVar[type[BottleneckConfig]]
+    enc_dim: int  # encoder output width the bottleneck expects (from kind.encoder_width)
     tc_group: int = 1  # columns of tc_input per latent (K for one-hots)
 
     def __init__(self, n_latents: int, value_dim: int = 1, regularizers: Sequence[Regularizer] = ()):
@@ -69,6 +109,14 @@ class Bottleneck(nn.Module):
         self.n_latents = n_latents
         self.value_dim = value_dim
         self.regularizers = tuple(regularizers)
+
+    @classmethod
+    def from_config(cls, n_latents: int, cfg: BottleneckConfig, regularizers: Sequence[Regularizer]) -> Bottleneck:
+        raise NotImplementedError
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind.discrete
 
     @property
     def z_dim(self) -> int:
@@ -93,50 +141,18 @@ class Bottleneck(nn.Module):
     def traversal_values(self, i: int, z_row: Tensor, steps: int = 8) -> Tensor:
         """(steps, value_dim): continuous latents sweep z_i - 3 .. z_i + 3 (the paper's Figs. 3-4)."""
         zi = z_row[i].detach()
-        return _ramp(zi - 3.0, zi + 3.0, steps).unsqueeze(-1)
+        return ramp(zi - 3.0, zi + 3.0, steps).unsqueeze(-1)
 
 
-class Identity(Bottleneck):
-    """AE and BioAE: the encoder output is the latent."""
-
-    def __init__(self, n_latents: int, regularizers: Sequence[Regularizer] = ()):
-        super().__init__(n_latents, 1, regularizers)
-        self.enc_dim = n_latents
-
-    def assign(self, h, temperature, hard):
-        return h, h, h, {"z": h}
-
-
-class Gaussian(Bottleneck):
-    """beta-VAE / FactorVAE: encoder emits (mu, log-variance); z = mu + sigma * eps.
-
-    At evaluation z (and so the codes) is a reparameterized sample (the authors' representation) or the
-    mean when eval_code == 'mean' (the disentanglement_lib convention)."""
-
-    def __init__(self, n_latents: int, regularizers: Sequence[Regularizer] = (), eval_code: str = "sample"):
-        super().__init__(n_latents, 1, regularizers)
-        self.enc_dim = 2 * n_latents
-        self.eval_code = eval_code
-
-    def assign(self, h, temperature, hard):
-        mu, logvar = h[:, : self.n_latents], h[:, self.n_latents:]
-        if hard and self.eval_code == "mean":
-            z = mu
-        else:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return z, z, z, {"mu": mu, "logvar": logvar}
-
-
-class _GlobalCodebook(Bottleneck):
+class GlobalCodebook(Bottleneck):
     """One GLOBAL codebook of K entries of C values, shared by all d latents; logits (B, d, K) per latent."""
-
-    discrete = True
 
     def __init__(self, n_latents: int, n_entries: int, value_dim: int, init: str,
                  regularizers: Sequence[Regularizer]):
         super().__init__(n_latents, value_dim, regularizers)
         self.n_entries = n_entries
         self.tc_group = n_entries
+        self.enc_dim = self.kind.encoder_width(n_latents, n_entries, value_dim)
         self.codebook = nn.Parameter(init_codebook((n_entries, value_dim), n_entries, init, entry_dim=0))
 
     def logits(self, h: Tensor) -> Tensor:
@@ -165,83 +181,12 @@ class _GlobalCodebook(Bottleneck):
         (actual codebook vectors, which the decoder was trained on)."""
         cb = self.codebook.detach()
         if self.value_dim == 1:
-            return _ramp(cb.min(), cb.max(), steps).unsqueeze(-1)
+            return ramp(cb.min(), cb.max(), steps).unsqueeze(-1)
         centered = cb - cb.mean(0)
         _, _, vh = torch.linalg.svd(centered, full_matrices=False)
         v = vh[0]
         v = v * torch.sign(v[v.abs().argmax()])  # the SVD's sign is arbitrary; fix it
         order = torch.argsort(centered @ v)
-        ranks = torch.linspace(0, self.n_entries - 1, steps, device=cb.device).round().long()
-        return cb[order[ranks]]
+        return cb[order[evenly_spaced(self.n_entries, steps, cb.device)]]
 
 
-class RelaxedCodebook(_GlobalCodebook):
-    """QVAE / FactorQVAE (C = 1) and VQVAE / FactorVQVAE (C > 1): logits = -distance(z_e, codebook).
-
-    distance 'squared' (authors' code): sum_c (z - m)^2; 'absolute' (paper Eq. 3): |z - m|, the
-    Euclidean norm ||z - m|| for vectors."""
-
-    def __init__(self, n_latents: int, n_entries: int = 64, value_dim: int = 1, distance: str = "squared",
-                 init: str = "normal", regularizers: Sequence[Regularizer] = ()):
-        super().__init__(n_latents, n_entries, value_dim, init, regularizers)
-        if distance not in ("squared", "absolute"):
-            raise ValueError(f"unknown distance '{distance}'")
-        self.distance = distance
-        self.enc_dim = n_latents * value_dim
-
-    def logits(self, h: Tensor) -> Tensor:
-        diff = h.view(h.shape[0], self.n_latents, 1, self.value_dim) - self.codebook
-        if self.distance == "squared":
-            dist = diff.pow(2).sum(-1)
-        elif self.value_dim == 1:
-            dist = diff.abs().squeeze(-1)
-        else:
-            dist = torch.linalg.vector_norm(diff, dim=-1)
-        return -dist
-
-
-class GumbelCategorical(_GlobalCodebook):
-    """dVAE / FactordVAE: the encoder emits the K logits of every latent directly."""
-
-    def __init__(self, n_latents: int, n_entries: int = 64, value_dim: int = 1, init: str = "normal",
-                 regularizers: Sequence[Regularizer] = ()):
-        super().__init__(n_latents, n_entries, value_dim, init, regularizers)
-        self.enc_dim = n_latents * n_entries
-
-    def logits(self, h: Tensor) -> Tensor:
-        return h.view(h.shape[0], self.n_latents, self.n_entries)
-
-
-class PerLatentCodebook(Bottleneck):
-    """QLAE: latent i has its own codebook of n_v scalars; nearest value by absolute distance.
-
-    Training passes z_e + sg(q - z_e) (straight-through); evaluation passes q itself, exact values."""
-
-    discrete = True
-
-    def __init__(self, n_latents: int, n_values: int = 16, init: str = "normal",
-                 regularizers: Sequence[Regularizer] = ()):
-        super().__init__(n_latents, 1, regularizers)
-        self.n_values = n_values
-        self.tc_group = n_values
-        self.enc_dim = n_latents
-        self.codebook = nn.Parameter(init_codebook((n_latents, n_values), n_values, init, entry_dim=1))
-
-    def _lookup(self, codes: Tensor) -> Tensor:
-        rows = torch.arange(self.n_latents, device=codes.device)
-        return self.codebook[rows, codes]
-
-    def assign(self, h, temperature, hard):
-        idx = (h.unsqueeze(-1) - self.codebook).abs().argmin(-1)
-        q = self._lookup(idx)
-        z = q if hard else h + (q - h).detach()
-        onehot = F.one_hot(idx, self.n_values).to(h.dtype).flatten(1)
-        return z, idx, onehot, {"z_e": h, "q": q}
-
-    def z_from_codes(self, codes: Tensor) -> Tensor:
-        return self._lookup(codes)
-
-    def traversal_values(self, i: int, z_row: Tensor, steps: int = 8) -> Tensor:
-        """Evenly spaced values from latent i's own codebook min to max (the paper's Fig. 2)."""
-        row = self.codebook[i].detach()
-        return _ramp(row.min(), row.max(), steps).unsqueeze(-1)

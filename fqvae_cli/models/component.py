@@ -1,0 +1,20 @@
+"""The base of every component's settings (bottlenecks, regularizers): a small pydantic model that
+rejects unknown keys and names its kind, so a stored model configuration says which component it holds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ComponentConfig(BaseModel):
+    """Subclasses declare `kind: Literal[NAME] = NAME` and their own fields, each with a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def kind_name(cls) -> str:
+        return cls.model_fields["kind"].default
+
+    def settings(self) -> dict:
+        """The fields as `--set model.<field>` names them (without the kind)."""
+        return self.model_dump(mode="json", exclude={"kind"})
