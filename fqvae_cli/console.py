@@ -53,14 +53,20 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
 
 
+def _fmt_rate(rate: float, unit: str) -> str:
+    """Slow loops (runs of a reproduction) read better per minute than as '0.0 run/s'."""
+    return f"{rate * 60:.1f} {unit}/min" if rate < 0.5 else f"{rate:.1f} {unit}/s"
+
+
 class Progress:
     """A progress handle: advance(n), status(text). Use through `progress()`."""
 
-    def __init__(self, description: str, total: int | None, unit: str = "it"):
+    def __init__(self, description: str, total: int | None, unit: str = "it", initial: int = 0):
         self.description = description
         self.total = total
         self.unit = unit
-        self.completed = 0
+        self.completed = initial
+        self._initial = initial  # work done before this display started (a resumed run) is not in the rate
         self._status = ""
         self._start = time.monotonic()
 
@@ -73,12 +79,12 @@ class Progress:
     @property
     def rate(self) -> float:
         dt = time.monotonic() - self._start
-        return self.completed / dt if dt > 0 else 0.0
+        return (self.completed - self._initial) / dt if dt > 0 else 0.0
 
 
 class _PlainProgress(Progress):
-    def __init__(self, description: str, total: int | None, unit: str, interval: float):
-        super().__init__(description, total, unit)
+    def __init__(self, description: str, total: int | None, unit: str, interval: float, initial: int = 0):
+        super().__init__(description, total, unit, initial)
         self._interval = interval
         self._last = 0.0
 
@@ -92,7 +98,7 @@ class _PlainProgress(Progress):
                 parts.append(f"eta {_fmt_seconds((self.total - self.completed) / rate)}")
         else:
             parts.append(f"{self.completed}")
-        parts.append(f"{rate:.1f} {self.unit}/s")
+        parts.append(_fmt_rate(rate, self.unit))
         if self._status:
             parts.append(self._status)
         print(" ".join(parts), file=sys.stderr, flush=True)
@@ -109,14 +115,14 @@ class _PlainProgress(Progress):
 
 
 class _RichProgress(Progress):
-    def __init__(self, bar: Any, task: Any, description: str, total: int | None, unit: str):
-        super().__init__(description, total, unit)
+    def __init__(self, bar: Any, task: Any, description: str, total: int | None, unit: str, initial: int = 0):
+        super().__init__(description, total, unit, initial)
         self._bar = bar
         self._task = task
 
     def advance(self, n: int = 1) -> None:
         super().advance(n)
-        self._bar.update(self._task, advance=n, rate=f"{self.rate:.1f} {self.unit}/s")
+        self._bar.update(self._task, advance=n, rate=_fmt_rate(self.rate, self.unit))
 
     def status(self, text: str) -> None:
         super().status(text)
@@ -127,12 +133,13 @@ _live: dict = {"bar": None, "depth": 0}
 
 
 @contextmanager
-def progress(description: str, total: int | None = None, *, unit: str = "it") -> Iterator[Progress]:
+def progress(description: str, total: int | None = None, *, unit: str = "it",
+             initial: int = 0) -> Iterator[Progress]:
     """A progress display for a loop of `total` units. Nested calls share one live display: an inner
     task (one run inside a reproduction) appears under the outer one and is removed when it ends."""
     if not is_interactive():
         interval = float(os.environ.get("FQVAE_LOG_INTERVAL", "10"))
-        p = _PlainProgress(description, total, unit, interval)
+        p = _PlainProgress(description, total, unit, interval, initial)
         try:
             yield p
         finally:
@@ -163,9 +170,9 @@ def progress(description: str, total: int | None = None, *, unit: str = "it") ->
         _live["bar"].start()
     bar = _live["bar"]
     _live["depth"] += 1
-    task = bar.add_task(description, total=total, status="", rate="")
+    task = bar.add_task(description, total=total, completed=initial, status="", rate="")
     try:
-        yield _RichProgress(bar, task, description, total, unit)
+        yield _RichProgress(bar, task, description, total, unit, initial)
     finally:
         _live["depth"] -= 1
         if outer:

@@ -16,9 +16,10 @@ import numpy as np
 from fqvae_cli.errors import UsageError
 
 
-def to_float(images: Any, device: Any = "cpu"):
+def to_float(images: Any, device: Any = "cpu", channels_last: bool = False):
     """uint8 images (n, H, W, 3), numpy or torch -> float32 tensor (n, 3, H, W) in [-0.5, 0.5] on
-    `device`. The uint8 data is moved first, then converted there."""
+    `device`. The uint8 data is moved first, then converted there. With channels_last the result keeps
+    the NHWC layout the images already have (one conversion, no transposing copy)."""
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
@@ -27,14 +28,15 @@ def to_float(images: Any, device: Any = "cpu"):
     if t.ndim != 4 or t.shape[-1] != 3:
         raise UsageError(f"to_float expects images of shape (n, H, W, 3), got {tuple(t.shape)}.")
     t = t.to(device, non_blocking=True)
-    return t.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).contiguous()
+    x = t.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class BatchSampler:
     """Batches of `batch_size` images drawn from `indices` (dataset indices, e.g. the train split)."""
 
     def __init__(self, ds, indices: np.ndarray, batch_size: int, seed: int, device: Any = "cpu",
-                 on_device: bool = False):
+                 on_device: bool = False, channels_last: bool = False):
         self.ds = ds
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self.indices.size == 0:
@@ -45,6 +47,7 @@ class BatchSampler:
         self.seed = int(seed)
         self.device = device
         self.on_device = on_device
+        self.channels_last = channels_last
         self._perms: dict[int, np.ndarray] = {}
         self._resident = None
         if on_device:
@@ -94,13 +97,16 @@ class BatchSampler:
         if self._resident is not None:
             import torch
 
-            pos = torch.from_numpy(self.positions_for(step)).to(self._resident.device)
+            # The positions travel from pinned memory without blocking the host (no per-step sync).
+            pos = torch.from_numpy(self.positions_for(step))
+            if self._resident.device.type == "cuda":
+                pos = pos.pin_memory().to(self._resident.device, non_blocking=True)
             return self._resident.index_select(0, pos)
         return self.ds.images_at(self.indices_for(step))
 
     def batch(self, step: int):
         """The batch of `step` as float32 (B, 3, H, W) in [-0.5, 0.5] on the device."""
-        return to_float(self.uint8_batch(step), self.device)
+        return to_float(self.uint8_batch(step), self.device, self.channels_last)
 
     def codes_for(self, step: int) -> np.ndarray:
         """Factor codes (B, F) of the batch of `step`."""

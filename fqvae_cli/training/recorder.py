@@ -1,0 +1,136 @@
+"""What a run leaves behind while it trains: registry rows, checkpoints, the heartbeat, and how it stops.
+
+The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
+leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
+not finite) and marks the run interrupted, a lost claim (the run was requeued after a stale heartbeat)
+stops without touching it, and any other error marks it failed with its message."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fqvae_cli import console
+from fqvae_cli.errors import TrainingError
+from fqvae_cli.io import sha256_file
+from fqvae_cli.registry.records import MetricRow
+from fqvae_cli.training.checkpoint import save_checkpoint
+
+
+class Terminated(Exception):
+    """SIGTERM (e.g. a scheduler pre-empting the job): handled like Ctrl-C."""
+
+
+class TakenOver(Exception):
+    """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread for the duration (elsewhere nothing changes)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals stay with the main thread's handler
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Recorder:
+    """Registry rows, checkpoints and progress of one run. `snapshot()` returns the checkpoint state of
+    the last finished iteration (optimizers, RNG, iteration); `model` is saved beside it."""
+
+    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int):
+        self.reg = reg
+        self.run = run
+        self.ckpt_dir = folder / "checkpoints"
+        self.config = config
+        self.keep = keep
+        self.last_checkpoint = 0
+        self.done = 0
+        self.bar: console.Progress | None = None
+
+    # ------------------------------------------------------------------ during the loop
+
+    def log(self, iteration: int, parts: dict[str, float], lr: float, tau: float) -> None:
+        rows = [MetricRow(f"loss/{k}", v, iteration, "train") for k, v in parts.items()]
+        rows += [MetricRow("lr", lr, iteration, "train"), MetricRow("temperature", tau, iteration, "train")]
+        self.reg.log_metrics(self.run.id, rows)
+        if not self.reg.heartbeat(self.run.id):
+            raise TakenOver()
+        if self.bar:
+            self.bar.status(" ".join(f"{k} {v:.4g}" for k, v in list(parts.items())[:5]))
+
+    def checkpoint(self, iteration: int, model: Any, state: dict) -> None:
+        files = save_checkpoint(self.ckpt_dir, iteration, model, {**state, "iteration": iteration},
+                                self.config)
+        for kind, path in (("checkpoint_state", files.state), ("checkpoint", files.weights)):
+            self.reg.add_artifact(self.run.id, kind=kind, path=str(path), bytes=path.stat().st_size,
+                                  sha256=sha256_file(path), step=iteration)
+        self.last_checkpoint = iteration
+        self._prune()
+
+    def advance(self, iteration: int) -> None:
+        self.done = iteration
+        if self.bar:
+            self.bar.advance(1)
+
+    def _prune(self) -> None:
+        """Keep the newest `keep` checkpoints (rows and files)."""
+        arts = self.reg.artifacts(self.run.id, kind="checkpoint")
+        arts += self.reg.artifacts(self.run.id, kind="checkpoint_state")
+        steps = sorted({a.step for a in arts})
+        for old in steps[:-self.keep] if len(steps) > self.keep else []:
+            for a in arts:
+                if a.step == old:
+                    Path(a.path).unlink(missing_ok=True)
+                    self.reg.remove_artifact(a.id)
+
+    # ------------------------------------------------------------------ around the loop
+
+    @contextmanager
+    def session(self, description: str, total: int, start: int, model: Any,
+                snapshot: Callable[[], dict], healthy: Callable[[], bool],
+                show_progress: bool = True) -> Iterator[Recorder]:
+        """The loop's context: progress display, SIGTERM handling, and the registry's status on exit.
+        `healthy()` says whether the last finished iteration may be checkpointed on an interrupt."""
+        self.done = self.last_checkpoint = start
+        try:
+            with sigterm_as_interrupt(), self._progress(description, total, start, show_progress):
+                yield self
+        except (KeyboardInterrupt, Terminated):
+            if self.done > self.last_checkpoint and healthy():
+                self.checkpoint(self.done, model, snapshot())
+            self.reg.interrupt(self.run.id)
+            raise KeyboardInterrupt from None
+        except TakenOver:
+            raise TrainingError(f"run {self.run.short_id} was requeued elsewhere after a stale heartbeat; "
+                                "this process stops without touching it.") from None
+        except TrainingError as exc:
+            self.reg.fail(self.run.id, str(exc))
+            raise
+        except BaseException as exc:
+            self.reg.fail(self.run.id, f"{type(exc).__name__}: {exc}")
+            raise
+
+    @contextmanager
+    def _progress(self, description: str, total: int, start: int, show: bool) -> Iterator[None]:
+        if not show:
+            yield
+            return
+        with console.progress(description, total=total, unit="step", initial=start) as bar:
+            self.bar = bar
+            try:
+                yield
+            finally:
+                self.bar = None
