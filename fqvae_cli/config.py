@@ -146,7 +146,9 @@ class TrainConfig(_Strict):
         None, gt=0,
         description="if set, anneal_steps and temperature_decay are rescaled by reference/steps so a short run "
                     "keeps the schedule shape of a reference-length run (quick profile: 100000)")
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw"] = Field(
+        "adam", description="adamw follows the original QLAE recipe: decoupled weight decay on weights only "
+                            "(no codebooks, no biases) and gradients clipped elementwise at 1.0")
     weight_decay: float = Field(0.0, ge=0)
     step_convention: Literal["iterations", "optimizer_steps"] = Field(
         "iterations",
@@ -155,8 +157,15 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(500, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(50, gt=0)
-    bf16: bool = False
-    data_on_device: Literal["auto", "always", "never"] = "auto"
+    # Speed settings: none of them changes what a run computes beyond floating-point rounding, so table
+    # cells do not tell runs apart by them (bf16 aside, which is part of a profile's setup).
+    bf16: bool = Field(False, description="bfloat16 autocast for the trunk (losses and KL stay float32)")
+    compile: bool = Field(False, description="torch.compile the VAE and discriminator steps (warm-up once per run)")
+    channels_last: bool = Field(True, description="NHWC memory layout for images and conv weights")
+    cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN pick the fastest conv algorithms")
+    tf32: bool = Field(True, description="CUDA: TF32 tensor cores for float32 matmuls and convs")
+    data_on_device: Literal["auto", "always", "never"] = Field(
+        "auto", description="hold the whole train split as one uint8 tensor on the device; auto = CUDA with room")
     threads: int | None = Field(None, gt=0, description="torch CPU threads; default all cores")
 
     @model_validator(mode="after")
