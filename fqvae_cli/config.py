@@ -11,7 +11,7 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -189,7 +189,7 @@ class EvalConfig(_Strict):
     protocol: str = Field("paper", description="metric protocol (sample sizes in experiments.yaml `protocols`)")
     n_neighbors: int = Field(3, gt=0, description="kNN MI estimator for continuous codes (3 authors, 10 original)")
     mse_images: int | None = Field(None, gt=0, description="cap on test images for MSE; default the whole split")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     batch_size: int = Field(1024, gt=0)
 
 
@@ -197,7 +197,7 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: str = "synth3d"
     profile: str = "quick"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of initialisation, data order and noise")
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
@@ -241,6 +241,8 @@ def _load_yaml(path: str, mtime: float) -> dict:
 def load_experiments() -> dict:
     """The experiments.yaml mapping, validated (fqvae_cli.experiments) once per file version."""
     p = experiments_path()
+    if p.is_dir():
+        raise ConfigError(f"experiments file {p} is a folder; FQVAE_EXPERIMENTS must name a .yaml file.")
     try:
         mtime = p.stat().st_mtime
     except FileNotFoundError:
@@ -290,6 +292,18 @@ def _valid_keys_hint() -> str:
     return "valid settings: " + ", ".join(keys) + "."
 
 
+def _takes_bool(path: tuple[str, ...]) -> bool:
+    """Whether the setting at `path` is a true/false one; pydantic would quietly read true as 1 for a
+    number, so --set refuses true/false anywhere else."""
+    if len(path) == 1:
+        fields = [RunConfig.model_fields[path[0]]]
+    else:
+        cls = SECTIONS[path[0]]
+        fields = [cls.model_fields[path[1]]] if path[1] in cls.model_fields else \
+            [owner.model_fields[path[1]] for owner in COMPONENT_FIELDS.get(path[1], [])]
+    return any(f.annotation is bool or bool in get_args(f.annotation) for f in fields)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """['model.beta=1e-3', 'steps=100'] -> nested dict {'model': {'beta': 0.001}, 'train': {'steps': 100}}."""
     out: dict = {}
@@ -299,6 +313,9 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, _, raw = pair.partition("=")
         path = _resolve_key(key.strip())
         value = parse_value(raw.strip())
+        if isinstance(value, bool) and not _takes_bool(path):
+            raise ConfigError(f"--set {key.strip()}: '{raw.strip()}' is not a valid value; "
+                              f"{'.'.join(path)} is not a true/false setting.")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"--set {key}: the value must be a finite number.")
         node = out
