@@ -81,7 +81,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     factors = np.asarray(ds.codes[indices], dtype=np.int64)
     with _maybe_progress(show_progress, "encode", n, "img") as bar:
         codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed, progress=bar)
-    discrete = bool(lr.model.spec.discrete)
+    discrete = model.bottleneck.discrete  # the bottleneck's own kind record
 
     tr, te = slice(0, sizes["dci_train"]), slice(sizes["dci_train"], n_dci)
     with _maybe_progress(show_progress, "DCI (per factor)", ds.space.n_factors, "factor") as bar:
