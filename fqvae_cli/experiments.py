@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from fqvae_cli.data.catalog import DATASETS
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.models.specs import ZOO
 
@@ -110,7 +111,11 @@ class Experiments(_Strict):
     @field_validator("hyperparameters")
     @classmethod
     def _hp(cls, v: dict, info: ValidationInfo) -> dict:
+        # A column is a dataset's Table A.3 column; a misspelt one (shapes3D) would silently give zero weights.
+        columns = sorted({spec.hyperparameters for spec in DATASETS.values()})
         for column, models in v.items():
+            if column not in columns:
+                raise ValueError(f"{column}: unknown dataset column (valid: {', '.join(columns)})")
             for model, values in (models or {}).items():
                 if model not in ZOO:
                     raise ValueError(f"{column}.{model}: unknown model (valid: {', '.join(ZOO)})")
