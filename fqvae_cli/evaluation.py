@@ -55,9 +55,11 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
     model.eval()
     ds = None
     if need_data:
+        from fqvae_cli.data.identity import require_same_dataset
         from fqvae_cli.data.store import open_dataset
 
         ds = open_dataset(cfg.dataset)
+        require_same_dataset(run, ds, "evaluate or draw")  # numbers only on the data the run trained on
     return LoadedRun(run, cfg, model, step, ds)
 
 

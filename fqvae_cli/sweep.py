@@ -1,24 +1,36 @@
-"""Sweeps: expand a paper table or a grid into queued runs in the registry, and the workers that
-claim, train and evaluate them, here (N processes) or on Slurm through submitit.
+"""Sweeps: expand a paper table or a grid into queued runs in the registry, the workers that claim,
+train and evaluate them, here (N processes) or on Slurm through submitit, and `reproduce`, which does
+both for a paper table.
 
-A worker loop: requeue runs whose heartbeat went stale (their worker died), claim the next queued run
-atomically, train it (resuming from its last checkpoint when it has one), evaluate it with its
-protocol, repeat. Many workers on many machines can share one PostgreSQL registry."""
+A worker loop: requeue runs whose holder is gone (a dead local pid, or a stale heartbeat), claim the next
+queued run atomically, train it (resuming from its last checkpoint when it has one), evaluate it with its
+protocol, repeat. Many workers on many machines can share one PostgreSQL registry. Local workers run in
+their own session: stopping the parent in any way (Ctrl-C, SIGTERM) sends each worker one SIGTERM, which
+checkpoints its run and marks it interrupted, and the parent waits for them; a worker whose parent dies
+without a word gets SIGTERM from the kernel (Linux)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli.errors import ConfigError, UsageError
+from fqvae_cli.registry.liveness import holder_id
+from fqvae_cli.registry.store import DEFAULT_STALE_S
 
-DEFAULT_STALE_S = 300.0
+# A grid larger than this many runs is refused unless confirmed (--yes): it is almost always a typo.
+GRID_CAP = 1000
+# How long a stopped reproduce waits for its workers to checkpoint before killing them.
+WORKER_GRACE_S = 120.0
 
 
 @dataclass
@@ -35,31 +47,26 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 rows: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
                 overrides: dict | None = None, retry_failed: bool = False) -> QueueReport:
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
-    Idempotent: finished runs are kept, interrupted ones are requeued to resume, nothing is redone."""
+    Idempotent: finished runs are kept, interrupted ones (and running ones whose process is gone) are
+    requeued to resume, nothing is redone. A cell takes only runs of its exact training setup (tables.py)."""
     from fqvae_cli.config import deep_merge, load_experiments, resolve_run_config
-    from fqvae_cli.tables import cell_runs, default_datasets
+    from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
 
     exp = load_experiments()
     if number not in exp["tables"]:
         raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
-    spec = exp["tables"][number]
-    keys = [r["key"] for r in spec["rows"]]
-    for k in rows or []:
-        if k not in keys:
-            raise UsageError(f"table {number} has no row '{k}'; its rows are: {', '.join(keys)}.")
-    chosen = [r for r in spec["rows"] if (not rows or r["key"] in rows) and (not models or r["model"] in models)]
-    if not chosen:
-        raise UsageError(f"no row of table {number} matches the given --rows/--models.")
+    chosen = table_rows(exp["tables"][number], number, rows, models)
     report = QueueReport([], [], [], [], [])
     for ds in datasets or default_datasets(number, profile):
-        # One query per dataset; table rows have distinct model configs, so no cell sees another's new run.
+        # One query per dataset; table rows have distinct setups, so no cell sees another's new run.
         runs = reg.find_runs(dataset=ds, profile=profile)
+        identity = dataset_identity(ds)
         for row in chosen:
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
-                want = cfg.model.model_dump(mode="json")
-                existing = [r for r in cell_runs(runs, row["model"], want) if r.seed == seed]
+                want = training_setup(cfg)
+                existing = [r for r in cell_runs(runs, row["model"], want, identity) if r.seed == seed]
                 report.protocol = cfg.eval.protocol
                 _place(reg, cfg, existing, report, retry_failed, cfg.eval.protocol)
     return report
@@ -68,6 +75,9 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
 def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_failed: bool, protocol: str) -> None:
     by_status: dict[str, list[Any]] = {}
     for r in existing:
+        if r.status == "running" and reg.holder_state(r) != "alive":
+            by_status.setdefault("interrupted", []).append(r)  # its process is gone: resume it
+            continue
         by_status.setdefault(r.status, []).append(r)
     for r in by_status.get("finished", []):
         if reg.latest_metrics(r.id, protocol):
@@ -98,31 +108,48 @@ def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_f
 # ------------------------------------------------------------------ grids
 
 
-def parse_grid(text: str) -> list[dict]:
-    """'model=qvae,factorqvae seed=0..4 set.beta=1e-4,1e-3 dataset=synth3d profile=quick' -> one dict per
-    combination with keys model, dataset, profile, seed and 'set' (dotted override -> value)."""
+def _axis(key: str, raw: str) -> Sequence:
     from fqvae_cli.config import parse_value
 
-    axes: list[tuple[str, list]] = []
+    if key == "seed" and ".." in raw:
+        lo, _, hi = raw.partition("..")
+        try:
+            return range(int(lo), int(hi) + 1)  # lazy: counted before anything is expanded
+        except ValueError:
+            raise UsageError(f"seed range must be integers like 0..4, got '{raw}'.") from None
+    # Repeated values (seed=0,0,0) would queue identical runs: keep the first of each.
+    return list(dict.fromkeys(parse_value(v) for v in raw.split(",") if v != ""))
+
+
+def grid_axes(text: str) -> list[tuple[str, Sequence]]:
+    """The axes of a grid text, checked, without expanding their product."""
+    axes: list[tuple[str, Sequence]] = []
     for token in text.split():
         if "=" not in token:
             raise UsageError(f"grid entries look like key=v1,v2 or seed=0..4; got '{token}'.")
         key, _, raw = token.partition("=")
-        if key == "seed" and ".." in raw:
-            lo, _, hi = raw.partition("..")
-            try:
-                values: list = list(range(int(lo), int(hi) + 1))
-            except ValueError:
-                raise UsageError(f"seed range must be integers like 0..4, got '{raw}'.") from None
-        else:
-            values = [parse_value(v) for v in raw.split(",") if v != ""]
         if key not in ("model", "dataset", "profile", "seed") and not key.startswith("set."):
             raise UsageError(f"unknown grid key '{key}'; use model, dataset, profile, seed or set.KEY.")
-        if not values:
+        if any(k == key for k, _ in axes):
+            raise UsageError(f"grid key '{key}' is given twice; list its values once, comma-separated.")
+        values = _axis(key, raw)
+        if not len(values):
             raise UsageError(f"grid key '{key}' has no values.")
         axes.append((key, values))
     if not any(k == "model" for k, _ in axes):
         raise UsageError("a grid needs model=...")
+    return axes
+
+
+def parse_grid(text: str, *, cap: int | None = GRID_CAP) -> list[dict]:
+    """'model=qvae,factorqvae seed=0..4 set.beta=1e-4,1e-3 dataset=synth3d profile=quick' -> one dict per
+    combination with keys model, dataset, profile, seed and 'set' (dotted override -> value). The size is
+    counted first and a grid over `cap` combinations is refused (cap=None: no limit)."""
+    axes = grid_axes(text)
+    count = math.prod(len(v) for _, v in axes)
+    if cap is not None and count > cap:
+        raise UsageError(f"the grid has {count:,} combinations, more than the limit of {cap:,}; narrow it, "
+                         "or pass --yes to queue them all.")
     combos = []
     for values in itertools.product(*[v for _, v in axes]):
         point: dict = {"set": {}}
@@ -135,14 +162,19 @@ def parse_grid(text: str) -> list[dict]:
     return combos
 
 
-def queue_grid(reg: Any, text: str, *, profile: str = "quick") -> list[str]:
+def queue_grid(reg: Any, text: str, *, profile: str = "quick", cap: int | None = GRID_CAP) -> list[str]:
+    """Queue one run per distinct configuration of the grid; every configuration is resolved (and so
+    validated) before the first run is queued."""
     from fqvae_cli.config import parse_overrides, resolve_run_config
 
-    queued = []
-    for p in parse_grid(text):
+    configs: dict[str, Any] = {}
+    for p in parse_grid(text, cap=cap):
         overrides = parse_overrides([f"{k}={v}" for k, v in p["set"].items()])
         cfg = resolve_run_config(str(p["model"]), p.get("dataset"), str(p.get("profile", profile)),
-                                 int(p.get("seed", 0)), overrides)
+                                 p.get("seed", 0), overrides)
+        configs.setdefault(json.dumps(cfg.model_dump(mode="json"), sort_keys=True), cfg)
+    queued = []
+    for cfg in configs.values():
         run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
                              config=cfg.model_dump(mode="json"), status="queued")
         queued.append(run.short_id)
@@ -153,20 +185,39 @@ def queue_grid(reg: Any, text: str, *, profile: str = "quick") -> list[str]:
 
 
 def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bool = True) -> None:
-    """Train `run` (resuming from its last checkpoint if it has one), then evaluate it."""
+    """Train `run` (resuming from its last checkpoint if it has one), then evaluate it. A run learns its
+    dataset's identity when it first starts; afterwards it only runs on that same data."""
     from fqvae_cli.config import build_run_config
+    from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
+    from fqvae_cli.data.store import open_dataset
     from fqvae_cli.evaluation import evaluate_run
     from fqvae_cli.training.loop import latest_checkpoint, train_run
 
     cfg = build_run_config(run.config)
     if run.status != "finished":
+        ds = open_dataset(cfg.dataset)
+        if run.dataset_fingerprint is None:
+            reg.set_dataset_fingerprint(run.id, dataset_fingerprint(ds))
+        else:
+            require_same_dataset(run, ds, "resume")
         resume = latest_checkpoint(reg, run.id) is not None
         train_run(cfg, reg, run, device, resume=resume, show_progress=show_progress)
     evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return holder_id()
+
+
+def _release(reg: Any, run: Any, me: str, status: str, error: str = "") -> None:
+    """Mark a run this worker still holds as interrupted or failed (the training loop does so itself;
+    this covers the steps before and after it)."""
+    try:
+        current = reg.get_run(run.id)
+        if current.status == "running" and current.worker == me:
+            reg.fail(run.id, error) if status == "failed" else reg.interrupt(run.id)
+    except Exception:  # noqa: BLE001 - best effort while already handling an error
+        pass
 
 
 def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
@@ -183,10 +234,12 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
         try:
             execute(reg, run, device, jobs=jobs, show_progress=show_progress)
         except KeyboardInterrupt:
+            _release(reg, run, me, "interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
             from fqvae_cli import console
 
+            _release(reg, run, me, "failed", f"{type(exc).__name__}: {exc}")
             console.warn(f"run {run.short_id} failed: {exc}")
         done += 1
         if on_run is not None:
@@ -197,32 +250,134 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
 
 def start_local_workers(n: int, *, db_url: str, device: str = "cpu", threads: int | None = None,
                         stale_after_s: float = DEFAULT_STALE_S) -> list[subprocess.Popen]:
-    """N `fqvae worker` processes on this machine sharing the registry at db_url."""
+    """N `fqvae worker` processes on this machine sharing the registry at db_url. Each runs in its own
+    session, so a terminal's Ctrl-C reaches only this process, which stops them (wait_all)."""
     threads = threads or max(1, (os.cpu_count() or 1) // n)
     procs = []
     for _ in range(n):
-        env = {**os.environ, "FQVAE_DB": db_url, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "FQVAE_DB": db_url, "OMP_NUM_THREADS": str(threads),
+               "FQVAE_PARENT_PID": str(os.getpid())}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "fqvae_cli", "worker", "--device", device, "--threads", str(threads),
-             "--stale-after", str(stale_after_s), "--quiet"], env=env))
+             "--stale-after", str(stale_after_s), "--quiet"], env=env, start_new_session=True))
     return procs
 
 
+def stop_workers(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None:
+    """One SIGTERM to each live worker (it checkpoints and marks its run interrupted), then wait; a
+    worker still alive after `grace_s` is killed."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def wait_all(procs: list[subprocess.Popen], poll: Any = None, interval: float = 2.0) -> list[int]:
+    """Wait for every worker; if this process is stopped meanwhile (KeyboardInterrupt: Ctrl-C, or
+    SIGTERM through fqvae_cli.signals), stop the workers first, then re-raise."""
     try:
         while any(p.poll() is None for p in procs):
             if poll is not None:
                 poll()
             time.sleep(interval)
-    except KeyboardInterrupt:
-        for p in procs:
-            p.send_signal(2)
-        for p in procs:
-            p.wait()
+        if poll is not None:
+            poll()
+    except BaseException:
+        # Signals arriving while the workers shut down must not cut the wait short.
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stop_workers(procs)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
         raise
-    if poll is not None:
-        poll()
     return [p.returncode for p in procs]
+
+
+def die_with_parent() -> None:
+    """In a worker started by start_local_workers: exit (SIGTERM) when the parent dies, even by SIGKILL
+    (Linux prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
+    parent = os.environ.get("FQVAE_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ------------------------------------------------------------------ reproduce
+
+
+@dataclass
+class ReproduceRequest:
+    number: str = "1"
+    profile: str = "quick"
+    datasets: list[str] | None = None
+    rows: list[str] | None = None
+    models: list[str] | None = None
+    seeds: int = 1
+    overrides: dict = field(default_factory=dict)
+    retry_failed: bool = False
+    workers: int = 1
+    executor: str = "local"
+    slurm: dict = field(default_factory=dict)  # partition, gpus, time_min
+
+
+def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
+              on_report: Callable[[QueueReport], None] | None = None) -> QueueReport:
+    """Queue a paper table's runs, evaluate finished ones that lack numbers, and execute the queue with
+    `req.workers` local processes (or Slurm jobs). Safe to stop and start again."""
+    from fqvae_cli import console
+    from fqvae_cli.evaluation import evaluate_run
+    from fqvae_cli.paths import workspace
+
+    if req.executor not in ("local", "slurm"):
+        raise UsageError(f"unknown executor '{req.executor}'; choose local or slurm.")
+    report = queue_table(reg, req.number, req.profile, datasets=req.datasets, rows=req.rows, models=req.models,
+                         seeds=req.seeds, overrides=req.overrides, retry_failed=req.retry_failed)
+    if on_report is not None:
+        on_report(report)
+    todo = len(report.queued) + len(report.to_evaluate)
+    with console.progress(f"reproduce table {req.number}", total=todo, unit="run") as overall:
+        for ref in report.to_evaluate:
+            evaluate_run(reg, ref, device, protocol=report.protocol, jobs=2)
+            overall.advance()
+        if not report.queued:
+            return report
+        if req.executor == "slurm":
+            jobs = submit_slurm_workers(req.workers, db_url=url, folder=str(workspace() / "slurm"),
+                                        device=str(device), **req.slurm)
+            console.info(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
+            for j in jobs:
+                j.result()
+            overall.advance(len(report.queued))
+        elif req.workers == 1:
+            run_worker(reg, device, jobs=2, on_run=lambda _r: overall.advance())
+        else:
+            seen: set[str] = set()
+
+            def poll() -> None:
+                for ref in set(report.queued) - seen:
+                    run = reg.get_run(ref)
+                    if run.status == "finished" and reg.latest_metrics(run.id, report.protocol):
+                        seen.add(ref)
+                        overall.advance()
+
+            codes = wait_all(start_local_workers(req.workers, db_url=url, device=str(device)), poll=poll)
+            if any(codes):
+                console.warn(f"worker exit codes: {codes}")
+    return report
 
 
 def _slurm_worker(db_url: str, device: str, stale_after_s: float) -> int:

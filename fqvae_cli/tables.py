@@ -1,10 +1,15 @@
 """Tables 1 and 2 rebuilt from the registry, beside the published numbers.
 
-A cell (dataset, row) collects the finished runs of that dataset and profile whose model config equals
-the row's configuration exactly (the profile's Table A.3 weights plus the row's codebook settings), so
-a sweep over other weights never leaks into the table. Each cell shows mean ± std over seeds, the seed
-count, the published value and the difference; the best mean per column is marked (highest, lowest
-for MSE) as in the paper."""
+A cell (dataset, row) collects the finished runs whose whole training setup equals the one the profile
+gives that row: model settings (the profile's Table A.3 weights plus the row's codebook settings),
+trunk, steps, batch, schedules and optimizer, and the dataset (its name, and its prepared identity where
+both the run and the store know it). A sweep over other weights or a 2-step smoke test never leaks into
+a table. Setups are compared after filling defaults, so a field added later with a default keeps old
+runs in their cells; settings that do not change the trained model (threads, checkpoint and log
+intervals, where the data lives) and the evaluation section are left out. Each cell shows mean ± std
+over distinct seeds (the newest run of a seed counts), the seed count, the published value and the
+difference; the best mean per column is marked (highest, lowest for MSE) as in the paper. Rows for
+models outside the paper (`--rows fsq`) can be added; they have no published values."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ SCALE = {"mse": 1e4}  # MSE is reported x 10^4
 
 @dataclass
 class Cell:
-    runs: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # one run per distinct seed
     mean: list[float] | None = None
     std: list[float] | None = None
     published: list[float] | None = None
@@ -44,15 +49,94 @@ class Table:
     best: dict[tuple[str, str], set[int]]  # (dataset, key) -> column indices marked best
 
 
+# Train settings that change how a run is executed, not what it learns.
+RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "log_every", "data_on_device",
+                           "compile", "channels_last", "cudnn_benchmark", "tf32"})
+
+
 def expected_model_config(model: str, dataset: str, profile: str, row_set: dict) -> dict:
     from fqvae_cli.config import resolve_run_config
 
     return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.model_dump(mode="json")
 
 
-def cell_runs(runs: list[Any], model: str, want: dict) -> list[Any]:
-    """The runs of a cell: this model with exactly the cell's model configuration."""
-    return [r for r in runs if r.model == model and r.config.get("model") == want]
+def training_setup(config: Any) -> dict | None:
+    """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
+    validating it with today's code); None when today's code cannot read the stored config."""
+    from fqvae_cli.config import build_run_config
+    from fqvae_cli.errors import ConfigError
+
+    if isinstance(config, dict):
+        try:
+            config = build_run_config(config)
+        except ConfigError:
+            return None
+    data = config.model_dump(mode="json")
+    train = {k: v for k, v in data["train"].items() if k not in RUNTIME_ONLY}
+    return {"model": data["model"], "train": train, "dataset": data["dataset"], "profile": data["profile"]}
+
+
+def expected_setup(model: str, dataset: str, profile: str, row_set: dict, overrides: dict | None = None) -> dict:
+    """The training setup of a cell: the profile's, for this row, with any command-line overrides."""
+    from fqvae_cli.config import deep_merge, resolve_run_config
+
+    extra = deep_merge(overrides or {}, {"model": dict(row_set)})
+    return training_setup(resolve_run_config(model, dataset, profile, 0, extra))
+
+
+def dataset_identity(dataset: str) -> dict | None:
+    """The fingerprint of the prepared dataset of this name, or None when it is not prepared here."""
+    from fqvae_cli.data.identity import dataset_fingerprint
+    from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
+    from fqvae_cli.errors import FqvaeError
+
+    if not is_prepared(dataset):
+        return None
+    try:
+        return dataset_fingerprint(PreparedDataset(dataset_dir(dataset)))
+    except FqvaeError:
+        return None
+
+
+def cell_runs(runs: list[Any], model: str, want: dict, identity: dict | None = None) -> list[Any]:
+    """The runs of a cell: this model with exactly the cell's training setup, trained on the prepared
+    dataset `identity` where both it and the run's record are known."""
+    out = []
+    for r in runs:
+        if r.model != model or training_setup(r.config) != want:
+            continue
+        if identity is not None and r.dataset_fingerprint is not None and r.dataset_fingerprint != identity:
+            continue
+        out.append(r)
+    return out
+
+
+def one_per_seed(runs: list[Any]) -> list[Any]:
+    """The newest run of each seed, in seed order (runs come oldest first)."""
+    latest = {r.seed: r for r in runs}
+    return [latest[s] for s in sorted(latest)]
+
+
+def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: list[str] | None = None) -> list[dict]:
+    """The rows to show or fill: the table's rows, or those named by key; a name that is no row of the
+    table but a model of the zoo becomes an extra row outside the paper (no published values)."""
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.models.specs import ZOO
+
+    by_key = {r["key"]: r for r in spec["rows"]}
+    chosen = []
+    for k in rows or list(by_key):
+        if k in by_key:
+            chosen.append(by_key[k])
+        elif k in ZOO:
+            chosen.append({"key": k, "label": f"{k} (not in the paper)", "model": k, "set": {}})
+        else:
+            raise UsageError(f"table {number} has no row '{k}' and the zoo no such model; its rows are: "
+                             f"{', '.join(by_key)}; models: {', '.join(ZOO)}.")
+    chosen = [r for r in chosen if not models or r["model"] in models]
+    if not chosen:
+        raise UsageError(f"no row of table {number} matches the given --rows/--models.")
+    return chosen
 
 
 def default_datasets(table_number: str, profile: str) -> list[str]:
@@ -66,7 +150,7 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
 
 
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
-                protocol: str = "paper") -> Table:
+                protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None) -> Table:
     from fqvae_cli.config import load_experiments
     from fqvae_cli.data.catalog import get_dataset_spec
     from fqvae_cli.errors import ConfigError
@@ -78,7 +162,8 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(exp['profiles'])}.")
     spec = exp["tables"][number]
     datasets = datasets or default_datasets(number, profile)
-    rows = [(r["key"], r["label"]) for r in spec["rows"]]
+    chosen = table_rows(spec, number, rows)
+    rows = [(r["key"], r["label"]) for r in chosen]
     cells: dict[tuple[str, str], Cell] = {}
     published_from: dict[str, str] = {}
     missing: list[str] = []
@@ -86,15 +171,17 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
         runs = reg.find_runs(dataset=ds, profile=profile, status="finished")
-        for r in spec["rows"]:
-            want = expected_model_config(r["model"], ds, profile, r.get("set", {}))
+        identity = dataset_identity(ds)
+        for r in chosen:
+            want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
             cell = Cell(published=spec.get("published", {}).get(ref, {}).get(r["key"]))
             values = []
-            for run in cell_runs(runs, r["model"], want):
+            scored = [run for run in cell_runs(runs, r["model"], want, identity)
+                      if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            for run in one_per_seed(scored):
                 m = reg.latest_metrics(run.id, protocol)
-                if all(c in m for c in COLUMNS):
-                    cell.runs.append(run.short_id)
-                    values.append([m[c] * SCALE.get(c, 1.0) for c in COLUMNS])
+                cell.runs.append(run.short_id)
+                values.append([m[c] * SCALE.get(c, 1.0) for c in COLUMNS])
             if values:
                 cols = list(zip(*values, strict=True))
                 cell.mean = [sum(c) / len(c) for c in cols]

@@ -65,10 +65,12 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; library errors become one sentence on stderr and a non-zero exit code."""
-    from fqvae_cli.errors import FqvaeError
+    from fqvae_cli import signals
+    from fqvae_cli.errors import FqvaeError, Interrupted
 
     if "--debug" in (argv if argv is not None else sys.argv[1:]):
         _state["debug"] = True
+    previous = signals.install()  # SIGTERM unwinds like Ctrl-C, and exits 143
     try:
         app(args=argv, prog_name="fqvae")
     except SystemExit:
@@ -77,14 +79,16 @@ def main(argv: list[str] | None = None) -> None:
         if _state["debug"]:
             raise
         _error(str(exc))
-        sys.exit(exc.exit_code)
+        sys.exit(signals.interrupted_exit_code() if isinstance(exc, Interrupted) else exc.exit_code)
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
         _error("interrupted.")
-        sys.exit(130)
+        sys.exit(signals.interrupted_exit_code())
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-sentence rule
         if _state["debug"]:
             raise
         _error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         sys.exit(1)
+    finally:
+        signals.restore(previous)

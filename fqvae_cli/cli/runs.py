@@ -122,28 +122,34 @@ def delete(
     force: bool = typer.Option(False, "--force", help="Also delete a run whose status is 'running'."),
     db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
 ) -> None:
-    """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it."""
-    import shutil
+    """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it.
+    Nothing outside the workspace's runs folder is ever removed, whatever id a registry row holds."""
     from pathlib import Path
 
     from fqvae_cli.console import console
-    from fqvae_cli.errors import UsageError
+    from fqvae_cli.errors import RegistryError, UsageError
     from fqvae_cli.registry.store import run_dir
 
     with _open(db) as reg:
         rec = reg.get_run(run)
         artifacts = reg.artifacts(rec.id)
-        folder = run_dir(rec)
+        try:
+            folder = run_dir(rec)
+        except RegistryError as exc:  # a malformed id never becomes a path; its rows can still go
+            folder = None
+            console().print(f"warning: {exc} Only its registry rows are deleted.", soft_wrap=True, markup=False)
         if not yes:
             raise UsageError(f"not deleting run {rec.short_id} ({len(artifacts)} artifact(s), folder {folder}) "
                              "without --yes.")
-        if rec.status == "running" and not force:
-            raise UsageError(f"run {rec.short_id} is running (on {rec.host or 'an unknown host'}); stop it "
-                             "first, or add --force.")
+        if rec.status == "running" and not force and reg.holder_state(rec) == "alive":
+            raise UsageError(f"run {rec.short_id} is running (on {rec.worker or rec.host or 'an unknown host'}); "
+                             "stop it first, or add --force.")
         # Rows first: a crash after this leaves stray files, never rows that point at missing files.
         reg.delete_run(rec.id)
-    if folder.exists():
-        shutil.rmtree(folder)
+    if folder is None:
+        console().print(f"deleted the rows of run {rec.short_id}.", soft_wrap=True, markup=False)
+        return
+    _remove_run_folder(folder)
     outside = [a.path for a in artifacts
                if Path(a.path).exists() and not Path(a.path).resolve().is_relative_to(folder.resolve())]
     # soft_wrap: paths stay on one line so they can be copied.
@@ -152,6 +158,23 @@ def delete(
                         markup=False)
     console().print(f"deleted run {rec.short_id} ({rec.model} on {rec.dataset}, seed {rec.seed}) and {folder}.",
                     soft_wrap=True, markup=False)
+
+
+def _remove_run_folder(folder) -> None:
+    """Remove a run folder, only ever a direct child of the workspace's runs folder; a link there is
+    unlinked, never followed."""
+    import shutil
+
+    from fqvae_cli.errors import RegistryError
+    from fqvae_cli.paths import runs_root
+
+    root = runs_root()
+    if folder.parent != root or folder.name in ("", ".", ".."):
+        raise RegistryError(f"refusing to delete {folder}: it is not a run folder inside {root}.")
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
 
 
 @runs_app.command("export")
@@ -169,10 +192,12 @@ def export(
     import io
 
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.outputs import check_output
 
     if fmt not in ("csv", "json"):
         raise UsageError(f"unknown export format '{fmt}'; choose csv or json.")
     with _open(db) as reg:
+        target = check_output(out_file, reg) if out_file else None
         runs = _find(reg, model, dataset, profile, status)
         latest: dict[str, dict[str, float]] = {r.id: {} for r in runs}
         for m in reg.latest_metric_records([r.id for r in runs]):
@@ -195,7 +220,7 @@ def export(
         from fqvae_cli.console import console
         from fqvae_cli.io import atomic_write_bytes
 
-        atomic_write_bytes(out_file, text.encode())
+        atomic_write_bytes(target, text.encode())
         console().print(f"wrote {len(runs)} run(s) to {out_file}", soft_wrap=True, markup=False)
     else:
         typer.echo(text, nl=False)

@@ -16,6 +16,7 @@ def sweep(
                              "set.beta=1e-4,1e-3' (keys: model, dataset, profile, seed, set.KEY)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Profile of the queued runs."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="With --table: seeds per cell."),
+    yes: bool = typer.Option(False, "--yes", help="Queue a grid larger than the limit (1,000 runs)."),
     executor: str = typer.Option(None, "--executor", help="Also start workers: local or slurm (default: only queue)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Number of workers to start."),
     device: str = typer.Option("auto", "--device", help="Device for the workers."),
@@ -29,7 +30,14 @@ def sweep(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.paths import registry_url, workspace
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import queue_grid, queue_table, start_local_workers, submit_slurm_workers, wait_all
+    from fqvae_cli.sweep import (
+        GRID_CAP,
+        queue_grid,
+        queue_table,
+        start_local_workers,
+        submit_slurm_workers,
+        wait_all,
+    )
 
     if (table is None) == (grid is None):
         raise UsageError("give exactly one of --table or --grid.")
@@ -41,7 +49,7 @@ def sweep(
         report = queue_table(reg, table, profile, seeds=seeds)
         queued = report.queued
     else:
-        queued = queue_grid(reg, grid, profile=profile)
+        queued = queue_grid(reg, grid, profile=profile, cap=None if yes else GRID_CAP)
     console.info(f"{len(queued)} run(s) queued")
     typer.echo("\n".join(queued))
     if executor == "local":
@@ -61,8 +69,10 @@ def worker(
     max_runs: int = typer.Option(None, "--max-runs", min=1, help="Exit after this many runs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads for this worker."),
-    stale_after: float = typer.Option(300.0, "--stale-after", help="Requeue running runs whose heartbeat "
-                                      "is older than this many seconds (their worker died)."),
+    stale_after: float = typer.Option(300.0, "--stale-after", min=0.0,
+                                      help="Requeue running runs whose heartbeat is older than this many seconds "
+                                           "(their worker died); a run whose process is alive on this machine "
+                                           "is never taken over."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for the DCI fits during evaluation."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (one line per run)."),
     db: str = typer.Option(None, "--db", help="Registry URL."),
@@ -72,8 +82,9 @@ def worker(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import run_worker
+    from fqvae_cli.sweep import die_with_parent, run_worker
 
+    die_with_parent()
     if threads:
         import torch
 
@@ -84,5 +95,6 @@ def worker(
                        jobs=jobs, show_progress=not quiet,
                        on_run=lambda r: console.info(f"worker: run {r.short_id} done") if quiet else None)
     except KeyboardInterrupt:
-        raise Interrupted("worker interrupted; its run was checkpointed and marked interrupted.") from None
+        raise Interrupted("worker stopped; its run was marked interrupted and resumes from its last checkpoint "
+                          "when a worker claims it again.") from None
     console.info(f"worker: {n} run(s) executed; queue empty" if not (once or max_runs) else f"worker: {n} run(s)")

@@ -18,15 +18,21 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v for item in values for v in item.split(",") if v]
 
 
-def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None) -> None:
+def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None, *,
+                 rows: list[str] | None = None, overrides: dict | None = None) -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.io import atomic_write_bytes
+    from fqvae_cli.outputs import check_output
     from fqvae_cli.tables import build_table, render_rich, render_text
 
     if fmt not in ("rich", "markdown", "latex", "csv", "json"):
         raise UsageError(f"unknown format '{fmt}'; choose rich, markdown, latex, csv or json.")
-    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol)
+    protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
+    if out is not None:
+        out = check_output(out, reg)
+    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides)
     if fmt == "rich" and out is None:
         console.out().print(render_rich(t))
         if t.missing:
@@ -48,6 +54,10 @@ def table(
     paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Which runs: quick (CPU, synth3d) or paper."),
     dataset: list[str] = typer.Option(None, "--dataset", "-d", help="Datasets (columns); default the profile's."),
+    rows: list[str] = typer.Option(None, "--rows", help="Only these rows (keys, comma-separated); a model "
+                                   "outside the paper's table (e.g. fsq) adds a row for it."),
+    overrides: list[str] = typer.Option(None, "--set", help="The setup the runs were trained with, as given "
+                                        "to `fqvae reproduce --set` (key=value)."),
     protocol: str = typer.Option(None, "--protocol",
                                  help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
@@ -56,16 +66,20 @@ def table(
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them."""
-    from fqvae_cli.config import load_experiments
+    from fqvae_cli.config import load_experiments, parse_overrides
     from fqvae_cli.errors import ConfigError
     from fqvae_cli.registry.store import Registry
 
+    extra = parse_overrides(overrides or [])
+    if protocol is None and (extra.get("eval") or {}).get("protocol"):
+        protocol = extra["eval"]["protocol"]
     if protocol is None:
         profiles = load_experiments()["profiles"]
         if profile not in profiles:
             raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(profiles)}.")
         protocol = (profiles[profile].get("eval") or {}).get("protocol", "paper")
-    _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out)
+    _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
+                 overrides=extra)
 
 
 def reproduce(
@@ -91,62 +105,38 @@ def reproduce(
 
     Safe to interrupt and run again: finished runs are kept and interrupted ones resume from their
     last checkpoint. `fqvae reproduce --paper-table 1 --profile quick` is the CPU-sized reproduction.
+    Stopping it (Ctrl-C, SIGTERM) stops its workers: each checkpoints and marks its run interrupted.
     """
     import os
 
     from fqvae_cli import console
     from fqvae_cli.config import parse_overrides
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.errors import Interrupted, UsageError
-    from fqvae_cli.evaluation import evaluate_run
-    from fqvae_cli.paths import registry_url, workspace
+    from fqvae_cli.errors import Interrupted
+    from fqvae_cli.paths import registry_url
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import queue_table, run_worker, start_local_workers, submit_slurm_workers, wait_all
+    from fqvae_cli.sweep import ReproduceRequest
+    from fqvae_cli.sweep import reproduce as run_reproduce
 
-    if executor not in ("local", "slurm"):
-        raise UsageError(f"unknown executor '{executor}'; choose local or slurm.")
     url = registry_url(db)
     reg = Registry(url)
     dev = resolve_device(device)
     if workers is None:
         workers = 2 if dev.type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
-    report = queue_table(reg, paper_table, profile, datasets=_split(datasets), rows=_split(rows),
-                         models=_split(models), seeds=seeds, overrides=parse_overrides(overrides or []),
-                         retry_failed=retry_failed)
-    console.info(f"table {paper_table}, profile {profile}: {len(report.done)} cell run(s) done, "
-                 f"{len(report.queued)} to train, {len(report.to_evaluate)} to evaluate, "
-                 f"{len(report.busy)} running elsewhere, {len(report.failed)} failed (kept; see --retry-failed)")
-    todo = len(report.queued) + len(report.to_evaluate)
+    extra = parse_overrides(overrides or [])
+    req = ReproduceRequest(paper_table, profile, _split(datasets), _split(rows), _split(models), seeds, extra,
+                           retry_failed, workers, executor, {"partition": partition, "gpus": gpus,
+                                                             "time_min": time_min})
+
+    def say(report) -> None:
+        console.info(f"table {paper_table}, profile {profile}: {len(report.done)} cell run(s) done, "
+                     f"{len(report.queued)} to train, {len(report.to_evaluate)} to evaluate, "
+                     f"{len(report.busy)} running elsewhere, {len(report.failed)} failed (kept; see --retry-failed)")
+
     try:
-        with console.progress(f"reproduce table {paper_table}", total=todo, unit="run") as overall:
-            for ref in report.to_evaluate:
-                evaluate_run(reg, ref, dev, protocol=report.protocol, jobs=2)
-                overall.advance()
-            if report.queued:
-                if executor == "slurm":
-                    jobs = submit_slurm_workers(workers, db_url=url, folder=str(workspace() / "slurm"),
-                                                device=device, partition=partition, gpus=gpus, time_min=time_min)
-                    console.info(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
-                    for j in jobs:
-                        j.result()
-                    overall.advance(len(report.queued))
-                elif workers == 1:
-                    run_worker(reg, dev, jobs=2, on_run=lambda _r: overall.advance())
-                else:
-                    seen = set(report.done)
-
-                    def poll() -> None:
-                        finished = {r.short_id for r in reg.find_runs(status="finished")}
-                        new = (finished & set(report.queued)) - seen
-                        for ref in new:
-                            if reg.latest_metrics(reg.get_run(ref).id, report.protocol):
-                                seen.add(ref)
-                                overall.advance()
-
-                    codes = wait_all(start_local_workers(workers, db_url=url, device=str(dev)), poll=poll)
-                    if any(codes):
-                        console.warn(f"worker exit codes: {codes}")
+        report = run_reproduce(reg, url, dev, req, on_report=say)
     except KeyboardInterrupt:
-        raise Interrupted("interrupted; finished runs are kept and the interrupted one resumes when you run "
-                          "the same command again.") from None
-    _print_table(reg, paper_table, profile, _split(datasets), report.protocol, "rich", None)
+        raise Interrupted("interrupted; its workers were stopped, finished runs are kept and interrupted ones "
+                          "resume when you run the same command again.") from None
+    _print_table(reg, paper_table, profile, _split(datasets), report.protocol, "rich", None, rows=_split(rows),
+                 overrides=extra)

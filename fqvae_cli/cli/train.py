@@ -10,11 +10,13 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    model: str = typer.Option("factorqvae", "--model", "-m", help="Model name (see `fqvae models`)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name (see `fqvae models`) [default: factorqvae]."),
     dataset: str = typer.Option(None, "--dataset", "-d",
                                 help="Dataset name; default the profile's (synth3d, built in)."),
-    profile: str = typer.Option("quick", "--profile", "-p", help="Profile in experiments.yaml: quick or paper."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and noise."),
+    profile: str = typer.Option(None, "--profile", "-p", help="Profile in experiments.yaml: quick or paper "
+                                "[default: quick]."),
+    seed: int = typer.Option(None, "--seed", min=0, help="Seed of initialisation, data order and noise "
+                             "[default: 0]."),
     steps: int = typer.Option(None, "--steps", help="Training iterations (overrides the profile)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size B (Factor models draw 2B)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a setting: key=value, e.g. "
@@ -22,7 +24,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to)."),
     resume: str = typer.Option(None, "--resume", help="Continue RUN from its last checkpoint (same data order "
-                               "and random streams); other options are taken from the run."),
+                               "and random streams), with the settings it was created with."),
     db: str = typer.Option(None, "--db", help="Registry URL (default $FQVAE_DB or the workspace's SQLite file)."),
 ) -> None:
     """Train one model and record it in the registry.
@@ -31,20 +33,32 @@ def train(
     `fqvae train --model qvae --dataset shapes3d --profile paper --device cuda`,
     `fqvae train --resume 3fa2c1d9`.
     """
+    import os
+
     from fqvae_cli import console
     from fqvae_cli.config import build_run_config, parse_overrides, resolve_run_config
+    from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
+    from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.errors import Interrupted, UsageError
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.registry.liveness import holder_id
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.training.loop import train_run
 
+    if resume:
+        given = [flag for flag, value in (("--model", model), ("--dataset", dataset), ("--profile", profile),
+                                          ("--seed", seed), ("--steps", steps), ("--batch-size", batch_size),
+                                          ("--set", overrides), ("--name", name)) if value]
+        if given:
+            raise UsageError(f"--resume continues a run with the settings it was created with; drop "
+                             f"{', '.join(given)} (or start a new run without --resume).")
     reg = Registry(db)
     dev = resolve_device(device)
     if resume:
         run = reg.get_run(resume)
-        if run.status == "finished":
-            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
         cfg = build_run_config(run.config)
+        ds = open_dataset(cfg.dataset)
+        require_same_dataset(run, ds, "resume")
+        run = reg.claim_for_resume(run.id, pid=os.getpid())  # one writer per run
         console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset})")
     else:
         extra = parse_overrides(overrides or [])
@@ -52,17 +66,45 @@ def train(
             extra.setdefault("train", {})["steps"] = steps
         if batch_size is not None:
             extra.setdefault("train", {})["batch_size"] = batch_size
-        cfg = resolve_run_config(model, dataset, profile, seed, extra)
+        cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed or 0, extra)
+        # The data first: a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind.
+        ds = open_dataset(cfg.dataset)
         run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
-                             config=cfg.model_dump(mode="json"), name=name)
+                             config=cfg.model_dump(mode="json"), name=name, worker=holder_id(),
+                             dataset_fingerprint=dataset_fingerprint(ds))
         console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile {cfg.profile}, "
                      f"{cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
-    try:
-        result = train_run(cfg, reg, run, dev, resume=bool(resume))
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; the run {run.short_id} was checkpointed and marked interrupted; "
-                          f"continue it with `fqvae train --resume {run.short_id}`.") from None
+    result = _train(reg, cfg, run, dev, resume=bool(resume))
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
                  f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * 1e4:.2f}")
     console.info(f"next: `fqvae evaluate {run.short_id}`")
     typer.echo(run.short_id)
+
+
+def _train(reg, cfg, run, dev, *, resume: bool):
+    """train_run, making sure the run ends interrupted or failed on every way out, and saying truthfully
+    what was saved."""
+    from fqvae_cli.errors import Interrupted
+    from fqvae_cli.training.loop import latest_checkpoint, train_run
+
+    try:
+        return train_run(cfg, reg, run, dev, resume=resume)
+    except KeyboardInterrupt:
+        _settle(reg, run, "interrupted")
+        found = latest_checkpoint(reg, run.id)
+        saved = (f"its last checkpoint is at iteration {found[0]}" if found
+                 else "it had no checkpoint yet and starts from the beginning")
+        raise Interrupted(f"interrupted; run {run.short_id} is marked interrupted and {saved}; continue it "
+                          f"with `fqvae train --resume {run.short_id}`.") from None
+    except BaseException as exc:
+        _settle(reg, run, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _settle(reg, run, status: str, error: str = "") -> None:
+    """Mark the run interrupted or failed if it is still 'running' (the loop does so itself once inside)."""
+    try:
+        if reg.get_run(run.id).status == "running":
+            reg.fail(run.id, error) if status == "failed" else reg.interrupt(run.id)
+    except Exception:  # noqa: BLE001 - best effort while already handling an error
+        pass
