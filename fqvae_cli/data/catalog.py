@@ -17,6 +17,7 @@ class DatasetSpec:
     hyperparameters: str  # which column of Table A.3 applies ("shapes3d", "isaac3d", "mpi3d")
     image_size: int = 64
     built_in: bool = False  # rendered on demand, no source file needed
+    converter: str | None = None  # the converter of its source format (fqvae_cli.data.store.CONVERTERS)
 
     @property
     def n_factors(self) -> int:
@@ -43,25 +44,26 @@ DATASETS: dict[str, DatasetSpec] = {
     "shapes3d": DatasetSpec(
         name="shapes3d", title="Shapes3D (3dshapes.h5)",
         factor_names=SHAPES3D_FACTORS, factor_sizes=(10, 10, 10, 8, 4, 15),
-        source="3dshapes.h5 (keys images, labels)", hyperparameters="shapes3d",
+        source="3dshapes.h5 (keys images, labels)", hyperparameters="shapes3d", converter="shapes3d",
     ),
     "isaac3d": DatasetSpec(
         name="isaac3d", title="Isaac3D (downsampled to 64x64)",
         factor_names=ISAAC3D_FACTORS, factor_sizes=(3, 8, 5, 4, 4, 4, 6, 4, 4),
         source="Isaac3D_down128 folder or zip (images/*.png, labels.npy)", hyperparameters="isaac3d",
+        converter="isaac3d",
     ),
     "mpi3d": DatasetSpec(
         name="mpi3d", title="MPI3D-complex",
         factor_names=MPI3D_FACTORS, factor_sizes=(4, 4, 2, 3, 3, 40, 40),
         source="real3d_complicated_shapes_ordered.npz or mpi3d_{toy,realistic,real}.npz (key images)",
-        hyperparameters="mpi3d",
+        hyperparameters="mpi3d", converter="mpi3d",
     ),
     # The 1,036,800-image files: same factors, six colours and six shapes. Not in the paper's tables.
     **{
         f"mpi3d_{v}": DatasetSpec(
             name=f"mpi3d_{v}", title=f"MPI3D-{v}",
             factor_names=MPI3D_FACTORS, factor_sizes=(6, 6, 2, 3, 3, 40, 40),
-            source=f"mpi3d_{v}.npz (key images)", hyperparameters="mpi3d",
+            source=f"mpi3d_{v}.npz (key images)", hyperparameters="mpi3d", converter="mpi3d",
         )
         for v in ("toy", "realistic", "real")
     },

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fqvae_cli.data.plan import publish_mode
 from fqvae_cli.errors import UsageError
 from fqvae_cli.io import atomic_path
 
@@ -57,8 +58,6 @@ def contact_sheet(ds, out: Path | str, *, seed: int = 0, max_columns: int = 15, 
             if scale != 1:
                 im = im.resize((tile, tile), Image.Resampling.NEAREST)
             sheet.paste(im, (LABEL_WIDTH + PAD + c * (tile + PAD), y))
-    from fqvae_cli.data.store import publish_mode
-
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG", optimize=True)
         publish_mode(tmp)

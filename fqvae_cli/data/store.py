@@ -12,12 +12,12 @@ a builder that holds the lock may delete partial folders left by a killed one.""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli import paths
-from fqvae_cli.console import Progress, info, progress
+from fqvae_cli.console import info, progress
+from fqvae_cli.data import isaac3d, mpi3d, shapes3d, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
+from fqvae_cli.data.plan import SourcePlan, current_umask, publish_mode
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
 from fqvae_cli.io import atomic_dir, atomic_write_json, sha256_file
 
@@ -136,22 +138,6 @@ class PreparedDataset:
 
 # ---- writing ------------------------------------------------------------------------------------
 
-@dataclass
-class SourcePlan:
-    """What a converter found in a source, checked before anything is written.
-
-    `fill(images, progress)` streams every image, in dataset order, into the (N, S, S, 3) uint8
-    array it is given and advances the progress handle by images written."""
-
-    space: FactorSpace
-    image_size: int
-    fill: Callable[[np.ndarray, Progress], None]
-    source: dict[str, Any]
-    source_path: Path | None = None  # hashed into source.sha256 while preparing
-    notes: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def source_identity(source: dict[str, Any] | None) -> dict[str, Any]:
     """The part of a source record that says whether two prepares read the same thing (no hash:
     hashing a multi-gigabyte file only to find it unchanged is not worth it)."""
@@ -182,24 +168,12 @@ def _remove_stale(root: Path, name: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish_mode(path: Path) -> None:
-    """Give a file the mode the umask allows: temporary files are created private (0600), which
-    would make a prepared dataset or a figure unreadable to the rest of a shared group."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
 def _publish_modes(folder: Path) -> None:
     for p in folder.iterdir():
         with open(p, "rb") as fh:
             os.fsync(fh.fileno())
         publish_mode(p)
-    os.chmod(folder, 0o777 & ~_umask())
+    os.chmod(folder, 0o777 & ~current_umask())
 
 
 def write_store(name: str, plan: SourcePlan, root: Path | str | None = None, *,
@@ -268,6 +242,15 @@ def open_dataset(name: str, root: Path | str | None = None, *, build: bool = Tru
                         f"`fqvae data prepare {name} --source PATH` with PATH the {spec.source}.")
 
 
+# Converter names (DatasetSpec.converter) -> plan(source, name[, factor_sizes]); the built-in dataset is
+# rendered by fqvae_cli.data.synthetic instead.
+CONVERTERS: dict[str, Callable[..., SourcePlan]] = {
+    "shapes3d": shapes3d.plan,
+    "mpi3d": mpi3d.plan,
+    "isaac3d": isaac3d.plan,
+}
+
+
 def prepare(name: str, source: Path | str | None = None, *, root: Path | str | None = None,
             force: bool = False, grid: str | None = None, factor_sizes: list[int] | None = None,
             existing: str | None = None) -> tuple[PreparedDataset, bool]:
@@ -276,14 +259,14 @@ def prepare(name: str, source: Path | str | None = None, *, root: Path | str | N
     spec = get_dataset_spec(name)
     if grid is not None and not spec.built_in:
         raise UsageError(f"--grid applies to the built-in dataset only, not to '{name}'.")
-    if factor_sizes is not None and not name.startswith("mpi3d"):
+    takes_sizes = spec.converter in CONVERTERS and "factor_sizes" in inspect.signature(
+        CONVERTERS[spec.converter]).parameters
+    if factor_sizes is not None and not takes_sizes:
         raise UsageError(f"--factor-sizes applies to the mpi3d datasets only, not to '{name}'.")
     if spec.built_in:
         if source is not None:
             raise UsageError(f"'{name}' is built in and takes no --source; to convert a file written by "
                              f"`fqvae data synth`, prepare it as shapes3d.")
-        from fqvae_cli.data import synthetic
-
         plan = synthetic.store_plan(grid or "official", image_size=spec.image_size)
     else:
         if source is None:
@@ -291,16 +274,8 @@ def prepare(name: str, source: Path | str | None = None, *, root: Path | str | N
         src = Path(source).expanduser()
         if not src.exists():
             raise NotFoundError(f"source {src} does not exist.")
-        if name == "shapes3d":
-            from fqvae_cli.data import shapes3d as module
-        elif name.startswith("mpi3d"):
-            from fqvae_cli.data import mpi3d as module
-        elif name == "isaac3d":
-            from fqvae_cli.data import isaac3d as module
-        else:  # a catalog entry without a converter
-            raise UsageError(f"no converter for dataset '{name}'.")
-        plan = module.plan(src, name=name, factor_sizes=factor_sizes) if name.startswith("mpi3d") \
-            else module.plan(src, name=name)
+        options = {"factor_sizes": factor_sizes} if factor_sizes is not None else {}
+        plan = CONVERTERS[spec.converter](src, name=name, **options)
     target = dataset_dir(name, root)
     if existing is None:
         existing = "replace" if force else "error"

@@ -23,9 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fqvae_cli.console import progress
+from fqvae_cli.data import synth_shapes as shapes
 from fqvae_cli.data.catalog import SHAPES3D_FACTORS
 from fqvae_cli.data.factors import FactorSpace
+from fqvae_cli.data.plan import SourcePlan, publish_mode
 from fqvae_cli.errors import UsageError
+from fqvae_cli.io import atomic_path
 
 RENDERER_VERSION = 1
 GRIDS = ("official", "small")
@@ -44,7 +48,6 @@ _LIGHT_RADIUS = 0.7
 _AMBIENT, _DIFFUSE, _SPECULAR, _SHININESS = 0.30, 0.78, 0.35, 36.0
 _SATURATION = 0.88
 _SUPERSAMPLE = 4
-_EPS = 1e-6
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
@@ -69,108 +72,6 @@ def hue_rgb(hue: np.ndarray) -> np.ndarray:
 
 
 # ---- ray tracing of one object shape ------------------------------------------------------------
-
-def _dims(shape: int, s: float) -> dict[str, float]:
-    return [
-        {"half": 0.55 * s},  # cube
-        {"r": 0.55 * s, "h": 1.1 * s},  # cylinder: diameter = height
-        {"r": 0.65 * s},  # sphere
-        {"r": 0.42 * s, "half": 0.45 * s},  # capsule lying along x
-    ][shape]
-
-
-def _sphere_hit(o: np.ndarray, d: np.ndarray, c: np.ndarray, r: float) -> np.ndarray:
-    oc = o - c
-    b = np.einsum("ij,ij->i", oc, d)
-    disc = b * b - (np.einsum("ij,ij->i", oc, oc) - r * r)
-    t = -b - np.sqrt(np.maximum(disc, 0.0))
-    return np.where((disc >= 0) & (t > _EPS), t, np.inf)
-
-
-def _tube_hit(o: np.ndarray, d: np.ndarray, r: float, axis: int, lo: float, hi: float,
-              centre: tuple[float, float]) -> np.ndarray:
-    """Entering hit of the side of a finite open cylinder along `axis` (0 = x, 1 = y)."""
-    a0, a1 = [(1, 2), (0, 2)][axis]
-    px, pz = o[:, a0] - centre[0], o[:, a1] - centre[1]
-    dx, dz = d[:, a0], d[:, a1]
-    a = dx * dx + dz * dz
-    b = px * dx + pz * dz
-    c = px * px + pz * pz - r * r
-    disc = b * b - a * c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-    along = o[:, axis] + t * d[:, axis]
-    ok = (disc >= 0) & (a > 1e-12) & (t > _EPS) & (along >= lo) & (along <= hi)
-    return np.where(ok, t, np.inf)
-
-
-def _object_hit(shape: int, s: float, o: np.ndarray, d: np.ndarray, normals: bool = True
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Distance along each ray to the object (inf on a miss) and the surface normal there."""
-    g = _dims(shape, s)
-    if shape == 0:
-        lo = np.array([-g["half"], 0.0, -g["half"]])
-        hi = np.array([g["half"], 2 * g["half"], g["half"]])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / d
-            t1, t2 = (lo - o) * inv, (hi - o) * inv
-        tn, tf = np.nan_to_num(np.minimum(t1, t2), nan=-np.inf), np.nan_to_num(np.maximum(t1, t2), nan=np.inf)
-        t_near, t_far = tn.max(axis=1), tf.min(axis=1)
-        t = np.where((t_far >= t_near) & (t_near > _EPS), t_near, np.inf)
-        if not normals:
-            return t, None
-        axis = tn.argmax(axis=1)
-        n = np.zeros_like(d)
-        n[np.arange(len(d)), axis] = -np.sign(d[np.arange(len(d)), axis])
-        return t, n
-    if shape == 1:
-        r, h = g["r"], g["h"]
-        t_side = _tube_hit(o, d, r, 1, 0.0, h, (0.0, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_cap = (h - o[:, 1]) / d[:, 1]
-        px, pz = o[:, 0] + t_cap * d[:, 0], o[:, 2] + t_cap * d[:, 2]
-        t_cap = np.where((d[:, 1] < 0) & (t_cap > _EPS) & (px * px + pz * pz <= r * r), t_cap, np.inf)
-        t = np.minimum(t_side, t_cap)
-        if not normals:
-            return t, None
-        p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d
-        side = np.stack([p[:, 0], np.zeros(len(p)), p[:, 2]], axis=1) / r
-        n = np.where((t_cap <= t_side)[:, None], np.array([0.0, 1.0, 0.0]), side)
-        return t, n
-    if shape == 2:
-        c = np.array([0.0, g["r"], 0.0])
-        t = _sphere_hit(o, d, c, g["r"])
-        if not normals:
-            return t, None
-        p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d
-        return t, (p - c) / g["r"]
-    r, half = g["r"], g["half"]
-    ends = [np.array([-half, r, 0.0]), np.array([half, r, 0.0])]
-    t = np.minimum(_tube_hit(o, d, r, 0, -half, half, (r, 0.0)),
-                   np.minimum(_sphere_hit(o, d, ends[0], r), _sphere_hit(o, d, ends[1], r)))
-    if not normals:
-        return t, None
-    p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d
-    axis_point = np.stack([np.clip(p[:, 0], -half, half), np.full(len(p), r), np.zeros(len(p))], axis=1)
-    return t, (p - axis_point) / r
-
-
-def _object_sdf(shape: int, s: float, p: np.ndarray) -> np.ndarray:
-    """Signed distance from points to the object (for soft contact shading)."""
-    g = _dims(shape, s)
-    if shape == 0:
-        q = np.abs(p - np.array([0.0, g["half"], 0.0])) - g["half"]
-        return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
-    if shape == 1:
-        dxz = np.hypot(p[:, 0], p[:, 2]) - g["r"]
-        dy = np.abs(p[:, 1] - g["h"] / 2) - g["h"] / 2
-        return np.minimum(np.maximum(dxz, dy), 0.0) + np.hypot(np.maximum(dxz, 0), np.maximum(dy, 0))
-    if shape == 2:
-        return np.linalg.norm(p - np.array([0.0, g["r"], 0.0]), axis=1) - g["r"]
-    q = p - np.stack([np.clip(p[:, 0], -g["half"], g["half"]), np.full(len(p), g["r"]),
-                      np.zeros(len(p))], axis=1)
-    return np.linalg.norm(q, axis=1) - g["r"]
-
 
 def _room_planes() -> list[tuple[np.ndarray, np.ndarray]]:
     """(inward normal, point) of the floor and the two walls; the room is where all are >= 0."""
@@ -242,11 +143,11 @@ def geometry_weights(scale: float, shape: int, orientations: np.ndarray | list[f
         den = d @ normal
         with np.errstate(divide="ignore", invalid="ignore"):
             t = ((point - o) @ normal) / den
-        t_planes.append(np.where((den < -1e-12) & (t > _EPS), t, np.inf))
+        t_planes.append(np.where((den < -1e-12) & (t > shapes.EPS), t, np.inf))
     t_planes = np.stack(t_planes, axis=1)
     plane = t_planes.argmin(axis=1)
     t_room = t_planes[np.arange(n_rays), plane]
-    t_obj, n_obj = _object_hit(shape, scale, o, d)
+    t_obj, n_obj = shapes.object_hit(shape, scale, o, d)
     on_obj = t_obj < t_room
     t_hit = np.where(on_obj, t_obj, t_room)
     p = o + t_hit[:, None] * d
@@ -262,7 +163,7 @@ def geometry_weights(scale: float, shape: int, orientations: np.ndarray | list[f
     # Shadows: only the object casts them (it is convex, so it never shadows itself beyond n.l < 0).
     room = ~on_obj
     visible = np.ones(n_rays)
-    t_shadow, _ = _object_hit(shape, scale, p[room] + normal[room] * 1e-4, ldir[room], normals=False)
+    t_shadow, _ = shapes.object_hit(shape, scale, p[room] + normal[room] * 1e-4, ldir[room], normals=False)
     visible[room] = np.isinf(t_shadow)
 
     # Ambient occlusion: room surfaces darken near the other planes and near the object; the
@@ -271,7 +172,7 @@ def geometry_weights(scale: float, shape: int, orientations: np.ndarray | list[f
     for q, (pn, pp) in enumerate(planes):
         ao *= np.where(room & (plane != q), _seam((p - pp) @ pn), 1.0)
     near = np.full(n_rays, np.inf)
-    near[room] = _object_sdf(shape, scale, p[room])
+    near[room] = shapes.object_sdf(shape, scale, p[room])
     ao *= np.where(room, 1.0 - 0.6 * np.exp(-near / (0.3 * scale)), 1.0)
     ao *= np.where(on_obj, 1.0 - 0.35 * np.exp(-p[:, 1] / (0.25 * scale)), 1.0)
 
@@ -376,11 +277,7 @@ def write_h5(out: Path | str, *, image_size: int = 64, grid: str = "official", c
              workers: int = 2) -> Path:
     """Write the synthetic dataset in the layout of 3dshapes.h5: `images` uint8 (N, S, S, 3) and
     `labels` float64 (N, 6) factor VALUES, row-major. Written to a temporary file and renamed."""
-    import h5py
-
-    from fqvae_cli.console import progress
-    from fqvae_cli.data.store import publish_mode
-    from fqvae_cli.io import atomic_path
+    import h5py  # only `fqvae data synth` writes HDF5; the import costs the other commands nothing
 
     space = synth_space(grid)
     n, s = space.size, image_size
@@ -398,10 +295,8 @@ def write_h5(out: Path | str, *, image_size: int = 64, grid: str = "official", c
     return out
 
 
-def store_plan(grid: str = "official", *, image_size: int = 32, workers: int = 2):
+def store_plan(grid: str = "official", *, image_size: int = 32, workers: int = 2) -> SourcePlan:
     """The plan that renders synth3d straight into the prepared store (no intermediate file)."""
-    from fqvae_cli.data.store import SourcePlan
-
     space = synth_space(grid)
 
     def fill(images: np.ndarray, bar) -> None:
