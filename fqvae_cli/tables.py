@@ -57,7 +57,7 @@ RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "lo
 def expected_model_config(model: str, dataset: str, profile: str, row_set: dict) -> dict:
     from fqvae_cli.config import resolve_run_config
 
-    return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.model_dump(mode="json")
+    return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.settings()
 
 
 def training_setup(config: Any) -> dict | None:

@@ -14,7 +14,9 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else <workspace>/data).")
+# Help text is markdown: a <workspace> placeholder would vanish as an HTML tag (and read as "/data").
+_ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else `WORKSPACE/data`, WORKSPACE "
+                                          "being $FQVAE_HOME or ~/.fqvae).")
 _NAME_HELP = "Dataset: synth3d, shapes3d, mpi3d, mpi3d_toy, mpi3d_realistic, mpi3d_real or isaac3d."
 
 

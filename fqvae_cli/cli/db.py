@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///<workspace>/registry.db`)."
+DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///WORKSPACE/registry.db`)."
 
 db_app = typer.Typer(
     help="Operate the results registry database: its location, schema revision and upgrades.",

@@ -50,7 +50,11 @@ def evaluate(
                 continue
             refs.append(r.short_id)
     else:
-        refs = [run]
+        rec = reg.get_run(run)
+        if rec.status in ("running", "queued", "interrupted") and checkpoint is None:
+            raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it "
+                             "when it has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
+        refs = [rec.short_id]
     out = {}
     for ref in refs:
         out[ref] = evaluate_run(reg, ref, dev, protocol=protocol, step=checkpoint, jobs=jobs, seed=seed)

@@ -37,7 +37,13 @@ def _output(run, kind: str, step: int, fmt: str, out: Path | None) -> Path:
     from fqvae_cli.registry.store import run_dir
 
     if out is not None:
-        return Path(out).expanduser().resolve()
+        from fqvae_cli.errors import UsageError
+
+        path = Path(out).expanduser().resolve()
+        if path.suffix.lower().lstrip(".") in ("png", "pdf", "svg") and path.suffix.lower().lstrip(".") != fmt:
+            raise UsageError(f"--out {path.name} names a {path.suffix.lstrip('.').upper()} file but --format is "
+                             f"{fmt}; make them agree.")
+        return path
     return run_dir(run) / "figures" / f"{kind}_step{step}.{fmt}"
 
 

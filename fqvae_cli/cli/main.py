@@ -27,6 +27,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "train",
     "evaluate",
+    "encode",
     "figures",
     "table",
     "sweep",

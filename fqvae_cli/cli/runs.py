@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///<workspace>/registry.db`)."
+DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///WORKSPACE/registry.db`)."
 RUN_HELP = "Run id, short id, unique id prefix, or name."
 
 runs_app = typer.Typer(help="List, inspect, delete and export recorded runs.", no_args_is_help=True)
@@ -229,3 +229,61 @@ def export(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("plot")
+def plot(
+    runs: list[str] = typer.Argument(..., help="One or more runs (" + RUN_HELP.lower().rstrip(".") + ")."),
+    metric: list[str] = typer.Option(None, "--metric", help="Metric names, e.g. loss/recon, lr, temperature "
+                                     "(default: every training loss)."),
+    out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf."),
+    smooth_window: int = typer.Option(1, "--smooth", min=1, help="Trailing mean over this many logged points."),
+    log: str = typer.Option("auto", "--log", help="Log y scale: auto (where a metric spans decades), on or off."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """Draw training curves from the registry: one panel per metric, the runs overlaid and labelled."""
+    import numpy as np
+
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.curves import training_curves
+    from fqvae_cli.io import atomic_path
+    from fqvae_cli.outputs import check_output
+
+    if log not in ("auto", "on", "off"):
+        raise UsageError(f"unknown --log '{log}'; choose auto, on or off.")
+    with _open(db) as reg:
+        target = check_output(out, reg)
+        fmt = target.suffix.lower().lstrip(".")
+        if fmt not in ("png", "svg", "pdf"):
+            raise UsageError(f"--out must end in .png, .svg or .pdf, not '{target.name}'.")
+        recs = [reg.get_run(r) for r in runs]
+        rows = {rec.id: [m for m in reg.metrics(rec.id) if m.protocol is None and m.step is not None]
+                for rec in recs}
+    names = [n for item in (metric or []) for n in item.split(",") if n]
+    if not names:
+        names = sorted({m.name for ms in rows.values() for m in ms if m.name.startswith("loss/")})
+    labels = {rec.id: rec.name or rec.short_id for rec in recs}
+    if len(set(labels.values())) < len(recs):  # the same run twice, or shared names: ids tell them apart
+        labels = {rec.id: f"{rec.short_id} {rec.model} seed {rec.seed}" for rec in recs}
+    series: dict = {}
+    for name in names:
+        for rec in recs:
+            pts = sorted((m.step, m.value) for m in rows[rec.id] if m.name == name)
+            if pts:
+                steps, values = (np.asarray(v, dtype=np.float64) for v in zip(*pts, strict=True))
+                series.setdefault(name, {})[labels[rec.id]] = (steps, values)
+    missing = [n for n in names if n not in series]
+    if not series:
+        known = sorted({m.name for ms in rows.values() for m in ms})
+        raise UsageError(f"no training rows for {', '.join(names) or 'any loss'} in these runs; logged metrics: "
+                         f"{', '.join(known) or 'none'}.")
+    with atomic_path(target) as tmp:
+        logged = training_curves(series, tmp, fmt=fmt, window=smooth_window, log=log,
+                                 title=", ".join(labels.values()))
+    from fqvae_cli.console import info
+
+    if missing:
+        info(f"not logged by these runs: {', '.join(missing)}")
+    if logged:
+        info(f"log scale: {', '.join(logged)}")
+    typer.echo(str(target))

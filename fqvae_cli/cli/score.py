@@ -17,12 +17,12 @@ def score(
     factors: Path = typer.Option(..., "--factors", help="factors.npy: samples x factors, integer codes."),
     discrete: bool = typer.Option(None, "--discrete/--continuous", show_default=False,
                                   help="How to treat the codes (default: discrete when they are all integers)."),
-    dci_train: int = typer.Option(10_000, "--dci-train", help="DCI training rows (the first ones)."),
-    dci_test: int = typer.Option(5_000, "--dci-test", help="DCI test rows (the next ones)."),
-    infomec_n: int = typer.Option(10_000, "--infomec-n", help="InfoMEC rows (the first ones)."),
-    neighbors: int = typer.Option(3, "--neighbors",
-                                  help="kNN neighbours of the continuous MI estimator (3 FactorQVAE, 10 original)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the classifiers and the kNN estimator."),
+    dci_train: int = typer.Option(None, "--dci-train", help="DCI training rows (the first ones) [default: 10000]."),
+    dci_test: int = typer.Option(None, "--dci-test", help="DCI test rows (the next ones) [default: 5000]."),
+    infomec_n: int = typer.Option(None, "--infomec-n", help="InfoMEC rows (the first ones) [default: 10000]."),
+    neighbors: int = typer.Option(None, "--neighbors", help="kNN neighbours of the continuous MI estimator "
+                                  "(3 FactorQVAE, 10 original) [default: 3]."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the classifiers and the kNN estimator [default: 0]."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Processes for the per-factor DCI fits (-1: all cores); "
                                                      "the numbers do not depend on it."),
     save_matrices: Path = typer.Option(None, "--save-matrices", metavar="DIR",
@@ -33,6 +33,9 @@ def score(
 
     Rows are independent uniform samples of the factors. DCI trains on the first --dci-train rows and
     tests on the next --dci-test; InfoMEC uses the first --infomec-n rows.
+
+    Codes written by `fqvae encode` come with a meta.json beside them; its protocol sizes, seed, code
+    kind and neighbours are the defaults then, so the numbers are `evaluate`'s.
 
     Example: `fqvae score --codes codes.npy --factors factors.npy --jobs 2 --json`.
     """
@@ -49,6 +52,15 @@ def score(
         require_varied,
     )
 
+    meta = _encode_meta(codes)
+    sizes = meta.get("protocol_sizes") or {}
+    dci_train = dci_train if dci_train is not None else sizes.get("dci_train", 10_000)
+    dci_test = dci_test if dci_test is not None else sizes.get("dci_test", 5_000)
+    infomec_n = infomec_n if infomec_n is not None else sizes.get("infomec_n", 10_000)
+    neighbors = neighbors if neighbors is not None else int(meta.get("n_neighbors", 3))
+    seed = seed if seed is not None else int(meta.get("seed", 0))
+    if discrete is None and "discrete" in meta:
+        discrete = bool(meta["discrete"])
     for flag, value in (("--dci-train", dci_train), ("--dci-test", dci_test), ("--infomec-n", infomec_n),
                         ("--neighbors", neighbors)):
         if value < 1:
@@ -65,6 +77,9 @@ def score(
     require_same_rows(z, s, codes.name, factors.name)
     _require_rows(len(z), codes.name, dci_train, dci_test, infomec_n)
     require_varied(s, factors.name)
+    if neighbors >= infomec_n:
+        raise UsageError(f"--neighbors {neighbors} needs more than {neighbors} InfoMEC rows; it has {infomec_n} "
+                         "(--infomec-n).")
 
     integer = is_integer_valued(z)
     if discrete is None:
@@ -103,6 +118,13 @@ def _load(path: Path):
         raise NotFoundError(f"{path} does not exist.")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a .npy file.")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:4] == b"PK\x03\x04":
+        raise DataError(f"{path} is an .npz archive; save one 2-D array with numpy.save.")
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path} is not a .npy file (it does not start with the NumPy header); save the array "
+                        "with numpy.save.")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -112,6 +134,18 @@ def _load(path: Path):
         arr.close()
         raise DataError(f"{path} is an .npz archive; save one 2-D array with numpy.save.")
     return arr
+
+
+def _encode_meta(codes: Path) -> dict:
+    """meta.json written by `fqvae encode` beside the codes, or {}."""
+    import json
+
+    meta = codes.with_name("meta.json")
+    try:
+        data = json.loads(meta.read_text()) if meta.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _require_rows(n: int, name: str, dci_train: int, dci_test: int, infomec_n: int) -> None:
