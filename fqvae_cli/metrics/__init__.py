@@ -1,9 +1,9 @@
-"""Disentanglement and reconstruction metrics on plain arrays: DCI (dci.py), InfoMEC (infomec.py),
-per-pixel MSE (reconstruction.py). Nothing here imports a model; `score_all` runs the published
-protocol on (codes, factors) rows.
+"""Disentanglement metrics on plain arrays: DCI (dci.py), InfoMEC (infomec.py). Nothing here imports a
+model; `score_all` runs a protocol on (codes, factors) rows. The protocols' sample sizes live in
+experiments.yaml (`protocols`, read by fqvae_cli.evaluation.protocol_sizes). codes.py goes from a
+trained model and a dataset to codes, and computes the reported reconstruction MSE.
 
-scikit-learn is imported only when a metric is computed, so `import fqvae_cli.metrics.reconstruction`
-stays light for the training loop."""
+scikit-learn is imported only when a metric is computed, so importing this package stays light."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from typing import Any
 
 from fqvae_cli.errors import UsageError
 
-# Published protocol (REFERENCE section 4): DCI on 10,000 + 5,000 samples, InfoMEC on 10,000.
-DCI_TRAIN = 10_000
-DCI_TEST = 5_000
-INFOMEC_N = 10_000
+# Table 1 prints the per-pixel MSE (pixels on [0, 1]) multiplied by this.
+MSE_SCALE = 1e4
 
 # The keys `fqvae score --json` prints and the evaluation records, in this order.
 SCORE_KEYS = ("dci_d", "dci_i", "dci_i_train", "dci_c", "infom", "infoe", "infoc", "active_latents")
@@ -25,14 +23,13 @@ def score_steps(n_factors: int) -> int:
     return n_factors + 1
 
 
-def rows_needed(dci_train: int = DCI_TRAIN, dci_test: int = DCI_TEST, infomec_n: int = INFOMEC_N) -> int:
+def rows_needed(dci_train: int, dci_test: int, infomec_n: int) -> int:
     return max(dci_train + dci_test, infomec_n)
 
 
-def score_all(codes: Any, factors: Any, discrete: bool, dci_train: int = DCI_TRAIN, dci_test: int = DCI_TEST,
-              infomec_n: int = INFOMEC_N, seed: int = 0, jobs: int = 1, n_neighbors: int = 3,
-              progress: Any = None) -> dict[str, Any]:
-    """DCI and InfoMEC of one representation with the published protocol.
+def score_all(codes: Any, factors: Any, discrete: bool, dci_train: int, dci_test: int, infomec_n: int,
+              seed: int = 0, jobs: int = 1, n_neighbors: int = 3, progress: Any = None) -> dict[str, Any]:
+    """DCI and InfoMEC of one representation with a protocol's sample sizes.
 
     Rows are independent samples: DCI trains on the first `dci_train` rows and tests on the next
     `dci_test`; InfoMEC uses the first `infomec_n` rows. Returns the SCORE_KEYS (floats, and
