@@ -10,10 +10,31 @@ from PIL import Image
 from fqvae_cli.experiments import COLUMNS
 
 
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("fqvae-home")
+
+
+@pytest.fixture(scope="module")
+def module_runs() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def workspace(module_home, monkeypatch):
+    """Overrides conftest's per-test workspace: these tests share one registry, so each model is
+    trained once per module."""
+    monkeypatch.setenv("FQVAE_HOME", str(module_home))
+    monkeypatch.delenv("FQVAE_DATA", raising=False)
+    monkeypatch.delenv("FQVAE_DB", raising=False)
+    monkeypatch.setenv("FQVAE_PLAIN_PROGRESS", "1")
+    return module_home
+
+
 @pytest.fixture
-def trained(cli, small_data, tiny_protocol):
-    """model name -> short id of a tiny finished run (trained on first use)."""
-    runs: dict[str, str] = {}
+def trained(cli, small_data, tiny_protocol, module_runs):
+    """model name -> short id of a tiny finished run (trained on first use in this module)."""
+    runs = module_runs
 
     def get(model: str) -> str:
         if model not in runs:
@@ -100,6 +121,7 @@ def test_swap_heatmap_codebook_figures(cli, trained, tmp_path):
     from fqvae_cli.figures.grid import GridLayout
 
     run = trained("factorqvae")
+    figures_before = len(_registry().artifacts(_registry().get_run(run).id, kind="figure"))
     assert cli("evaluate", run, "--protocol", "tiny", "--device", "cpu").exit_code == 0
     res = cli("swap", run, "--pair", "3,9", "--device", "cpu")
     assert res.exit_code == 0, res.stderr
@@ -118,7 +140,7 @@ def test_swap_heatmap_codebook_figures(cli, trained, tmp_path):
         assert res.exit_code == 0, res.stderr
         assert out.read_bytes().startswith(magic)
     figures = _registry().artifacts(_registry().get_run(run).id, kind="figure")
-    assert len(figures) == 1 + 2 + 1 + 2
+    assert len(figures) - figures_before == 1 + 2 + 1 + 2
 
 
 def test_codebook_counts_cover_every_image(tmp_path):
@@ -152,7 +174,7 @@ def test_missing_and_tampered_checkpoints_are_refused(cli, trained):
 
     reg = _registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0,
-                         config=reg.get_run(trained("ae")).config)
+                         config=reg.get_run(trained("ae")).config, status="finished")
     res = cli("evaluate", run.short_id, "--device", "cpu")
     assert res.exit_code != 0 and "no checkpoint" in res.stderr
     rid = reg.get_run(trained("ae")).id
