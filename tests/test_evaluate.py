@@ -174,7 +174,7 @@ def test_missing_and_tampered_checkpoints_are_refused(cli, trained):
 
     reg = _registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0,
-                         config=reg.get_run(trained("ae")).config, status="finished")
+                         config=reg.get_run(trained("ae")).config)
     res = cli("evaluate", run.short_id, "--device", "cpu")
     assert res.exit_code != 0 and "no checkpoint" in res.stderr
     rid = reg.get_run(trained("ae")).id
