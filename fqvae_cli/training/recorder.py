@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fqvae_cli import console
+from fqvae_cli import console, signals
 from fqvae_cli.errors import TrainingError
 from fqvae_cli.io import sha256_file
 from fqvae_cli.registry.records import MetricRow
@@ -29,6 +29,7 @@ class TakenOver(Exception):
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
+    signals.note_sigterm()  # so the command exits 143, not 130
     raise Terminated()
 
 
