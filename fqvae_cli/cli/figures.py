@@ -55,70 +55,11 @@ def _record(reg, run, path: Path, step: int) -> None:
     typer.echo(str(path))
 
 
-def _save_pil(img, path: Path, fmt: str) -> None:
-    """PNG/PDF through PIL; SVG embeds the exact pixel image through matplotlib."""
-    from fqvae_cli.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        if fmt == "svg":
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            import numpy as np
-
-            w, h = img.size
-            fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
-            fig.figimage(np.asarray(img), 0, 0)
-            fig.savefig(tmp, format="svg", dpi=100)
-            plt.close(fig)
-        else:
-            img.save(tmp, format=fmt.upper())
-
-
 def _save_plot(draw, path: Path) -> None:
     from fqvae_cli.io import atomic_path
 
     with atomic_path(path) as tmp:
         draw(tmp)
-
-
-def _latent_factor_labels(reg, run, factor_names: list[str], d: int) -> list[str]:
-    """'z3 floor_hue' where the run has an NMI matrix (the factor the latent captures most)."""
-    import numpy as np
-
-    nmis = sorted(reg.artifacts(run.id, kind="matrix_nmi"), key=lambda a: (a.step or 0, a.id))
-    labels = [f"z{i}" for i in range(d)]
-    if nmis and Path(nmis[-1].path).exists():
-        nmi = np.load(nmis[-1].path, allow_pickle=False)
-        for i in range(min(d, nmi.shape[1])):
-            if nmi[:, i].max() > 0:
-                labels[i] = f"z{i} {factor_names[int(nmi[:, i].argmax())]}"
-    return labels
-
-
-def _image_index(ds, image: int | None, factors: str | None) -> int:
-    import numpy as np
-
-    from fqvae_cli.errors import UsageError
-
-    if image is not None and factors is not None:
-        raise UsageError("give --image or --factors, not both.")
-    if factors is not None:
-        try:
-            codes = [int(v) for v in factors.split(",")]
-        except ValueError:
-            raise UsageError(f"--factors expects comma-separated integer codes, got '{factors}'.") from None
-        sizes = ds.space.sizes
-        if len(codes) != len(sizes) or any(not 0 <= c < s for c, s in zip(codes, sizes, strict=False)):
-            raise UsageError(f"--factors needs {len(sizes)} codes within the sizes {tuple(sizes)} "
-                             f"({', '.join(ds.space.names)}).")
-        return int(ds.space.ravel(np.asarray([codes]))[0])
-    if image is None:
-        return int(ds.split(seed=1)["test"][0])
-    if not 0 <= image < len(ds):
-        raise UsageError(f"image index {image} is out of range; the dataset has {len(ds)} images (0..{len(ds) - 1}).")
-    return image
 
 
 def traverse(
@@ -134,28 +75,19 @@ def traverse(
 ) -> None:
     """Latent traversal (Figs. 2-4): rows = latents, columns = the original then `steps` values
     (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
-    import numpy as np
-
-    from fqvae_cli.data.sampler import to_float
     from fqvae_cli.device import resolve_device
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.grid import draw_grid, to_uint8
-    from fqvae_cli.figures.traversal import traversal
+    from fqvae_cli.figures.compose import pick_image, save_image, traversal_figure
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
     reg = Registry(db)
     dev = resolve_device(device)
     lr = load_run(reg, run, dev, step=checkpoint)
-    idx = _image_index(lr.dataset, image, factors)
-    original = lr.dataset.images_at(np.asarray([idx]))
-    _, decoded, _ = traversal(lr.model, to_float(original, dev), steps)
-    d = decoded.shape[0]
-    tiles = np.concatenate([np.repeat(original[None], d, axis=0), to_uint8(decoded)], axis=1)
-    labels = _latent_factor_labels(reg, lr.run, list(lr.dataset.space.names), d)
-    img, _ = draw_grid(tiles, labels, ["input"] + [str(k) for k in range(steps)])
+    idx = pick_image(lr.dataset, image, factors)
+    img = traversal_figure(reg, lr, idx, steps, dev)
     path = _output(lr.run, f"traverse_img{idx}", lr.step, fmt, out)
-    _save_pil(img, path, fmt)
+    save_image(img, path, fmt)
     _record(reg, lr.run, path, lr.step)
 
 
@@ -170,14 +102,10 @@ def swap(
 ) -> None:
     """Latent swap (Fig. 8): column z shows both inputs; column z_i decodes image A with latent i taken
     from image B (first row) and B with latent i from A (second row)."""
-    import numpy as np
-
-    from fqvae_cli.data.sampler import to_float
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.grid import draw_grid, to_uint8
-    from fqvae_cli.figures.traversal import swap as swap_latents
+    from fqvae_cli.figures.compose import save_image, swap_figure
     from fqvae_cli.metrics.codes import held_out_subset
     from fqvae_cli.registry.store import Registry
 
@@ -197,13 +125,9 @@ def swap(
         for v in (a, b):
             if not 0 <= v < n:
                 raise UsageError(f"image index {v} is out of range; the dataset has {n} images (0..{n - 1}).")
-    imgs = lr.dataset.images_at(np.asarray([a, b]))
-    _, swapped = swap_latents(lr.model, to_float(imgs[:1], dev), to_float(imgs[1:], dev))
-    d = swapped.shape[1]
-    tiles = np.concatenate([imgs[:, None], to_uint8(swapped)], axis=1)
-    img, _ = draw_grid(tiles, [f"A = {a}", f"B = {b}"], ["z"] + [f"z{i}" for i in range(d)])
+    img = swap_figure(lr, a, b, dev)
     path = _output(lr.run, f"swap_{a}_{b}", lr.step, fmt, out)
-    _save_pil(img, path, fmt)
+    save_image(img, path, fmt)
     _record(reg, lr.run, path, lr.step)
 
 
@@ -258,6 +182,7 @@ def codebook(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
+    from fqvae_cli.figures.compose import global_codebook_models
     from fqvae_cli.figures.plots import codebook_usage
     from fqvae_cli.metrics.codes import encode_codes, held_out_subset
     from fqvae_cli.registry.store import Registry
@@ -268,7 +193,7 @@ def codebook(
     lr = load_run(reg, run, dev, step=checkpoint)
     if not lr.model.spec.global_codebook:
         raise UsageError(f"model {lr.cfg.model.name} has no global codebook; codebook usage applies to "
-                         "dvae, qvae, factordvae, factorqvae, vqvae and factorvqvae.")
+                         f"{', '.join(global_codebook_models())}.")
     d = lr.cfg.model.latent_dim
     if latents:
         try:
