@@ -123,8 +123,8 @@ def _load(path: Path):
     if magic[:4] == b"PK\x03\x04":
         raise DataError(f"{path} is an .npz archive; save one 2-D array with numpy.save.")
     if magic != b"\x93NUMPY":
-        raise DataError(f"{path} is not a .npy file (it does not start with the NumPy header); save the array "
-                        "with numpy.save.")
+        raise DataError(f"{path} is not a readable .npy array of numbers (it does not start with the NumPy "
+                        "header); save the array with numpy.save.")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
