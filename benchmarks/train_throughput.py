@@ -1,125 +1,185 @@
-"""Training throughput through the real training loop, and how close it comes to this machine's peak.
+"""Training throughput of the real step (sampler + TrainStep) under each speed setting, in one run.
 
-For each model: `train_run` on the quick profile (compact trunk, batch 64, 32x32) for a few dozen
-iterations on the small synth3d grid in a temporary workspace; images/s counts every image a step
-consumes (2B for Factor models). Then the paper trunk (Appendix A.3, 64x64) at batch 8 for a few
-steps. FLOPs per step come from torch's FLOP counter; the ratio is against a float32 matmul measured
-in the same run, so a busy machine slows both sides.
+For each model and each variant (a set of `train.*` speed settings), a fresh model trains for --iters
+iterations on random images after --warmup iterations that are timed separately (they hold
+torch.compile's compilation). Images/s counts every image a step consumes (2B for Factor models).
+`ratio` is against the first variant, `baseline` (float32, NCHW, eager: the settings the quick profile
+had before the speed work), measured in the same run, so a busy machine slows both sides alike.
+GFLOP per step come from torch's FLOP counter; `of peak` compares with a matmul of the variant's
+precision measured here (float32, or bfloat16 when the variant uses bf16).
 
-    python benchmarks/train_throughput.py [--models ae,factorqvae] [--iters 60] [--paper-steps 2]
+    python benchmarks/train_throughput.py                       # CPU, compact trunk, batch 64, 32x32
+    python benchmarks/train_throughput.py --variants baseline,bf16+channels_last --batch 128
+    python benchmarks/train_throughput.py --layout               # 2 one-thread processes vs 1 two-thread
+    python benchmarks/train_throughput.py --device cuda --trunk paper --batch 256 --image-size 64 \\
+        --variants fp32,tf32,bf16,bf16+compile
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
+import json
+import subprocess
+import sys
 import time
 
+import numpy as np
 import torch
 
+VARIANTS = {
+    "baseline": {"bf16": False, "channels_last": False, "compile": False, "tf32": False},
+    "fp32": {"bf16": False, "channels_last": True, "compile": False, "tf32": False},
+    "tf32": {"bf16": False, "channels_last": True, "compile": False, "tf32": True},
+    "channels_last": {"bf16": False, "channels_last": True, "compile": False, "tf32": False},
+    "bf16": {"bf16": True, "channels_last": False, "compile": False},
+    "bf16+channels_last": {"bf16": True, "channels_last": True, "compile": False},
+    "compile": {"bf16": False, "channels_last": False, "compile": True, "tf32": False},
+    "bf16+compile": {"bf16": True, "channels_last": True, "compile": True},
+}
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+
+class ImagePool:
+    """Random uint8 images in memory, read like a prepared dataset (content does not change the timing)."""
+
+    def __init__(self, size: int, n: int = 4096):
+        self.images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+    def images_at(self, idx: np.ndarray) -> np.ndarray:
+        return self.images[idx]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    n = 8192 if device.type == "cuda" else 2048
+    reps = 20 if device.type == "cuda" else 10
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
         torch.mm(a, b)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def step_flops(model, x, x_other) -> float:
+def step_gflop(model, x, half: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        total, _, tc_input = model.training_step_losses(x, 0.5)
+        total, _, tc_input = model.training_step_losses(x[:half], 0.5)
         total.backward()
         if model.spec.factor:
-            model.discriminator_loss(tc_input, x_other, 0.5).backward()
-    return float(counter.get_total_flops())
+            model.discriminator_loss(tc_input, x[half:], 0.5).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops()) / 1e9
 
 
-def loop_throughput(model_name: str, iters: int) -> tuple[float, float]:
-    """(images/s through train_run, GFLOP per training step) on the quick profile."""
+def measure(name: str, variant: str, args, device: torch.device, ds, split) -> dict:
+    """Time --iters iterations after --warmup; returns the figures of one (model, variant)."""
     from fqvae_cli.config import resolve_run_config
-    from fqvae_cli.device import resolve_device
+    from fqvae_cli.data.sampler import BatchSampler
     from fqvae_cli.models.zoo import build_model
-    from fqvae_cli.registry.store import Registry
-    from fqvae_cli.training.loop import train_run
+    from fqvae_cli.training.loop import configure_backend, data_on_device
+    from fqvae_cli.training.step import Optimizers, TrainStep
 
-    cfg = resolve_run_config(model_name, "synth3d", "quick", 0, {
-        "train": {"steps": iters, "log_every": 20, "checkpoint_every": iters}, "eval": {"mse_images": 64}})
-    reg = Registry()
-    run = reg.create_run(model=model_name, dataset="synth3d", profile="quick", seed=0,
-                         config=cfg.model_dump(mode="json"))
-    result = train_run(cfg, reg, run, resolve_device("cpu"), show_progress=False)
-    model = build_model(cfg.model)
-    b = cfg.train.batch_size
-    x = torch.rand(2 * b, 3, 32, 32) - 0.5
-    return result.images_per_s, step_flops(model, x[:b], x[b:]) / 1e9
-
-
-def paper_trunk(model_name: str, steps: int, batch: int = 8) -> tuple[float, float]:
-    """(seconds per step, GFLOP per step) of the Appendix A.3 trunk on 64x64 at `batch`."""
-    from fqvae_cli.config import resolve_run_config
-    from fqvae_cli.models.zoo import build_model
-
-    cfg = resolve_run_config(model_name, "shapes3d", "paper", 0)
-    model = build_model(cfg.model).train()
-    opt = torch.optim.Adam(model.vae_parameters(), lr=1e-3)
-    d_opt = torch.optim.Adam(model.discriminator_parameters(), lr=1e-3) if model.spec.factor else None
-    x = torch.rand(2 * batch, 3, 64, 64) - 0.5
-
-    def step() -> None:
-        total, _, tc_input = model.training_step_losses(x[:batch], 0.5)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if d_opt is not None:
-            d = model.discriminator_loss(tc_input, x[batch:], 0.5)
-            d_opt.zero_grad(set_to_none=True)
-            d.backward()
-            d_opt.step()
-
-    step()
+    train = {"batch_size": args.batch, **VARIANTS[variant]}
+    if args.threads:
+        train["threads"] = args.threads
+    cfg = resolve_run_config(name, "synth3d", "quick", 0, {
+        "model": {"trunk": args.trunk, "image_size": args.image_size}, "train": train})
+    # the small pool stands in for the dataset; its size does not matter for the timing
+    configure_backend(cfg.train, device)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    factor = model.spec.factor
+    per_iter = 2 * args.batch if factor else args.batch
+    resident = data_on_device("auto", device, len(split), int(ds.images[0].nbytes))
+    sampler = BatchSampler(ds, split, per_iter, seed=0, device=device, on_device=resident,
+                           channels_last=cfg.train.channels_last)
+    step = TrainStep(model, Optimizers.for_model(model, cfg.train, factor), cfg.train, device, args.batch)
+    model.train()
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sec = (time.perf_counter() - t0) / steps
-    return sec, step_flops(model, x[:batch], x[batch:]) / 1e9
+    for it in range(args.warmup):
+        step(sampler.batch(it), 1e-4, 0.5)
+    sync(device)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for it in range(args.warmup, args.warmup + args.iters):
+        step(sampler.batch(it), 1e-4, 0.5)
+    sync(device)
+    sec = (time.perf_counter() - t0) / args.iters
+    x = sampler.batch(0)
+    gflop = step_gflop(model, x, args.batch)
+    return {"model": name, "variant": variant, "ms": 1000 * sec, "img_s": per_iter / sec,
+            "gflop": gflop, "warmup_s": warm, "bf16": cfg.train.bf16}
+
+
+def layout(args) -> None:
+    """Two one-thread processes at once against one two-thread process, same work each."""
+    base = [sys.executable, __file__, "--json", "--models", args.models, "--variants", args.variants,
+            "--iters", str(args.iters), "--warmup", str(args.warmup), "--batch", str(args.batch)]
+    solo = subprocess.run(base + ["--threads", "2"], capture_output=True, text=True, check=True)
+    pair = [subprocess.Popen(base + ["--threads", "1"], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate()[0]) for p in pair]
+    one = json.loads(solo.stdout)
+    print(f"{'model':<12} {'variant':<20} {'1 x 2 threads':>14} {'2 x 1 thread':>13} {'ratio':>6}")
+    for i, row in enumerate(one):
+        both = outs[0][i]["img_s"] + outs[1][i]["img_s"]
+        print(f"{row['model']:<12} {row['variant']:<20} {row['img_s']:>14.0f} {both:>13.0f} "
+              f"{both / row['img_s']:>5.2f}x")
 
 
 def main() -> None:
-    from fqvae_cli.models.specs import TABLE1_MODELS, ZOO
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(TABLE1_MODELS))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--trunk", default="compact", choices=["compact", "paper"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--models", default="ae,factorqvae")
+    p.add_argument("--variants", default="baseline,channels_last,bf16,bf16+channels_last,compile,bf16+compile")
     p.add_argument("--iters", type=int, default=60)
-    p.add_argument("--paper-steps", type=int, default=2)
-    p.add_argument("--paper-models", default="ae,factorqvae")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, as a reproduce worker)")
+    p.add_argument("--layout", action="store_true", help="compare thread layouts instead")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
+    if args.layout:
+        layout(args)
+        return
 
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["FQVAE_HOME"] = home
-        os.environ["FQVAE_PLAIN_PROGRESS"] = "1"
-        from fqvae_cli.data.store import prepare
+    from fqvae_cli.device import describe, resolve_device
 
-        prepare("synth3d", grid="small", root=os.path.join(home, "data"))
-        peak = matmul_peak_gflops()
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-              f"float32 matmul peak {peak:.1f} GFLOP/s")
-        print(f"{'model':<12} {'trunk':<8} {'batch':>5} {'img/s':>9} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of peak':>8}")
-        for name in args.models.split(","):
-            ips, gflop = loop_throughput(name, args.iters)
-            per_step = 128 if ZOO[name].factor else 64
-            achieved = gflop * ips / per_step
-            print(f"{name:<12} {'compact':<8} {64:>5} {ips:>9.0f} {gflop:>11.3f} {achieved:>8.1f} "
-                  f"{achieved / peak:>7.1%}")
-        for name in args.paper_models.split(","):
-            sec, gflop = paper_trunk(name, args.paper_steps)
-            imgs = 16 if ZOO[name].factor else 8
-            print(f"{name:<12} {'paper':<8} {8:>5} {imgs / sec:>9.1f} {gflop:>11.1f} {gflop / sec:>8.1f} "
-                  f"{gflop / sec / peak:>7.1%}")
+    device = resolve_device(args.device)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    ds = ImagePool(args.image_size)
+    split = np.arange(len(ds.images))
+    rows = [measure(m, v, args, device, ds, split) for m in args.models.split(",")
+            for v in args.variants.split(",")]
+    if args.json:
+        print(json.dumps(rows))
+        return
+    peaks = {False: matmul_peak_tflops(device, torch.float32), True: matmul_peak_tflops(device, torch.bfloat16)}
+    print(f"torch {torch.__version__} on {describe(device)}; matmul peak measured here: "
+          f"float32 {peaks[False]:.2f} TFLOP/s, bfloat16 {peaks[True]:.2f} TFLOP/s")
+    print(f"trunk {args.trunk}, {args.image_size}x{args.image_size}, batch {args.batch} "
+          f"(Factor models draw 2x), {args.iters} timed iterations after {args.warmup} warm-up")
+    print(f"{'model':<12} {'variant':<20} {'ms/step':>8} {'img/s':>8} {'ratio':>6} {'warm-up s':>9} "
+          f"{'GFLOP/step':>10} {'of peak':>8}")
+    first: dict[str, float] = {}
+    for r in rows:
+        first.setdefault(r["model"], r["img_s"])
+        achieved = r["gflop"] / (r["ms"] / 1000) / 1000
+        print(f"{r['model']:<12} {r['variant']:<20} {r['ms']:>8.1f} {r['img_s']:>8.0f} "
+              f"{r['img_s'] / first[r['model']]:>5.2f}x {r['warmup_s']:>9.1f} {r['gflop']:>10.2f} "
+              f"{achieved / peaks[r['bf16']]:>7.1%}")
 
 
 if __name__ == "__main__":

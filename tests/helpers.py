@@ -36,3 +36,24 @@ def write_tiny_protocol(path: Path) -> Path:
     data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300}
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
+
+
+# Run the CLI in a child that SIGKILLs itself right after its first complete checkpoint (files and
+# registry rows written): a crash at a known point, with no polling race.
+_KILL_AFTER_FIRST_CHECKPOINT = """
+import os, signal, sys
+from fqvae_cli.training import recorder
+_save = recorder.Recorder.checkpoint
+def checkpoint(self, *args, **kwargs):
+    _save(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+recorder.Recorder.checkpoint = checkpoint
+from fqvae_cli.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def fqvae_killed_after_first_checkpoint(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {}), "FQVAE_PLAIN_PROGRESS": "1"}
+    return subprocess.run([sys.executable, "-c", _KILL_AFTER_FIRST_CHECKPOINT, *args], env=full_env,
+                          capture_output=True, text=True, timeout=600)

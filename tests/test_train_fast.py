@@ -1,0 +1,143 @@
+"""Every speed setting of `train.*` on CPU: the same iterations give the same losses as plain float32,
+exactly where the arithmetic is the same and within a stated tolerance where it is not.
+
+Tolerances (relative, on the total loss of each of 6 iterations of a compact-trunk model):
+- channels_last, data_on_device: 1e-4 (the same maths in another memory order);
+- compile: 1e-3 (fused kernels reorder float32 sums);
+- bf16: 5e-2 (bfloat16 keeps 8 bits of mantissa in the trunk; losses and KL stay float32)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fqvae_cli.config import resolve_run_config
+from fqvae_cli.data.sampler import BatchSampler
+from fqvae_cli.device import resolve_device
+from fqvae_cli.models.zoo import build_model
+from fqvae_cli.training.loop import data_on_device
+from fqvae_cli.training.step import Optimizers, TrainStep
+
+ITERS = 6
+BATCH = 16
+
+
+class Pool:
+    """Random uint8 images read like a prepared dataset."""
+
+    def __init__(self, n: int = 256, size: int = 32):
+        self.images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+    def images_at(self, idx):
+        return self.images[np.asarray(idx)]
+
+
+def _losses(model_name: str, **train) -> list[float]:
+    cpu = resolve_device("cpu")
+    cfg = resolve_run_config(model_name, "synth3d", "quick", 0, {
+        "model": {"disc_width": 32},
+        "train": {"batch_size": BATCH, "bf16": False, "channels_last": False, "compile": False, **train}})
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    factor = model.spec.factor
+    pool = Pool()
+    resident = data_on_device(cfg.train.data_on_device, cpu, len(pool.images), pool.images[0].nbytes)
+    sampler = BatchSampler(pool, np.arange(len(pool.images)), 2 * BATCH if factor else BATCH, seed=0,
+                           device=cpu, on_device=resident, channels_last=cfg.train.channels_last)
+    step = TrainStep(model, Optimizers.for_model(model, cfg.train, factor), cfg.train, cpu, BATCH)
+    model.train()
+    out = []
+    for it in range(ITERS):
+        parts = step(sampler.batch(it), 1e-3, 0.9)
+        out.append(float(parts["total"].detach()))
+        if factor:
+            assert np.isfinite(float(parts["disc"].detach()))
+    return out
+
+
+SETTINGS = {
+    "channels_last": ({"channels_last": True}, 1e-4),
+    "data_on_device": ({"data_on_device": "always"}, 1e-4),
+    "bf16": ({"bf16": True}, 5e-2),
+    "bf16+channels_last+data_on_device": ({"bf16": True, "channels_last": True, "data_on_device": "always"}, 5e-2),
+}
+
+
+@pytest.mark.parametrize("model", ["factorqvae", "qlae"])
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_speed_setting_keeps_the_losses(model, setting):
+    train, tol = SETTINGS[setting]
+    ref = _losses(model)
+    got = _losses(model, **train)
+    assert all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=tol)
+    if setting == "data_on_device":  # the same bytes gathered another way: bit for bit
+        assert got == ref
+
+
+def test_bf16_changes_the_arithmetic():
+    """The bf16 tolerance above is not vacuous: autocast is really on."""
+    assert _losses("factorqvae", bf16=True) != _losses("factorqvae")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["factorqvae", "qlae"])
+def test_compile_keeps_the_losses_and_compiles_once(model):
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    ref = _losses(model)
+    got = _losses(model, compile=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-3)
+    got_all = _losses(model, compile=True, bf16=True, channels_last=True, data_on_device="always")
+    np.testing.assert_allclose(got_all, ref, rtol=5e-2)
+    # A new temperature every step is data, not a new graph: nothing recompiled after the first step.
+    assert dynamo.utils.counters["stats"]["unique_graphs"] <= 12
+
+
+def test_adamw_decays_weights_only_and_clips_elementwise():
+    from fqvae_cli.training.step import ADAMW_CLIP_VALUE, vae_optimizer
+
+    cfg = resolve_run_config("qlae", "synth3d", "quick", 0,
+                             {"train": {"optimizer": "adamw", "weight_decay": 0.1}})
+    model = build_model(cfg.model)
+    opt = vae_optimizer(model, cfg.train)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    kept = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert "bottleneck.codebook" in kept and not any(n.endswith(".bias") for n in decayed)
+    assert "encoder.head.1.weight" in decayed and not any(n.startswith("tc.") for n in decayed | kept)
+    # Elementwise clipping: a huge gradient moves no weight by more than Adam's lr-sized step, and
+    # the clipped gradient itself is exactly +-1.
+    opts = Optimizers.for_model(model, cfg.train, factor=False)
+    assert opts.clip_value == ADAMW_CLIP_VALUE == 1.0
+    p = model.encoder.head[1].weight
+    p.grad = torch.full_like(p, 1e6)
+    torch.nn.utils.clip_grad_value_([p], opts.clip_value)
+    assert torch.equal(p.grad, torch.ones_like(p))
+
+
+def test_optimizer_steps_lr_follows_the_iteration(cli, small_data):
+    """Under optimizer_steps a Factor model runs steps/2 iterations and the learning rate is read at the
+    iteration (the authors' scheduler steps once per batch): it is half-way down its cosine at the
+    middle of the anneal span in iterations, not at a quarter of it."""
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.training.schedules import cosine_lr
+
+    res = cli("train", "--model", "factorqvae", "--steps", "16", "--batch-size", "4", "--name", "opt",
+              "--set", "train.step_convention=optimizer_steps", "--set", "train.anneal_steps=8",
+              "--set", "train.schedule_reference_steps=null", "--set", "train.log_every=1",
+              "--set", "train.threads=1", "--set", "eval.mse_images=16", "--set", "model.disc_width=16",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
+    reg = Registry()
+    run = reg.get_run("opt")
+    lrs = {m.step: m.value for m in reg.metrics(run.id, name="lr")}
+    assert sorted(lrs) == list(range(1, 9))  # 8 iterations
+    lr, lr_min = run.config["train"]["lr"], run.config["train"]["lr_min"]
+    for done, value in lrs.items():  # logged after iteration done - 1
+        assert value == pytest.approx(cosine_lr(done - 1, lr, lr_min, 8))
+    assert lrs[5] == pytest.approx((lr + lr_min) / 2)
