@@ -6,7 +6,7 @@ torch.compile's compilation). Images/s counts every image a step consumes (2B fo
 `ratio` is against the first variant, `baseline` (float32, NCHW, eager: the settings the quick profile
 had before the speed work), measured in the same run, so a busy machine slows both sides alike.
 GFLOP per step come from torch's FLOP counter; `of peak` compares with a matmul of the variant's
-precision measured here (float32, or bfloat16 when the variant uses bf16).
+precision measured here (bfloat16 when the variant uses bf16; on CUDA, TF32 when it allows TF32; else float32).
 
     python benchmarks/train_throughput.py                       # CPU, compact trunk, batch 64, 32x32
     python benchmarks/train_throughput.py --variants baseline,bf16+channels_last --batch 128
@@ -53,18 +53,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, tf32: bool = False) -> float:
+    # TF32 is set explicitly: the variants leave it as the last one asked, and a float32 matmul on
+    # TF32 tensor cores runs several times faster than strict float32.
     n = 8192 if device.type == "cuda" else 2048
     reps = 20 if device.type == "cuda" else 10
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    torch.mm(a, b)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
         torch.mm(a, b)
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b)
+        sync(device)
+        return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def step_gflop(model, x, half: int) -> float:
@@ -118,7 +125,8 @@ def measure(name: str, variant: str, args, device: torch.device, ds, split) -> d
     x = sampler.batch(0)
     gflop = step_gflop(model, x, args.batch)
     return {"model": name, "variant": variant, "ms": 1000 * sec, "img_s": per_iter / sec,
-            "gflop": gflop, "warmup_s": warm, "bf16": cfg.train.bf16}
+            "gflop": gflop, "warmup_s": warm, "bf16": cfg.train.bf16,
+            "precision": "bf16" if cfg.train.bf16 else "tf32" if device.type == "cuda" and cfg.train.tf32 else "fp32"}
 
 
 def layout(args) -> None:
@@ -166,9 +174,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    peaks = {False: matmul_peak_tflops(device, torch.float32), True: matmul_peak_tflops(device, torch.bfloat16)}
+    peaks = {"fp32": matmul_peak_tflops(device, torch.float32), "bf16": matmul_peak_tflops(device, torch.bfloat16)}
+    if device.type == "cuda":
+        peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True)
     print(f"torch {torch.__version__} on {describe(device)}; matmul peak measured here: "
-          f"float32 {peaks[False]:.2f} TFLOP/s, bfloat16 {peaks[True]:.2f} TFLOP/s")
+          + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()))
     print(f"trunk {args.trunk}, {args.image_size}x{args.image_size}, batch {args.batch} "
           f"(Factor models draw 2x), {args.iters} timed iterations after {args.warmup} warm-up")
     print(f"{'model':<12} {'variant':<20} {'ms/step':>8} {'img/s':>8} {'ratio':>6} {'warm-up s':>9} "
@@ -179,7 +189,7 @@ def main() -> None:
         achieved = r["gflop"] / (r["ms"] / 1000) / 1000
         print(f"{r['model']:<12} {r['variant']:<20} {r['ms']:>8.1f} {r['img_s']:>8.0f} "
               f"{r['img_s'] / first[r['model']]:>5.2f}x {r['warmup_s']:>9.1f} {r['gflop']:>10.2f} "
-              f"{achieved / peaks[r['bf16']]:>7.1%}")
+              f"{achieved / peaks[r['precision']]:>7.1%}")
 
 
 if __name__ == "__main__":
