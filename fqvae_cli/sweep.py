@@ -50,6 +50,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     Idempotent: finished runs are kept, interrupted ones (and running ones whose process is gone) are
     requeued to resume, nothing is redone. A cell takes only runs of its exact training setup (tables.py)."""
     from fqvae_cli.config import deep_merge, load_experiments, resolve_run_config
+    from fqvae_cli.models.specs import get_model_spec
     from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
 
     exp = load_experiments()
@@ -61,7 +62,9 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         # One query per dataset; table rows have distinct setups, so no cell sees another's new run.
         runs = reg.find_runs(dataset=ds, profile=profile)
         identity = dataset_identity(ds)
-        for row in chosen:
+        # Factor models first: they cost twice a plain model's step, and workers take runs in the order
+        # they were queued, so the long runs start early and the short ones fill in at the end.
+        for row in sorted(chosen, key=lambda r: not get_model_spec(r["model"]).factor):
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
@@ -201,7 +204,8 @@ def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bo
         else:
             require_same_dataset(run, ds, "resume")
         resume = latest_checkpoint(reg, run.id) is not None
-        train_run(cfg, reg, run, device, resume=resume, show_progress=show_progress)
+        # The evaluation below scores the test MSE; training need not do it first.
+        train_run(cfg, reg, run, device, resume=resume, show_progress=show_progress, test_mse=False)
     evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 

@@ -129,8 +129,9 @@ class FiniteWatch:
 
 
 def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool = False,
-              show_progress: bool = True) -> TrainResult:
-    """Train `run` (already in the registry) with `cfg` on `device`; records everything in `reg`."""
+              show_progress: bool = True, test_mse: bool = True) -> TrainResult:
+    """Train `run` (already in the registry) with `cfg` on `device`; records everything in `reg`.
+    test_mse=False leaves the test MSE to the evaluation that follows (a worker's run)."""
     spec = get_model_spec(cfg.model.name)
     train = cfg.train
     configure_backend(train, device)
@@ -182,16 +183,19 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
                 recorder.checkpoint(done, model, snapshot())
     elapsed = time.monotonic() - t0
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
+    reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])
+    if not test_mse:
+        reg.finish(run.id)
+        return TrainResult(run.id, recorder.done, None, ips)
     return _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
 
 
 def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any, done: int,
             ips: float) -> TrainResult:
-    """Test MSE on the held-out subset, the throughput, and the run marked finished."""
+    """Test MSE on the held-out subset, and the run marked finished."""
     test_idx = held_out_subset(ds, cfg.eval.mse_images, cfg.eval.seed)
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
-    reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final"),
-                             MetricRow("train_images_per_s", ips, done, "train")])
+    reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")])
     if not math.isfinite(mse):
         reg.fail(run.id, f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")
