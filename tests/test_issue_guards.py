@@ -278,6 +278,7 @@ def test_minor_refusals(cli, workspace, tmp_path):
     assert res.exit_code == 2 and "in-memory registry" in res.stderr
     res = cli("table", "--protocol", "nosuch")
     assert res.exit_code == 2 and "unknown protocol 'nosuch'" in res.stderr
+    reg.add_artifact(run.id, kind="checkpoint", path=tmp_path / "w.safetensors", bytes=1, sha256="0" * 64, step=3)
     res = cli("evaluate", run.short_id)
     assert res.exit_code == 2 and "has not finished training" in res.stderr
     from typer.testing import CliRunner

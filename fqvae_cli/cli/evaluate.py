@@ -51,7 +51,8 @@ def evaluate(
             refs.append(r.short_id)
     else:
         rec = reg.get_run(run)
-        if rec.status in ("running", "queued", "interrupted") and checkpoint is None:
+        unfinished = rec.status in ("running", "queued", "interrupted")
+        if unfinished and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
             raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it "
                              "when it has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
         refs = [rec.short_id]
