@@ -8,7 +8,9 @@ a table. Setups are compared after filling defaults, so a field added later with
 runs in their cells; settings that do not change the trained model (threads, checkpoint and log
 intervals, where the data lives) and the evaluation section are left out. Each cell shows mean ± std
 over distinct seeds (the newest run of a seed counts), the seed count, the published value and the
-difference; the best mean per column is marked (highest, lowest for MSE) as in the paper. Rows for
+difference; the best mean per column is marked (highest, lowest for MSE) only where it beats the second
+best by more than their standard deviations, with n >= 2 seeds in both; otherwise the table says it
+cannot tell. Rows for
 models outside the paper (`--rows fsq`) can be added; they have no published values."""
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Table:
     published_from: dict[str, str]  # dataset -> dataset whose published numbers are shown
     missing: list[str]  # commands that fill the empty cells
     best: dict[tuple[str, str], set[int]]  # (dataset, key) -> column indices marked best
+    undecided: dict[str, list[str]] = field(default_factory=dict)  # dataset -> columns with no best, and why
 
 
 # Train settings that change how a run is executed, not what it learns.
@@ -190,8 +193,9 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
                                f"--rows {r['key']}")
             cells[(ds, r["key"])] = cell
-    best = _best(cells, datasets, [k for k, _ in rows])
-    return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best)
+    best, undecided = _best(cells, datasets, [k for k, _ in rows])
+    return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
+                 undecided)
 
 
 def _std(values: tuple[float, ...]) -> float:
@@ -201,18 +205,32 @@ def _std(values: tuple[float, ...]) -> float:
     return math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1))
 
 
-def _best(cells: dict, datasets: list[str], keys: list[str]) -> dict[tuple[str, str], set[int]]:
+def _best(cells: dict, datasets: list[str], keys: list[str]) -> tuple[dict, dict[str, list[str]]]:
+    """Per column, the best mean (highest; lowest for MSE) is marked only where it is told apart from the
+    second best: both cells have n >= 2 seeds and the gap exceeds the sum of their standard deviations.
+    Returns (marks, undecided): undecided[dataset] lists each unmarked column with the reason."""
     best: dict[tuple[str, str], set[int]] = {}
+    undecided: dict[str, list[str]] = {}
     for ds in datasets:
         for j, col in enumerate(COLUMNS):
-            vals = [(cells[(ds, k)].mean[j], k) for k in keys if cells[(ds, k)].mean is not None]
-            if not vals:
+            ranked = sorted(((cells[(ds, k)].mean[j], k) for k in keys if cells[(ds, k)].mean is not None),
+                            reverse=col != "mse")
+            if len(ranked) < 2:
                 continue
-            target = min(v for v, _ in vals) if col == "mse" else max(v for v, _ in vals)
-            for v, k in vals:
-                if abs(v - target) < 1e-12:
-                    best.setdefault((ds, k), set()).add(j)
-    return best
+            (v1, k1), (v2, k2) = ranked[0], ranked[1]
+            c1, c2 = cells[(ds, k1)], cells[(ds, k2)]
+            title = COLUMN_TITLES[j]
+            if c1.n < 2 or c2.n < 2:
+                undecided.setdefault(ds, []).append(f"{title} (one seed: no spread to compare)")
+            elif abs(v1 - v2) > c1.std[j] + c2.std[j]:
+                best.setdefault((ds, k1), set()).add(j)
+            else:
+                undecided.setdefault(ds, []).append(f"{title} (best and second within their std)")
+    return best, undecided
+
+
+def undecided_lines(t: Table) -> list[str]:
+    return [f"{ds}: no best marked for " + ", ".join(cols) + "." for ds, cols in t.undecided.items()]
 
 
 def header_lines(t: Table) -> list[str]:
@@ -260,7 +278,8 @@ def to_records(t: Table) -> list[dict]:
 
 def render_text(t: Table, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing}, indent=2)
+        return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing,
+                           "undecided": t.undecided}, indent=2)
     if fmt == "csv":
         import csv
         import io
@@ -290,7 +309,9 @@ def _markdown(t: Table) -> str:
             marks = t.best.get((ds, key), set())
             vals = [_fmt(c, j, j in marks, bold=("**", "**")) for j in range(len(COLUMNS))]
             lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
-    lines += ["", "Each cell: ours (published, ours − published); bold = best in the column."]
+    lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
+              "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
+    lines += [f"_{u}_  " for u in undecided_lines(t)]
     return "\n".join(lines)
 
 
@@ -314,7 +335,8 @@ def render_rich(t: Table) -> Any:
     from rich.table import Table as RichTable
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
-                   "\ncell: ours (published, ours − published); bold = best in column", caption_justify="left")
+                   "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
+                   + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
     rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
     for title in COLUMN_TITLES:

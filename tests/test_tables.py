@@ -44,19 +44,36 @@ def test_cells_mean_std_published_delta_and_best():
     q = t.cells[("synth3d", "qvae")]
     assert q.n == 1 and q.mean[0] == pytest.approx(0.5)
     assert t.cells[("synth3d", "ae")].n == 0
-    # best: D and InfoM from factorqvae, C, I, InfoE, InfoC and MSE (lowest) from qvae
-    assert t.best[("synth3d", "factorqvae")] == {0, 3}
-    assert t.best[("synth3d", "qvae")] == {1, 2, 4, 5, 6}
+    # QVAE has one seed: no column's best can be told apart from the second best, and the table says so
+    assert t.best == {}
+    assert len(t.undecided["synth3d"]) == 7 and all("one seed" in u for u in t.undecided["synth3d"])
     assert len(t.missing) == 7 and all(cmd.startswith("fqvae reproduce --paper-table 1") for cmd in t.missing)
     md = render_text(t, "markdown")
-    assert "**0.70±0.14** (0.86, -0.16)" in md
+    assert "| 0.70±0.14 (0.86, -0.16) |" in md and "no best marked for D (one seed" in md
     assert "NOT the paper's setting" in md and "'quick' profile" in md
     data = json.loads(render_text(t, "json"))
     rec = next(c for c in data["cells"] if c["row"] == "factorqvae")
     assert rec["n_seeds"] == 2 and rec["dci_d"] == pytest.approx(0.7) and rec["dci_d_published"] == 0.86
     csv = render_text(t, "csv").splitlines()
     assert csv[0].startswith("table,profile,protocol,dataset,row,label,n_seeds") and len(csv) == 1 + 9
-    assert r"\textbf{0.70$\pm$0.14}" in render_text(t, "latex")
+    assert r"0.70$\pm$0.14" in render_text(t, "latex") and r"\textbf" not in render_text(t, "latex")
+
+
+def test_best_is_marked_only_beyond_the_spread_of_seeds():
+    reg = _registry()
+    # D: FactorQVAE 0.80±0.01 vs QVAE 0.50±0.01, told apart (gap 0.30 > 0.02).
+    # I: 0.90±0.10 vs 0.85±0.10, within their std (gap 0.05 < 0.20): nobody is marked.
+    # MSE (lowest best): QVAE 1.0±0.1 vs FactorQVAE 2.0±0.1 (x 1e4), told apart.
+    for seed, d, i, m in [(0, 0.79, 1.0, 1.9e-4), (1, 0.81, 0.8, 2.1e-4)]:
+        _add_run(reg, "factorqvae", [d, i, 0.5, 0.5, 0.5, 0.5, m], seed=seed)
+    for seed, d, i, m in [(0, 0.49, 0.95, 0.9e-4), (1, 0.51, 0.75, 1.1e-4)]:
+        _add_run(reg, "qvae", [d, i, 0.5, 0.5, 0.5, 0.5, m], seed=seed)
+    t = build_table(reg, "1", "quick")
+    assert t.best == {("synth3d", "factorqvae"): {0}, ("synth3d", "qvae"): {6}}
+    undecided = t.undecided["synth3d"]
+    assert any(u.startswith("I (best and second within their std)") for u in undecided)
+    assert len(undecided) == 5  # I, C, InfoM, InfoE, InfoC (C..InfoC tie exactly)
+    assert "**0.80±0.01**" in render_text(t, "markdown")
 
 
 def test_table2_rows_by_codebook_shape():
