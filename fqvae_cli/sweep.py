@@ -224,10 +224,28 @@ def _release(reg: Any, run: Any, me: str, status: str, error: str = "") -> None:
         pass
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def dci_jobs(device: Any, cores: int | None = None) -> int:
+    """Processes for a worker's DCI fits. With a GPU, evaluation is the worker's CPU phase and the device
+    waits on it, so the fits take every core the worker holds (`cores`; default all this process may
+    use). On the CPU, sibling workers train on the other cores (reproduce runs one per core pair), so 1."""
+    if device.type == "cuda":
+        return max(1, cores or available_cores())
+    return 1
+
+
 def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
-               stale_after_s: float = DEFAULT_STALE_S, jobs: int = 1, show_progress: bool = True,
+               stale_after_s: float = DEFAULT_STALE_S, jobs: int | None = None, show_progress: bool = True,
                on_run: Any = None) -> int:
-    """Claim and execute queued runs until none is left (or the limits are reached). Returns the count."""
+    """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.
+    `jobs`: processes for the DCI fits, default dci_jobs(device)."""
+    jobs = jobs or dci_jobs(device)
     me = worker_id()
     done = 0
     while True:
@@ -353,9 +371,11 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
     if on_report is not None:
         on_report(report)
     todo = len(report.queued) + len(report.to_evaluate)
+    # Evaluation in this process runs alone on the machine: its DCI fits may take every core.
+    alone_jobs = available_cores()
     with console.progress(f"reproduce table {req.number}", total=todo, unit="run") as overall:
         for ref in report.to_evaluate:
-            evaluate_run(reg, ref, device, protocol=report.protocol, jobs=2)
+            evaluate_run(reg, ref, device, protocol=report.protocol, jobs=alone_jobs)
             overall.advance()
         if not report.queued:
             return report
@@ -367,7 +387,7 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
                 j.result()
             overall.advance(len(report.queued))
         elif req.workers == 1:
-            run_worker(reg, device, jobs=2, on_run=lambda _r: overall.advance())
+            run_worker(reg, device, jobs=alone_jobs, on_run=lambda _r: overall.advance())
         else:
             seen: set[str] = set()
 

@@ -73,7 +73,11 @@ def worker(
                                       help="Requeue running runs whose heartbeat is older than this many seconds "
                                            "(their worker died); a run whose process is alive on this machine "
                                            "is never taken over."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for the DCI fits during evaluation."),
+    jobs: int = typer.Option(None, "--jobs", min=1,
+                             help="Processes for the DCI fits during evaluation. Default: on CUDA the cores "
+                                  "this worker holds (--threads, else all it may run on), so the fits do not "
+                                  "keep the GPU waiting; on the CPU 1, the other cores training sibling "
+                                  "workers' runs."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (one line per run)."),
     db: str = typer.Option(None, "--db", help="Registry URL."),
 ) -> None:
@@ -82,7 +86,7 @@ def worker(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import die_with_parent, run_worker
+    from fqvae_cli.sweep import dci_jobs, die_with_parent, run_worker
 
     die_with_parent()
     if threads:
@@ -90,9 +94,10 @@ def worker(
 
         torch.set_num_threads(threads)
     reg = Registry(db)
+    dev = resolve_device(device)
     try:
-        n = run_worker(reg, resolve_device(device), once=once, max_runs=max_runs, stale_after_s=stale_after,
-                       jobs=jobs, show_progress=not quiet,
+        n = run_worker(reg, dev, once=once, max_runs=max_runs, stale_after_s=stale_after,
+                       jobs=jobs or dci_jobs(dev, threads), show_progress=not quiet,
                        on_run=lambda r: console.info(f"worker: run {r.short_id} done") if quiet else None)
     except KeyboardInterrupt:
         raise Interrupted("worker stopped; its run was marked interrupted and resumes from its last checkpoint "
