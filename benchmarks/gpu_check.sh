@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The device check of the paper profile, in one run (under 8 minutes on one H200 with 16 cores):
+# The device check of the paper profile, in one run (sized for under 8 minutes on one H200 with 16 cores;
+# an estimate until it has run on one):
 #   1. benchmarks/train_throughput.py on the device: paper trunk, batch 256, 64x64, AE and FactorQVAE,
 #      variants fp32, tf32, bf16 and bf16+compile (synchronized timing, warm-up reported apart);
 #   2. synth3d rendered at 64x64 on the official grid (480,000 images; the quick protocol draws 10,000
@@ -109,8 +110,7 @@ DATA_S="$(since "$t0")"
 step "train factorqvae, paper profile, $STEPS steps on $DEVICE"
 t0="$(now)"
 fqvae train --model factorqvae --dataset shapes3d --profile paper --steps "$STEPS" --device "$DEVICE" \
-    --name gpu-check "${TRAIN[@]}" > "$WORK/train.log" 2>&1 || { cat "$WORK/train.log" >&2; exit 1; }
-cat "$WORK/train.log" >&2
+    --name gpu-check "${TRAIN[@]}" 2>&1 | tee "$WORK/train.log" >&2
 TRAIN_S="$(since "$t0")"
 # The loop's own figure (training iterations only, without start-up and data loading).
 TRAIN_IMG_S="$(sed -n 's/.* iterations, \([0-9.]*\) images\/s.*/\1/p' "$WORK/train.log" | tail -n 1)"
