@@ -143,3 +143,11 @@ def test_bad_config_gets_one_sentence(cli, small_data):
         assert res.exit_code == 2, (args, res.stderr)
         assert needle in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_data_prepared_at_another_image_size_is_refused_before_a_run_exists(cli, small_data):
+    """small_data is 32x32; a model asked for 64x64 images would fail deep inside the first matmul."""
+    res = cli("train", "--model", "ae", *TINY, "--set", "model.image_size=64")
+    assert res.exit_code != 0
+    assert "prepared at 32x32 but the model takes 64x64 images" in res.stderr and "Traceback" not in res.stderr
+    assert _registry().find_runs() == []

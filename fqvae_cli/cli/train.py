@@ -37,7 +37,7 @@ def train(
 
     from fqvae_cli import console
     from fqvae_cli.config import build_run_config, parse_overrides, resolve_run_config
-    from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
+    from fqvae_cli.data.identity import dataset_fingerprint, require_image_size, require_same_dataset
     from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
@@ -69,6 +69,7 @@ def train(
         cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed or 0, extra)
         # The data first: a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind.
         ds = open_dataset(cfg.dataset)
+        require_image_size(ds, cfg.model.image_size, cfg.dataset)
         run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
                              config=cfg.model_dump(mode="json"), name=name, worker=holder_id(),
                              dataset_fingerprint=dataset_fingerprint(ds))

@@ -44,3 +44,11 @@ def require_same_dataset(run: Any, ds: Any, action: str) -> None:
         raise DataError(f"cannot {action} run {run.short_id}: it was trained on {describe(recorded)} but the "
                         f"prepared dataset at {ds.path} is {describe(current)}; point --root or FQVAE_DATA at "
                         "the data it was trained on.")
+
+
+def require_image_size(ds: Any, image_size: int, dataset: str) -> None:
+    """A model is built for one image size; refuse data prepared at another before anything is written."""
+    if ds.image_size != image_size:
+        raise DataError(f"dataset '{dataset}' is prepared at {ds.image_size}x{ds.image_size} but the model "
+                        f"takes {image_size}x{image_size} images; add --set model.image_size={ds.image_size} "
+                        "or prepare the dataset at that size.")

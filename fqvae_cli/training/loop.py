@@ -22,6 +22,7 @@ from typing import Any
 import torch  # the training package is only imported by commands that train
 
 from fqvae_cli.config import RunConfig, TrainConfig
+from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import describe
@@ -140,6 +141,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     atomic_write_json(folder / "config.json", config)
 
     ds = open_dataset(cfg.dataset)
+    require_image_size(ds, cfg.model.image_size, cfg.dataset)
     split = ds.split(seed=1)
     n_iter, per_iter = iterations_for(train, spec.factor)
     anneal_steps, decay = train.effective_schedule()
