@@ -1,36 +1,20 @@
-"""Sweeps: expand a paper table or a grid into queued runs in the registry, the workers that claim,
-train and evaluate them, here (N processes) or on Slurm through submitit, and `reproduce`, which does
-both for a paper table.
-
-A worker loop: requeue runs whose holder is gone (a dead local pid, or a stale heartbeat), claim the next
-queued run atomically, train it (resuming from its last checkpoint when it has one), evaluate it with its
-protocol, repeat. Many workers on many machines can share one PostgreSQL registry. Local workers run in
-their own session: stopping the parent in any way (Ctrl-C, SIGTERM) sends each worker one SIGTERM, which
-checkpoints its run and marks it interrupted, and the parent waits for them; a worker whose parent dies
-without a word gets SIGTERM from the kernel (Linux)."""
+"""Sweeps: expand a paper table or a grid into queued runs in the registry, and `reproduce`, which
+queues a paper table and executes it with workers (fqvae_cli.workers), here or on Slurm."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli.errors import ConfigError, UsageError
-from fqvae_cli.registry.liveness import holder_id
-from fqvae_cli.registry.store import DEFAULT_STALE_S
+from fqvae_cli.workers import available_cores, run_worker, start_local_workers, submit_slurm_workers, wait_all
 
 # A grid larger than this many runs is refused unless confirmed (--yes): it is almost always a typo.
 GRID_CAP = 1000
-# How long a stopped reproduce waits for its workers to checkpoint before killing them.
-WORKER_GRACE_S = 120.0
 
 
 @dataclass
@@ -184,160 +168,6 @@ def queue_grid(reg: Any, text: str, *, profile: str = "quick", cap: int | None =
     return queued
 
 
-# ------------------------------------------------------------------ workers
-
-
-def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bool = True) -> None:
-    """Train `run` (resuming from its last checkpoint if it has one), then evaluate it. A run learns its
-    dataset's identity when it first starts; afterwards it only runs on that same data."""
-    from fqvae_cli.config import build_run_config
-    from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
-    from fqvae_cli.data.store import open_dataset
-    from fqvae_cli.evaluation import evaluate_run
-    from fqvae_cli.training.loop import latest_checkpoint, train_run
-
-    cfg = build_run_config(run.config)
-    if run.status != "finished":
-        ds = open_dataset(cfg.dataset)
-        if run.dataset_fingerprint is None:
-            reg.set_dataset_fingerprint(run.id, dataset_fingerprint(ds))
-        else:
-            require_same_dataset(run, ds, "resume")
-        resume = latest_checkpoint(reg, run.id) is not None
-        # The evaluation below scores the test MSE; training need not do it first.
-        train_run(cfg, reg, run, device, resume=resume, show_progress=show_progress, test_mse=False)
-    evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
-
-
-def worker_id() -> str:
-    return holder_id()
-
-
-def _release(reg: Any, run: Any, me: str, status: str, error: str = "") -> None:
-    """Mark a run this worker still holds as interrupted or failed (the training loop does so itself;
-    this covers the steps before and after it)."""
-    try:
-        current = reg.get_run(run.id)
-        if current.status == "running" and current.worker == me:
-            reg.fail(run.id, error) if status == "failed" else reg.interrupt(run.id)
-    except Exception:  # noqa: BLE001 - best effort while already handling an error
-        pass
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def dci_jobs(device: Any, cores: int | None = None) -> int:
-    """Processes for a worker's DCI fits. With a GPU, evaluation is the worker's CPU phase and the device
-    waits on it, so the fits take every core the worker holds (`cores`; default all this process may
-    use). On the CPU, sibling workers train on the other cores (reproduce runs one per core pair), so 1."""
-    if device.type == "cuda":
-        return max(1, cores or available_cores())
-    return 1
-
-
-def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
-               stale_after_s: float = DEFAULT_STALE_S, jobs: int | None = None, show_progress: bool = True,
-               on_run: Any = None) -> int:
-    """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.
-    `jobs`: processes for the DCI fits, default dci_jobs(device)."""
-    jobs = jobs or dci_jobs(device)
-    me = worker_id()
-    done = 0
-    while True:
-        reg.requeue_stale(stale_after_s)
-        run = reg.claim_next_queued(me)
-        if run is None:
-            return done
-        try:
-            execute(reg, run, device, jobs=jobs, show_progress=show_progress)
-        except KeyboardInterrupt:
-            _release(reg, run, me, "interrupted")
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
-            from fqvae_cli import console
-
-            _release(reg, run, me, "failed", f"{type(exc).__name__}: {exc}")
-            console.warn(f"run {run.short_id} failed: {exc}")
-        done += 1
-        if on_run is not None:
-            on_run(run)
-        if once or (max_runs is not None and done >= max_runs):
-            return done
-
-
-def start_local_workers(n: int, *, db_url: str, device: str = "cpu", threads: int | None = None,
-                        stale_after_s: float = DEFAULT_STALE_S) -> list[subprocess.Popen]:
-    """N `fqvae worker` processes on this machine sharing the registry at db_url. Each runs in its own
-    session, so a terminal's Ctrl-C reaches only this process, which stops them (wait_all)."""
-    threads = threads or max(1, (os.cpu_count() or 1) // n)
-    procs = []
-    for _ in range(n):
-        env = {**os.environ, "FQVAE_DB": db_url, "OMP_NUM_THREADS": str(threads),
-               "FQVAE_PARENT_PID": str(os.getpid())}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "fqvae_cli", "worker", "--device", device, "--threads", str(threads),
-             "--stale-after", str(stale_after_s), "--quiet"], env=env, start_new_session=True))
-    return procs
-
-
-def stop_workers(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None:
-    """One SIGTERM to each live worker (it checkpoints and marks its run interrupted), then wait; a
-    worker still alive after `grace_s` is killed."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def wait_all(procs: list[subprocess.Popen], poll: Any = None, interval: float = 2.0) -> list[int]:
-    """Wait for every worker; if this process is stopped meanwhile (KeyboardInterrupt: Ctrl-C, or
-    SIGTERM through fqvae_cli.signals), stop the workers first, then re-raise."""
-    try:
-        while any(p.poll() is None for p in procs):
-            if poll is not None:
-                poll()
-            time.sleep(interval)
-        if poll is not None:
-            poll()
-    except BaseException:
-        # Signals arriving while the workers shut down must not cut the wait short.
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            stop_workers(procs)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-        raise
-    return [p.returncode for p in procs]
-
-
-def die_with_parent() -> None:
-    """In a worker started by start_local_workers: exit (SIGTERM) when the parent dies, even by SIGKILL
-    (Linux prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
-    parent = os.environ.get("FQVAE_PARENT_PID")
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        return
-    if str(os.getppid()) != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 # ------------------------------------------------------------------ reproduce
 
 
@@ -402,31 +232,3 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
             if any(codes):
                 console.warn(f"worker exit codes: {codes}")
     return report
-
-
-def _slurm_worker(db_url: str, device: str, stale_after_s: float) -> int:
-    """The function a Slurm (or submitit local) job runs."""
-    from fqvae_cli.device import resolve_device
-    from fqvae_cli.registry.store import Registry
-
-    return run_worker(Registry(db_url), resolve_device(device), stale_after_s=stale_after_s, show_progress=False)
-
-
-def submit_slurm_workers(n: int, *, db_url: str, folder: str, device: str = "auto", partition: str | None = None,
-                         gpus: int = 0, time_min: int = 600, cpus: int | None = None, cluster: str | None = None,
-                         stale_after_s: float = DEFAULT_STALE_S) -> list[Any]:
-    """Submit N worker jobs as one job array. `cluster='local'` runs them through submitit's local executor."""
-    try:
-        import submitit
-    except ImportError:
-        raise UsageError("the Slurm executor needs submitit: pip install 'fqvae[slurm]'.") from None
-    ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    params: dict = {"timeout_min": time_min, "slurm_array_parallelism": n}
-    if gpus:
-        params["gpus_per_node"] = gpus
-    if cpus:
-        params["cpus_per_task"] = cpus
-    if partition:
-        params["slurm_partition"] = partition
-    ex.update_parameters(**params)
-    return ex.map_array(_slurm_worker, [db_url] * n, [device] * n, [stale_after_s] * n)

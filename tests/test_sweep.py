@@ -84,7 +84,8 @@ def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, 
 def test_submitit_local_executor_runs_a_worker(small_data, tiny_protocol, tmp_path):
     pytest.importorskip("submitit")
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import queue_grid, submit_slurm_workers
+    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.workers import submit_slurm_workers
 
     url = f"sqlite:///{tmp_path / 'reg.db'}"
     reg = Registry(url)

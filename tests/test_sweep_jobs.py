@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fqvae_cli import sweep
+from fqvae_cli import workers
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
 def test_dci_jobs_follow_the_device_and_the_cores_held():
-    assert sweep.dci_jobs(CUDA, 6) == 6
-    assert sweep.dci_jobs(CUDA) == sweep.available_cores() >= 1
-    assert sweep.dci_jobs(CPU) == 1 and sweep.dci_jobs(CPU, 6) == 1
+    assert workers.dci_jobs(CUDA, 6) == 6
+    assert workers.dci_jobs(CUDA) == workers.available_cores() >= 1
+    assert workers.dci_jobs(CPU) == 1 and workers.dci_jobs(CPU, 6) == 1
 
 
 class _OneRunQueue:
@@ -34,9 +34,9 @@ class _OneRunQueue:
     (CUDA, None, "cores"), (CPU, None, 1), (CUDA, 3, 3), (CPU, 4, 4)])
 def test_run_worker_passes_its_jobs_to_evaluation(monkeypatch, device, given, expected):
     seen = []
-    monkeypatch.setattr(sweep, "execute", lambda _reg, _run, _dev, *, jobs, show_progress: seen.append(jobs))
-    assert sweep.run_worker(_OneRunQueue(), device, jobs=given, show_progress=False) == 1
-    assert seen == [sweep.available_cores() if expected == "cores" else expected]
+    monkeypatch.setattr(workers, "execute", lambda _reg, _run, _dev, *, jobs, show_progress: seen.append(jobs))
+    assert workers.run_worker(_OneRunQueue(), device, jobs=given, show_progress=False) == 1
+    assert seen == [workers.available_cores() if expected == "cores" else expected]
 
 
 @pytest.mark.parametrize(("args", "device", "expected"), [
@@ -47,11 +47,11 @@ def test_worker_command_defaults_jobs_by_device(cli, monkeypatch, args, device, 
 
     seen = {}
     monkeypatch.setattr(fqvae_cli.device, "resolve_device", lambda _spec: device)
-    monkeypatch.setattr(sweep, "run_worker", lambda _reg, _dev, **kw: seen.update(kw) or 0)
+    monkeypatch.setattr(workers, "run_worker", lambda _reg, _dev, **kw: seen.update(kw) or 0)
     threads = torch.get_num_threads()
     try:
         res = cli("worker", "--quiet", *args)
     finally:
         torch.set_num_threads(threads)
     assert res.exit_code == 0, res.stderr
-    assert seen["jobs"] == (sweep.available_cores() if expected == "cores" else expected)
+    assert seen["jobs"] == (workers.available_cores() if expected == "cores" else expected)

@@ -30,14 +30,8 @@ def sweep(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.paths import registry_url, workspace
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import (
-        GRID_CAP,
-        queue_grid,
-        queue_table,
-        start_local_workers,
-        submit_slurm_workers,
-        wait_all,
-    )
+    from fqvae_cli.sweep import GRID_CAP, queue_grid, queue_table
+    from fqvae_cli.workers import start_local_workers, submit_slurm_workers, wait_all
 
     if (table is None) == (grid is None):
         raise UsageError("give exactly one of --table or --grid.")
@@ -86,7 +80,7 @@ def worker(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import dci_jobs, die_with_parent, run_worker
+    from fqvae_cli.workers import dci_jobs, die_with_parent, run_worker
 
     die_with_parent()
     if threads:
