@@ -8,14 +8,13 @@ from typing import Any
 
 from fqvae_cli import paths
 from fqvae_cli.errors import UsageError
+from fqvae_cli.registry import migrate
 
 # Files that hold state no export or figure should ever replace.
 _PROTECTED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".safetensors", ".sqlite", ".sqlite3")
 
 
 def _registry_files(reg: Any) -> list[Path]:
-    from fqvae_cli.registry import migrate
-
     url = getattr(reg, "url", None) or paths.registry_url()
     try:
         file = migrate.sqlite_path(url)

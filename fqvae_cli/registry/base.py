@@ -17,6 +17,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
+
 from fqvae_cli import paths
 from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.registry import migrate
@@ -66,8 +69,6 @@ class Connection:
 
     def _tx(self, fn: Callable[[Any], T], *, write: bool) -> T:
         """Run fn(connection) in one transaction, retrying lock conflicts with jittered backoff."""
-        from sqlalchemy.exc import DBAPIError
-
         deadline = time.monotonic() + LOCK_PATIENCE_S
         delay = 0.01
         while True:
@@ -89,7 +90,6 @@ class Connection:
         (stored naive, as SQLite has no time zones)."""
         if self._sqlite:
             return datetime.now(timezone.utc).replace(tzinfo=None)
-        from sqlalchemy import func
 
         return func.now()
 
@@ -97,13 +97,10 @@ class Connection:
         """The server's current time as an aware UTC datetime, to compare with records' times."""
         if self._sqlite:
             return datetime.now(timezone.utc)
-        from sqlalchemy import func, select
 
         return conn.execute(select(func.now())).scalar_one().astimezone(timezone.utc)
 
     def _get(self, conn: Any, run_id: str, *, lock: bool = False) -> RunRecord:
-        from sqlalchemy import select
-
         stmt = select(RUNS).where(RUNS.c.id == run_id)
         row = conn.execute(stmt.with_for_update() if lock else stmt).first()
         if row is None:
@@ -111,8 +108,6 @@ class Connection:
         return RunRecord.from_row(row)
 
     def _update(self, run_id: str, values: dict[str, Any], where: Any = None) -> int:
-        from sqlalchemy import update
-
         def fn(conn: Any) -> int:
             stmt = update(RUNS).where(RUNS.c.id == run_id)
             if where is not None:

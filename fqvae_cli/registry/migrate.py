@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import column, create_engine, event, func, inspect, select, table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+import fqvae_cli
+from fqvae_cli import paths
 from fqvae_cli.errors import RegistryError
+from fqvae_cli.io import atomic_path
 from fqvae_cli.registry.schema import HEAD, REVISIONS
 
 # Seconds one statement waits for SQLite's write lock before the store retries with backoff.
@@ -51,9 +59,6 @@ if hasattr(os, "register_at_fork"):
 
 def parse_url(url: str) -> Any:
     """A sqlalchemy URL; a bare postgresql:// means the psycopg 3 driver that fqvae installs."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         u = make_url(url)
     except ArgumentError as exc:
@@ -92,10 +97,6 @@ def _where(url: str) -> str:
 def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> Any:
     """An engine with fqvae's connection settings. SQLite: WAL, a busy timeout, FULL sync (a committed
     row survives a power cut), foreign keys, and BEGIN IMMEDIATE for transactions marked WRITE."""
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.exc import NoSuchModuleError
-    from sqlalchemy.pool import NullPool
-
     u = parse_url(url)
     kwargs: dict[str, Any] = {}
     if not pooled:
@@ -176,13 +177,11 @@ def registry_error(exc: BaseException, url: str) -> RegistryError:
 
 def migrations_dir() -> Path:
     """The alembic folder shipped inside the package (a link to the top-level migrations/ in a checkout)."""
-    import fqvae_cli
-
     return Path(fqvae_cli.__file__).resolve().parent / "migrations"
 
 
 def alembic_config(connection: Any = None) -> Any:
-    from alembic.config import Config
+    from alembic.config import Config  # heavy: only creating or upgrading a schema needs alembic
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
@@ -199,8 +198,6 @@ class SchemaState:
 
 def read_state(conn: Any) -> SchemaState:
     """The alembic revision stamped in the database (None without one) and its table names."""
-    from sqlalchemy import column, inspect, select, table
-
     tables = frozenset(inspect(conn).get_table_names())
     if "alembic_version" not in tables:
         return SchemaState(None, tables)
@@ -237,8 +234,6 @@ def _check(state: SchemaState, url: str, *, explicit: bool) -> None:
 
 def backup_sqlite(path: Path, revision: str) -> Path:
     """A consistent copy of a SQLite registry (WAL content included) beside it, written atomically."""
-    from fqvae_cli.io import atomic_path
-
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     target = path.with_name(f"{path.name}.backup-{revision}-{stamp}")
     with atomic_path(target) as tmp:
@@ -255,8 +250,7 @@ def backup_sqlite(path: Path, revision: str) -> Path:
 
 
 def _locked_upgrade(engine: Any, url: str, target: str, explicit: bool) -> UpgradeResult:
-    from alembic import command
-    from sqlalchemy import func, select
+    from alembic import command  # heavy: only creating or upgrading a schema needs alembic
 
     # Migrations run with foreign keys off: rebuilding a table in SQLite batch mode drops the old copy,
     # which with enforcement on would cascade-delete every child row.
@@ -294,8 +288,6 @@ def _ensure_wal(conn: Any) -> None:
 
 def ensure_schema(engine: Any, url: str, *, explicit: bool = False, target: str = HEAD) -> UpgradeResult:
     """Bring the database to `target` according to the policy above; cheap when it is already there."""
-    from sqlalchemy.exc import DBAPIError
-
     try:
         with engine.connect() as conn:
             with conn.begin():
@@ -315,8 +307,6 @@ def ensure_schema(engine: Any, url: str, *, explicit: bool = False, target: str 
 
 def upgrade(url: str | None = None, *, target: str = HEAD) -> UpgradeResult:
     """`fqvae db upgrade`: create or upgrade the registry at `url` to `target`, on any engine."""
-    from fqvae_cli import paths
-
     url = paths.registry_url(url)
     if target not in REVISIONS:
         raise RegistryError(f"unknown schema revision '{target}'; known: {', '.join(REVISIONS)}.")
@@ -329,10 +319,6 @@ def upgrade(url: str | None = None, *, target: str = HEAD) -> UpgradeResult:
 
 def current_revision(url: str | None = None) -> str | None:
     """The revision stamped in the registry, without creating or changing anything (None: none yet)."""
-    from sqlalchemy.exc import DBAPIError
-
-    from fqvae_cli import paths
-
     url = paths.registry_url(url)
     path = sqlite_path(url)
     if path is not None and (not path.exists() or path.stat().st_size == 0):

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete, func, insert, select
+
 from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, Connection
 from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, opt_int, opt_text
@@ -18,8 +20,6 @@ class Results(Connection):
     def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> int:
         """Append metric rows in one transaction: all are stored or none. Returns the number stored.
         (Plain tuples in MetricRow's field order are read as MetricRows.)"""
-        from sqlalchemy import insert
-
         params = []
         for row in rows:
             if not isinstance(row, MetricRow):
@@ -40,8 +40,6 @@ class Results(Connection):
     def metrics(self, run_id: str, *, protocol: str | None = None, name: str | None = None,
                 split: str | None = None) -> list[MetricRecord]:
         """Every metric row of a run in logging order, optionally filtered."""
-        from sqlalchemy import select
-
         stmt = select(METRICS).where(METRICS.c.run_id == run_id)
         for col, value in (("protocol", protocol), ("name", name), ("split", split)):
             if value is not None:
@@ -51,8 +49,6 @@ class Results(Connection):
 
     def latest_metric_records(self, run_ids: Sequence[str]) -> list[MetricRecord]:
         """For each run, the last logged row of every (protocol, split, name)."""
-        from sqlalchemy import func, select
-
         ids = list(dict.fromkeys(run_ids))
 
         def fn(conn: Any) -> list[MetricRecord]:
@@ -79,8 +75,6 @@ class Results(Connection):
 
     def add_artifact(self, run_id: str, *, kind: str, path: str | Path, bytes: int, sha256: str,
                      step: int | None = None) -> ArtifactRecord:
-        from sqlalchemy import insert, select
-
         opt_text(kind, "artifact kind", 32)
         if not re.fullmatch(r"[0-9a-f]{64}", str(sha256)):
             raise UsageError(f"sha256 must be 64 lowercase hex digits, not {sha256!r}.")
@@ -99,8 +93,6 @@ class Results(Connection):
         return self._tx(fn, write=True)
 
     def remove_artifact(self, artifact_id: int) -> None:
-        from sqlalchemy import delete
-
         def fn(conn: Any) -> None:
             if conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.id == artifact_id)).rowcount == 0:
                 raise NotFoundError(f"no artifact with id {artifact_id} in {self.display_url}.")
@@ -108,8 +100,6 @@ class Results(Connection):
         self._tx(fn, write=True)
 
     def artifacts(self, run_id: str, kind: str | None = None) -> list[ArtifactRecord]:
-        from sqlalchemy import select
-
         stmt = select(ARTIFACTS).where(ARTIFACTS.c.run_id == run_id)
         if kind is not None:
             stmt = stmt.where(ARTIFACTS.c.kind == kind)

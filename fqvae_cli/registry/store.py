@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete, insert, or_, select, update
+
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.registry import liveness
@@ -58,8 +60,6 @@ class Registry(Results):
                    dataset_fingerprint: dict | None = None) -> RunRecord:
         """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
         "queued": a sweep worker will)."""
-        from sqlalchemy import insert, select
-
         if status not in ("running", "queued"):
             raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
         for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
@@ -141,8 +141,6 @@ class Registry(Results):
 
     def get_run(self, ref: str) -> RunRecord:
         """A run by full id, short id, name, or unique id prefix (2+ characters)."""
-        from sqlalchemy import or_, select
-
         ref = str(ref).strip()
 
         def fn(conn: Any) -> RunRecord:
@@ -174,8 +172,6 @@ class Registry(Results):
                   status: str | Sequence[str] | None = None, seed: int | None = None,
                   name: str | None = None) -> list[RunRecord]:
         """Runs matching every given filter, oldest first."""
-        from sqlalchemy import select
-
         stmt = select(RUNS)
         for col, value in (("model", model), ("dataset", dataset), ("profile", profile), ("seed", seed),
                            ("name", name)):
@@ -189,8 +185,6 @@ class Registry(Results):
 
     def delete_run(self, run_id: str) -> RunRecord:
         """Delete a run's rows (metrics, artifacts, run) in one transaction; files are the caller's."""
-        from sqlalchemy import delete
-
         def fn(conn: Any) -> RunRecord:
             run = self._get(conn, run_id)
             conn.execute(delete(METRICS).where(METRICS.c.run_id == run_id))
@@ -211,8 +205,6 @@ class Registry(Results):
         """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
         PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises claims
         through its write lock."""
-        from sqlalchemy import select, update
-
         worker = opt_text(worker, "worker", 255)
 
         def fn(conn: Any) -> RunRecord | None:
@@ -235,8 +227,6 @@ class Registry(Results):
         """Atomically make this process (host:pid) the one writer of an unfinished run, as a worker's
         claim does. Refuses a finished run, and a running one whose holder is alive (a live pid on this
         machine, or a heartbeat fresher than stale_after_s elsewhere), naming the holder."""
-        from sqlalchemy import update
-
         host = opt_text(host, "host", 255) or socket.gethostname()
         holder = f"{host}:{liveness.holder_id().rpartition(':')[2] if pid is None else int(pid)}"
 
@@ -264,8 +254,6 @@ class Registry(Results):
         """Put back in the queue every running run whose holder is gone: a pid on this machine that no
         longer exists, or a heartbeat older than `older_than_s` seconds by the database server's clock
         (a live local holder is never taken over). Returns their ids."""
-        from sqlalchemy import select, update
-
         if not older_than_s >= 0:
             raise UsageError(f"the staleness limit must be a non-negative number of seconds, not {older_than_s}.")
 
