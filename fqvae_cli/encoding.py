@@ -15,6 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from fqvae_cli.errors import UsageError
+from fqvae_cli.evaluation import load_run, protocol_sizes
+from fqvae_cli.io import atomic_path, atomic_write_json
+from fqvae_cli.metrics.codes import encode_codes, sample_indices
+
 
 @dataclass
 class Encoding:
@@ -28,10 +33,6 @@ def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper
                seed: int | None = None, step: int | None = None) -> Encoding:
     """The codes of `n` (or the protocol's number of) uniformly drawn factor combinations, drawn and
     encoded as evaluate_run draws and encodes them for the same seed."""
-    from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import load_run, protocol_sizes
-    from fqvae_cli.metrics.codes import encode_codes, sample_indices
-
     if (protocol is None) == (n is None):
         raise UsageError("give either a protocol or a number of rows, not both.")
     if n is not None and n < 1:
@@ -56,8 +57,6 @@ def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper
 
 def write_encoding(enc: Encoding, folder: Path) -> list[Path]:
     """Write the four files (each atomically); returns their paths."""
-    from fqvae_cli.io import atomic_path, atomic_write_json
-
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, array in (("codes", enc.codes), ("factors", enc.factors), ("indices", enc.indices)):

@@ -7,13 +7,23 @@ artifacts; MSE on the held-out test split."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fqvae_cli import console
+from fqvae_cli.config import build_run_config, load_experiments
+from fqvae_cli.data.identity import require_same_dataset
+from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
+from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.metrics.codes import encode_codes, held_out_subset, reconstruction_mse, sample_indices
+from fqvae_cli.models.zoo import build_model
+from fqvae_cli.registry.store import run_dir
+from fqvae_cli.training.checkpoint import load_weights
 
 
 @dataclass
@@ -26,8 +36,6 @@ class LoadedRun:
 
 
 def protocol_sizes(name: str) -> dict:
-    from fqvae_cli.config import load_experiments
-
     protocols = load_experiments().get("protocols", {}) or {}
     if name not in protocols:
         raise ConfigError(f"unknown protocol '{name}'; choose one of: {', '.join(protocols)}.")
@@ -36,10 +44,6 @@ def protocol_sizes(name: str) -> dict:
 
 def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_data: bool = True) -> LoadedRun:
     """The run's model with the weights of its newest (or the given) checkpoint, hash-verified."""
-    from fqvae_cli.config import build_run_config
-    from fqvae_cli.models.zoo import build_model
-    from fqvae_cli.training.checkpoint import load_weights
-
     run = reg.get_run(ref)
     cfg = build_run_config(run.config)
     ckpts = {a.step: a for a in reg.artifacts(run.id, kind="checkpoint")}
@@ -55,9 +59,6 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
     model.eval()
     ds = None
     if need_data:
-        from fqvae_cli.data.identity import require_same_dataset
-        from fqvae_cli.data.store import open_dataset
-
         ds = open_dataset(cfg.dataset)
         require_same_dataset(run, ds, "evaluate or draw")  # numbers only on the data the run trained on
     return LoadedRun(run, cfg, model, step, ds)
@@ -66,12 +67,8 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
 def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
                  jobs: int = 1, seed: int | None = None, show_progress: bool = True) -> dict:
     """Compute and record DCI, InfoMEC and MSE for one run. Returns the numbers."""
-    from fqvae_cli import console
-    from fqvae_cli.io import atomic_path, sha256_file
-    from fqvae_cli.metrics.codes import encode_codes, held_out_subset, reconstruction_mse, sample_indices
-    from fqvae_cli.metrics.dci import compute_dci
-    from fqvae_cli.metrics.infomec import compute_infomec
-    from fqvae_cli.registry.store import run_dir
+    from fqvae_cli.metrics.dci import compute_dci  # heavy: sklearn; `fqvae table` loads this module
+    from fqvae_cli.metrics.infomec import compute_infomec  # heavy: sklearn, as above
 
     sizes = protocol_sizes(protocol)
     lr = load_run(reg, ref, device, step=step)
@@ -116,9 +113,5 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
 
 
 def _maybe_progress(show: bool, description: str, total: int, unit: str):
-    from contextlib import nullcontext
-
-    from fqvae_cli import console
-
     # Without a display the metric functions get progress=None, which they accept.
     return console.progress(description, total, unit=unit) if show else nullcontext(None)

@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fqvae_cli import console
+from fqvae_cli.config import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
 from fqvae_cli.errors import ConfigError, UsageError
+from fqvae_cli.evaluation import evaluate_run
+from fqvae_cli.models.specs import get_model_spec
+from fqvae_cli.paths import workspace
+from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
 from fqvae_cli.workers import available_cores, run_worker, start_local_workers, submit_slurm_workers, wait_all
 
 # A grid larger than this many runs is refused unless confirmed (--yes): it is almost always a typo.
@@ -33,10 +39,6 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
     Idempotent: finished runs are kept, interrupted ones (and running ones whose process is gone) are
     requeued to resume, nothing is redone. A cell takes only runs of its exact training setup (tables.py)."""
-    from fqvae_cli.config import deep_merge, load_experiments, resolve_run_config
-    from fqvae_cli.models.specs import get_model_spec
-    from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
-
     exp = load_experiments()
     if number not in exp["tables"]:
         raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
@@ -96,8 +98,6 @@ def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_f
 
 
 def _axis(key: str, raw: str) -> Sequence:
-    from fqvae_cli.config import parse_value
-
     if key == "seed" and ".." in raw:
         lo, _, hi = raw.partition("..")
         try:
@@ -152,8 +152,6 @@ def parse_grid(text: str, *, cap: int | None = GRID_CAP) -> list[dict]:
 def queue_grid(reg: Any, text: str, *, profile: str = "quick", cap: int | None = GRID_CAP) -> list[str]:
     """Queue one run per distinct configuration of the grid; every configuration is resolved (and so
     validated) before the first run is queued."""
-    from fqvae_cli.config import parse_overrides, resolve_run_config
-
     configs: dict[str, Any] = {}
     for p in parse_grid(text, cap=cap):
         overrides = parse_overrides([f"{k}={v}" for k, v in p["set"].items()])
@@ -190,10 +188,6 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
               on_report: Callable[[QueueReport], None] | None = None) -> QueueReport:
     """Queue a paper table's runs, evaluate finished ones that lack numbers, and execute the queue with
     `req.workers` local processes (or Slurm jobs). Safe to stop and start again."""
-    from fqvae_cli import console
-    from fqvae_cli.evaluation import evaluate_run
-    from fqvae_cli.paths import workspace
-
     if req.executor not in ("local", "slurm"):
         raise UsageError(f"unknown executor '{req.executor}'; choose local or slurm.")
     report = queue_table(reg, req.number, req.profile, datasets=req.datasets, rows=req.rows, models=req.models,

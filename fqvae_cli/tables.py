@@ -15,12 +15,22 @@ models outside the paper (`--rows fsq`) can be added; they have no published val
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.table import Table as RichTable
+
+from fqvae_cli.config import build_run_config, deep_merge, load_experiments, resolve_run_config
+from fqvae_cli.data.catalog import get_dataset_spec
+from fqvae_cli.data.identity import dataset_fingerprint
+from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
+from fqvae_cli.errors import ConfigError, FqvaeError, UsageError
 from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
+from fqvae_cli.models.specs import ZOO
 
 SCALE = {"mse": 1e4}  # MSE is reported x 10^4
 
@@ -58,17 +68,12 @@ RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "lo
 
 
 def expected_model_config(model: str, dataset: str, profile: str, row_set: dict) -> dict:
-    from fqvae_cli.config import resolve_run_config
-
     return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.settings()
 
 
 def training_setup(config: Any) -> dict | None:
     """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
     validating it with today's code); None when today's code cannot read the stored config."""
-    from fqvae_cli.config import build_run_config
-    from fqvae_cli.errors import ConfigError
-
     if isinstance(config, dict):
         try:
             config = build_run_config(config)
@@ -81,18 +86,12 @@ def training_setup(config: Any) -> dict | None:
 
 def expected_setup(model: str, dataset: str, profile: str, row_set: dict, overrides: dict | None = None) -> dict:
     """The training setup of a cell: the profile's, for this row, with any command-line overrides."""
-    from fqvae_cli.config import deep_merge, resolve_run_config
-
     extra = deep_merge(overrides or {}, {"model": dict(row_set)})
     return training_setup(resolve_run_config(model, dataset, profile, 0, extra))
 
 
 def dataset_identity(dataset: str) -> dict | None:
     """The fingerprint of the prepared dataset of this name, or None when it is not prepared here."""
-    from fqvae_cli.data.identity import dataset_fingerprint
-    from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
-    from fqvae_cli.errors import FqvaeError
-
     if not is_prepared(dataset):
         return None
     try:
@@ -123,9 +122,6 @@ def one_per_seed(runs: list[Any]) -> list[Any]:
 def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: list[str] | None = None) -> list[dict]:
     """The rows to show or fill: the table's rows, or those named by key; a name that is no row of the
     table but a model of the zoo becomes an extra row outside the paper (no published values)."""
-    from fqvae_cli.errors import UsageError
-    from fqvae_cli.models.specs import ZOO
-
     by_key = {r["key"]: r for r in spec["rows"]}
     chosen = []
     for k in rows or list(by_key):
@@ -143,8 +139,6 @@ def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: l
 
 
 def default_datasets(table_number: str, profile: str) -> list[str]:
-    from fqvae_cli.config import load_experiments
-
     exp = load_experiments()
     prof = exp["profiles"][profile]
     if prof.get("dataset"):
@@ -154,10 +148,6 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
 
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None) -> Table:
-    from fqvae_cli.config import load_experiments
-    from fqvae_cli.data.catalog import get_dataset_spec
-    from fqvae_cli.errors import ConfigError
-
     exp = load_experiments()
     if number not in exp["tables"]:
         raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
@@ -281,9 +271,6 @@ def render_text(t: Table, fmt: str) -> str:
         return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing,
                            "undecided": t.undecided}, indent=2)
     if fmt == "csv":
-        import csv
-        import io
-
         recs = to_records(t)
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k != "runs"] + ["runs"])
@@ -332,8 +319,6 @@ def _latex(t: Table) -> str:
 
 
 def render_rich(t: Table) -> Any:
-    from rich.table import Table as RichTable
-
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
                    "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
                    + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")

@@ -10,6 +10,7 @@ without a word gets SIGTERM from the kernel (Linux)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,9 +18,16 @@ import sys
 import time
 from typing import Any
 
+from fqvae_cli import console
+from fqvae_cli.config import build_run_config
+from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
+from fqvae_cli.data.store import open_dataset
+from fqvae_cli.device import resolve_device
 from fqvae_cli.errors import UsageError
+from fqvae_cli.evaluation import evaluate_run
 from fqvae_cli.registry.liveness import holder_id
-from fqvae_cli.registry.store import DEFAULT_STALE_S
+from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
+from fqvae_cli.training.loop import latest_checkpoint, train_run
 
 # How long a stopped reproduce waits for its workers to checkpoint before killing them.
 WORKER_GRACE_S = 120.0
@@ -27,12 +35,6 @@ WORKER_GRACE_S = 120.0
 def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bool = True) -> None:
     """Train `run` (resuming from its last checkpoint if it has one), then evaluate it. A run learns its
     dataset's identity when it first starts; afterwards it only runs on that same data."""
-    from fqvae_cli.config import build_run_config
-    from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
-    from fqvae_cli.data.store import open_dataset
-    from fqvae_cli.evaluation import evaluate_run
-    from fqvae_cli.training.loop import latest_checkpoint, train_run
-
     cfg = build_run_config(run.config)
     if run.status != "finished":
         ds = open_dataset(cfg.dataset)
@@ -96,8 +98,6 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
             _release(reg, run, me, "interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
-            from fqvae_cli import console
-
             _release(reg, run, me, "failed", f"{type(exc).__name__}: {exc}")
             console.warn(f"run {run.short_id} failed: {exc}")
         done += 1
@@ -166,8 +166,6 @@ def die_with_parent() -> None:
     if not parent or not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         return
@@ -178,9 +176,6 @@ def die_with_parent() -> None:
 
 def _slurm_worker(db_url: str, device: str, stale_after_s: float) -> int:
     """The function a Slurm (or submitit local) job runs."""
-    from fqvae_cli.device import resolve_device
-    from fqvae_cli.registry.store import Registry
-
     return run_worker(Registry(db_url), resolve_device(device), stale_after_s=stale_after_s, show_progress=False)
 
 
@@ -189,7 +184,7 @@ def submit_slurm_workers(n: int, *, db_url: str, folder: str, device: str = "aut
                          stale_after_s: float = DEFAULT_STALE_S) -> list[Any]:
     """Submit N worker jobs as one job array. `cluster='local'` runs them through submitit's local executor."""
     try:
-        import submitit
+        import submitit  # optional: only the Slurm executor needs it
     except ImportError:
         raise UsageError("the Slurm executor needs submitit: pip install 'fqvae[slurm]'.") from None
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
