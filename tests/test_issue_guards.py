@@ -19,6 +19,25 @@ from fqvae_cli.registry.store import Registry, run_dir
 FIXTURE = Path(__file__).parent / "data" / "registry_0002.db"
 
 
+# The quick profile as it was when registry_0002.db was written (it has since moved to bf16 and more
+# iterations; runs of the old setup rightly no longer fill the new profile's cells).
+OLD_QUICK_TRAIN = {"steps": 3500, "batch_size": 64, "anneal_steps": 100000, "temperature_decay": 1.0e-5,
+                   "schedule_reference_steps": 100000, "checkpoint_every": 500, "log_every": 50}
+
+
+@pytest.fixture(autouse=True)
+def old_quick_profile(tmp_path, monkeypatch):
+    import yaml
+
+    from fqvae_cli.config import experiments_path
+
+    data = yaml.safe_load(experiments_path().read_text())
+    data["profiles"]["quick"]["train"] = dict(OLD_QUICK_TRAIN)
+    path = tmp_path / "experiments-old-quick.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    monkeypatch.setenv("FQVAE_EXPERIMENTS", str(path))
+
+
 def _old_registry(tmp_path, drop=()) -> Registry:
     """A copy of the registry written at schema 0002 by an earlier fqvae; `drop` removes config keys
     (section, key) from every stored run, as a run recorded before those settings existed."""

@@ -116,7 +116,7 @@ def test_experiments_typo_names_the_key(cli, tmp_path, monkeypatch):
     text = experiments_path().read_text()
     bad = tmp_path / "experiments.yaml"
     for old, new, needle in [
-        ("      steps: 3500\n", "      stpes: 3500\n", "train.stpes: unknown key"),
+        ("      steps: 6000\n", "      stpes: 6000\n", "train.stpes: unknown key"),
         ("    factorqvae: {beta: 1.0e-3, gamma: 1.0e-4}", "    factorqvae: {beta: 1.0e-3, gama: 1.0e-4}",
          "shapes3d.factorqvae: model.gama: unknown key"),
         ("  quick: {dci_train: 2000", "  quick: {dci_trian: 2000", "protocols.quick.dci_trian"),
