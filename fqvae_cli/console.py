@@ -13,6 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+
 _console = None
 _out_console = None
 
@@ -21,8 +31,6 @@ def console():
     """Console for human-facing messages (stderr, so stdout stays clean for --json)."""
     global _console
     if _console is None:
-        from rich.console import Console
-
         _console = Console(stderr=True, highlight=False)
     return _console
 
@@ -31,8 +39,6 @@ def out():
     """Console for results printed on stdout (tables)."""
     global _out_console
     if _out_console is None:
-        from rich.console import Console
-
         # Piped or logged output gets a wide page so the tables stay readable.
         _out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     return _out_console
@@ -145,14 +151,6 @@ def progress(description: str, total: int | None = None, *, unit: str = "it",
         finally:
             p.close()
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.progress import Progress as RichProgress
 
     outer = _live["bar"] is None
     if outer:

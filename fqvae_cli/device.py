@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from fqvae_cli.errors import UsageError
 
 
 def resolve_device(spec: str = "auto") -> Any:
-    import torch
-
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -28,8 +28,6 @@ def resolve_device(spec: str = "auto") -> Any:
 
 
 def describe(device: Any) -> str:
-    import torch
-
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"

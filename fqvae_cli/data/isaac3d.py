@@ -82,7 +82,7 @@ class _Source:
 
 
 def _decoder(target: int) -> Callable[[tuple[str, bytes]], np.ndarray]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # heavy: data.store loads this module; only isaac3d decodes
 
     def decode(item: tuple[str, bytes]) -> np.ndarray:
         name, data = item

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from fqvae_cli.errors import UsageError
 
@@ -20,8 +21,6 @@ def to_float(images: Any, device: Any = "cpu", channels_last: bool = False):
     """uint8 images (n, H, W, 3), numpy or torch -> float32 tensor (n, 3, H, W) in [-0.5, 0.5] on
     `device`. The uint8 data is moved first, then converted there. With channels_last the result keeps
     the NHWC layout the images already have (one conversion, no transposing copy)."""
-    import torch
-
     t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     if t.dtype != torch.uint8:
         raise UsageError(f"to_float expects uint8 images, got {t.dtype}.")
@@ -51,8 +50,6 @@ class BatchSampler:
         self._perms: dict[int, np.ndarray] = {}
         self._resident = None
         if on_device:
-            import torch
-
             # Kept in the order of self.indices; batches gather positions into it. Copied over in
             # slices so host memory holds one slice, not the whole subset.
             n = self.indices.size
@@ -95,8 +92,6 @@ class BatchSampler:
     def uint8_batch(self, step: int):
         """The batch of `step` as uint8 (B, H, W, 3): numpy, or a device tensor when on_device."""
         if self._resident is not None:
-            import torch
-
             # The positions travel from pinned memory without blocking the host (no per-step sync).
             pos = torch.from_numpy(self.positions_for(step))
             if self._resident.device.type == "cuda":

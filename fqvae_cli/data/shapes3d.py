@@ -25,7 +25,7 @@ READ_BYTES = 64 << 20
 
 
 def _open(source: Path):
-    import h5py
+    import h5py  # heavy: data.store loads this module for every dataset command; only shapes3d reads HDF5
 
     try:
         return h5py.File(source, "r")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from fqvae_cli.data.plan import publish_mode
 from fqvae_cli.errors import UsageError
@@ -29,8 +30,6 @@ def sheet_codes(space, base: np.ndarray, max_columns: int) -> list[tuple[int, np
 
 def contact_sheet(ds, out: Path | str, *, seed: int = 0, max_columns: int = 15, scale: int | None = None) -> Path:
     """Write the contact sheet of a prepared dataset to `out` (PNG)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     if max_columns < 2:
         raise UsageError(f"a contact sheet needs at least 2 columns, got {max_columns}.")
     out = Path(out)

@@ -150,7 +150,7 @@ def _build_lock(root: Path, name: str) -> Iterator[None]:
     lock_path = root / f".{name}.lock"
     with open(lock_path, "a+") as fh:
         try:
-            import fcntl
+            import fcntl  # POSIX only: the except below handles other platforms
         except ImportError:  # no advisory locks on this platform; atomic renames still protect readers
             yield
             return

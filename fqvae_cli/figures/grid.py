@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 PAD = 2
 HEADER = 14
@@ -41,8 +42,6 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 def draw_grid(tiles: np.ndarray, row_labels: list[str], col_labels: list[str], *, scale: int = 2):
     """tiles: uint8 (rows, cols, H, W, 3) -> PIL.Image with labels."""
-    from PIL import Image, ImageDraw
-
     rows, cols, h, w, _ = tiles.shape
     layout = GridLayout(rows, cols, h * scale)
     img = Image.new("RGB", layout.size, (255, 255, 255))

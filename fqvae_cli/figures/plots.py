@@ -8,10 +8,11 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib
+    """pyplot on the Agg backend (no display needed), imported on first use."""
+    import matplotlib  # heavy: only drawing a figure needs matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: as above; after use("Agg")
 
     return plt
 

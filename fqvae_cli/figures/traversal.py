@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def traversal(model: Any, x: Any, steps: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -12,8 +13,6 @@ def traversal(model: Any, x: Any, steps: int = 8) -> tuple[np.ndarray, np.ndarra
 
     x: (1, 3, H, W) model-scale tensor. Returns (recon (3,H,W), decoded (d, steps, 3, H, W),
     values (d, steps, C)), all numpy; values are exactly what was written into z."""
-    import torch
-
     model.eval()
     with torch.no_grad():
         z = model.encode_z(x)[0]
@@ -31,8 +30,6 @@ def traversal(model: Any, x: Any, steps: int = 8) -> tuple[np.ndarray, np.ndarra
 def swap(model: Any, xa: Any, xb: Any) -> tuple[np.ndarray, np.ndarray]:
     """Returns (originals (2, 3, H, W) reconstructed, swapped (2, d, 3, H, W)): row 0 is image A with
     latent i taken from B, row 1 is B with latent i taken from A."""
-    import torch
-
     model.eval()
     with torch.no_grad():
         za, zb = model.encode_z(xa)[0], model.encode_z(xb)[0]

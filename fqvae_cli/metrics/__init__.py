@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fqvae_cli.errors import UsageError
+from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
 
 # Table 1 prints the per-pixel MSE (pixels on [0, 1]) multiplied by this.
 MSE_SCALE = 1e4
@@ -35,9 +36,8 @@ def score_all(codes: Any, factors: Any, discrete: bool, dci_train: int, dci_test
     `dci_test`; InfoMEC uses the first `infomec_n` rows. Returns the SCORE_KEYS (floats, and
     active_latents as a count) plus `importance` (latents x factors), `nmi` (factors x latents),
     `active` (mask), `per_factor_test_acc`, `per_factor_train_acc`, `per_factor_infoe` and `discrete`."""
-    from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
-    from fqvae_cli.metrics.dci import compute_dci
-    from fqvae_cli.metrics.infomec import compute_infomec
+    from fqvae_cli.metrics.dci import compute_dci  # heavy: sklearn; training imports this package
+    from fqvae_cli.metrics.infomec import compute_infomec  # heavy: sklearn, as above
 
     for name, value in (("dci_train", dci_train), ("dci_test", dci_test), ("infomec_n", infomec_n)):
         if value < 1:

@@ -7,6 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from fqvae_cli.data.sampler import to_float
 
 
 def sample_indices(ds: Any, n: int, seed: int) -> np.ndarray:
@@ -34,10 +37,6 @@ def encode_codes(model: Any, ds: Any, indices: np.ndarray, device: Any, *, batch
                  seed: int = 0, progress: Any = None) -> np.ndarray:
     """Codes (n, d) of the images at `indices`: int64 indices for discrete models, float64 values otherwise.
     Gaussian models draw a reparameterized sample (seeded) unless their config asks for the mean."""
-    import torch
-
-    from fqvae_cli.data.sampler import to_float
-
     model.eval()
     out = []
     devices = [device] if device.type == "cuda" else []
@@ -57,10 +56,6 @@ def reconstruction_mse(model: Any, ds: Any, indices: np.ndarray, device: Any, *,
                        progress: Any = None) -> float:
     """Per-pixel MSE on the [0,1] pixel scale (the [-0.5,0.5] model scale has the same differences),
     eval mode (hard codes / posterior means as the model defines), averaged over every pixel and channel."""
-    import torch
-
-    from fqvae_cli.data.sampler import to_float
-
     model.eval()
     total = 0.0
     count = 0

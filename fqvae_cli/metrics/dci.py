@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy.stats import entropy
 from sklearn.ensemble import GradientBoostingClassifier
 
@@ -108,8 +109,6 @@ def _resolve_jobs(jobs: int, n_tasks: int) -> int:
     if jobs == 0 or jobs < -1:
         raise UsageError(f"jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
     if jobs == -1:
-        from joblib import effective_n_jobs
-
         jobs = effective_n_jobs(-1)
     return max(1, min(jobs, n_tasks))
 
@@ -151,8 +150,6 @@ def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
     if n_jobs == 1:
         fitted = (_fit_factor(*args) for args in tasks)
     else:
-        from joblib import Parallel, delayed
-
         fitted = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_fit_factor)(*args) for args in tasks)
     results: dict[int, tuple[np.ndarray, float, float]] = {}

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
 from fqvae_cli.errors import CheckpointError
 from fqvae_cli.io import atomic_path, sha256_file
 
@@ -35,9 +39,6 @@ def checkpoint_paths(ckpt_dir: Path, step: int) -> CheckpointFiles:
 
 def save_checkpoint(ckpt_dir: Path, step: int, model: Any, state: dict, config: dict) -> CheckpointFiles:
     """Write weights and state for `step`; returns the paths. Nothing is visible until both are complete."""
-    import torch
-    from safetensors.torch import save_file
-
     files = checkpoint_paths(ckpt_dir, step)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "config": json.dumps(config, sort_keys=True), "format": "fqvae-checkpoint-1"}
@@ -60,9 +61,6 @@ def verify(path: Path, sha256: str | None) -> None:
 
 def load_weights(path: Path, model: Any, sha256: str | None = None, device: Any = "cpu") -> dict:
     """Load weights into `model` (strict). Returns the safetensors metadata."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     verify(path, sha256)
     try:
         tensors = load_file(str(path), device=str(device))
@@ -79,8 +77,6 @@ def load_weights(path: Path, model: Any, sha256: str | None = None, device: Any 
 
 
 def load_state(path: Path, sha256: str | None = None) -> dict:
-    import torch
-
     verify(path, sha256)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
