@@ -286,8 +286,29 @@ def _ensure_wal(conn: Any) -> None:
         raw.execute("PRAGMA journal_mode = WAL")
 
 
+# Opening a fresh registry races with the other processes creating it (the switch to WAL needs the file
+# to itself): a lock conflict there is retried, with backoff, for about this many seconds in all.
+SCHEMA_RETRY_S = 30.0
+
+
 def ensure_schema(engine: Any, url: str, *, explicit: bool = False, target: str = HEAD) -> UpgradeResult:
-    """Bring the database to `target` according to the policy above; cheap when it is already there."""
+    """Bring the database to `target` according to the policy above; cheap when it is already there.
+    Creation and upgrade are idempotent (the state is re-read under the lock), so a lock conflict is
+    retried until SCHEMA_RETRY_S has passed."""
+    deadline = time.monotonic() + SCHEMA_RETRY_S
+    delay = 0.02
+    while True:
+        try:
+            return _ensure_schema_once(engine, url, explicit=explicit, target=target)
+        except RegistryError as exc:
+            cause = exc.__cause__
+            if cause is None or not is_transient(cause) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _ensure_schema_once(engine: Any, url: str, *, explicit: bool, target: str) -> UpgradeResult:
     try:
         with engine.connect() as conn:
             with conn.begin():
