@@ -25,7 +25,7 @@ from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import resolve_device
 from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
-from fqvae_cli.registry.liveness import holder_id
+from fqvae_cli.registry.liveness import holder_id, settle_run
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
 from fqvae_cli.training.loop import latest_checkpoint, train_run
 
@@ -50,17 +50,6 @@ def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bo
 
 def worker_id() -> str:
     return holder_id()
-
-
-def _release(reg: Any, run: Any, me: str, status: str, error: str = "") -> None:
-    """Mark a run this worker still holds as interrupted or failed (the training loop does so itself;
-    this covers the steps before and after it)."""
-    try:
-        current = reg.get_run(run.id)
-        if current.status == "running" and current.worker == me:
-            reg.fail(run.id, error) if status == "failed" else reg.interrupt(run.id)
-    except Exception:  # noqa: BLE001 - best effort while already handling an error
-        pass
 
 
 def available_cores() -> int:
@@ -95,10 +84,10 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
         try:
             execute(reg, run, device, jobs=jobs, show_progress=show_progress)
         except KeyboardInterrupt:
-            _release(reg, run, me, "interrupted")
+            settle_run(reg, run.id, "interrupted", holder=me)
             raise
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
-            _release(reg, run, me, "failed", f"{type(exc).__name__}: {exc}")
+            settle_run(reg, run.id, "failed", f"{type(exc).__name__}: {exc}", holder=me)
             console.warn(f"run {run.short_id} failed: {exc}")
         done += 1
         if on_run is not None:

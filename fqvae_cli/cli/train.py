@@ -86,26 +86,18 @@ def _train(reg, cfg, run, dev, *, resume: bool):
     """train_run, making sure the run ends interrupted or failed on every way out, and saying truthfully
     what was saved."""
     from fqvae_cli.errors import Interrupted
+    from fqvae_cli.registry.liveness import settle_run
     from fqvae_cli.training.loop import latest_checkpoint, train_run
 
     try:
         return train_run(cfg, reg, run, dev, resume=resume)
     except KeyboardInterrupt:
-        _settle(reg, run, "interrupted")
+        settle_run(reg, run.id, "interrupted")
         found = latest_checkpoint(reg, run.id)
         saved = (f"its last checkpoint is at iteration {found[0]}" if found
                  else "it had no checkpoint yet and starts from the beginning")
         raise Interrupted(f"interrupted; run {run.short_id} is marked interrupted and {saved}; continue it "
                           f"with `fqvae train --resume {run.short_id}`.") from None
     except BaseException as exc:
-        _settle(reg, run, "failed", f"{type(exc).__name__}: {exc}")
+        settle_run(reg, run.id, "failed", f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _settle(reg, run, status: str, error: str = "") -> None:
-    """Mark the run interrupted or failed if it is still 'running' (the loop does so itself once inside)."""
-    try:
-        if reg.get_run(run.id).status == "running":
-            reg.fail(run.id, error) if status == "failed" else reg.interrupt(run.id)
-    except Exception:  # noqa: BLE001 - best effort while already handling an error
-        pass

@@ -52,3 +52,15 @@ def holder_state(worker: str | None, heartbeat_at: datetime | None, now: datetim
 def run_state(run: Any, now: datetime, stale_after_s: float) -> str:
     """holder_state of a RunRecord."""
     return holder_state(run.worker, run.heartbeat_at or run.started_at, now, stale_after_s)
+
+
+def settle_run(reg: Any, run_id: str, status: str, error: str = "", holder: str | None = None) -> None:
+    """Mark a run that is still 'running' (and, given `holder`, still held by it) as 'interrupted' or
+    'failed'. The training loop settles the run itself once inside; this covers the steps around it.
+    Best effort: it is called while another error is already on its way out."""
+    try:
+        current = reg.get_run(run_id)
+        if current.status == "running" and (holder is None or current.worker == holder):
+            reg.fail(run_id, error) if status == "failed" else reg.interrupt(run_id)
+    except Exception:  # noqa: BLE001 - never hide the error being handled
+        pass
