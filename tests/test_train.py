@@ -151,3 +151,39 @@ def test_data_prepared_at_another_image_size_is_refused_before_a_run_exists(cli,
     assert res.exit_code != 0
     assert "prepared at 32x32 but the model takes 64x64 images" in res.stderr and "Traceback" not in res.stderr
     assert _registry().find_runs() == []
+
+
+@pytest.mark.parametrize("signals_sent, stopped_at", [(1, 5), (2, 4)])
+def test_a_stop_signal_ends_the_iteration_in_progress_and_a_second_stops_at_once(
+        cli, small_data, monkeypatch, signals_sent, stopped_at):
+    """SIGTERM lands in the middle of iteration 5 (before its update). One signal: the update finishes,
+    iteration 5 is checkpointed and the run is interrupted (exit 143). Two: it stops at once, and the
+    checkpoint is iteration 4, the last finished one."""
+    import os
+
+    from fqvae_cli.training.step import TrainStep
+
+    real = TrainStep.__call__
+    calls = []
+
+    def step(self, x, lr, tau):
+        calls.append(1)
+        if len(calls) == 5:
+            for _ in range(signals_sent):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, x, lr, tau)
+
+    monkeypatch.setattr(TrainStep, "__call__", step)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    res = cli("train", "--model", "factorqvae", *TINY[2:], "--steps", "9", "--name", "stopped")
+    assert res.exit_code == 143, res.stderr
+    reg = _registry()
+    run = reg.get_run("stopped")
+    assert run.status == "interrupted"
+    assert len(calls) == 5
+    assert [a.step for a in reg.artifacts(run.id, kind="checkpoint")] == [3, stopped_at]
+    from fqvae_cli.training.checkpoint import load_state
+
+    state = max(reg.artifacts(run.id, kind="checkpoint_state"), key=lambda a: a.step)
+    assert load_state(Path(state.path), state.sha256)["iteration"] == stopped_at
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # restored

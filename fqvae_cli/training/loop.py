@@ -183,6 +183,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
                 recorder.log(done, {k: float(v.detach()) for k, v in parts.items()}, lr, tau)
             if saving:
                 recorder.checkpoint(done, model, snapshot())
+            recorder.stop_if_asked()
     elapsed = time.monotonic() - t0
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])

@@ -3,10 +3,15 @@
 The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
 leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
 not finite) and marks the run interrupted, a lost claim (the run was requeued after a stale heartbeat)
-stops without touching it, and any other error marks it failed with its message."""
+stops without touching it, and any other error marks it failed with its message.
+
+A stop signal during the loop is noted, not raised where it lands: the loop stops at the end of the
+iteration in progress (`stop_if_asked`), so a stop never cuts through an optimizer update, a checkpoint
+being written or a registry transaction. A second signal stops at once."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,23 +33,42 @@ class TakenOver(Exception):
     """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    signals.note_sigterm()  # so the command exits 143, not 130
-    raise Terminated()
+class StopSignals:
+    """While active (main thread only): the first SIGINT or SIGTERM is remembered and raised by `check()`;
+    a second one raises at once (Terminated for SIGTERM, KeyboardInterrupt for SIGINT)."""
 
+    def __init__(self) -> None:
+        self.pending: int | None = None
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises Terminated in the main thread for the duration (elsewhere nothing changes)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: signals stay with the main thread's handler
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _raise(self, signum: int) -> None:
+        if signum == signal.SIGTERM:
+            signals.note_sigterm()  # so the command exits 143, not 130
+            raise Terminated()
+        raise KeyboardInterrupt
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.pending is not None:
+            self._raise(signum)
+        self.pending = signum
+        if signum == signal.SIGINT:  # os.write: safe inside a signal handler, unlike the console
+            os.write(2, b"\nstopping after this iteration (Ctrl-C again to stop now)\n")
+
+    def check(self) -> None:
+        if self.pending is not None:
+            self._raise(self.pending)
+
+    @contextmanager
+    def active(self) -> Iterator[StopSignals]:
+        try:
+            previous = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals stay with the main thread's handlers
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 class Recorder:
@@ -60,6 +84,7 @@ class Recorder:
         self.last_checkpoint = 0
         self.done = 0
         self.bar: console.Progress | None = None
+        self.stops = StopSignals()
 
     # ------------------------------------------------------------------ during the loop
 
@@ -80,6 +105,10 @@ class Recorder:
                                   sha256=sha256_file(path), step=iteration)
         self.last_checkpoint = iteration
         self._prune()
+
+    def stop_if_asked(self) -> None:
+        """Called at the end of each iteration: raise the stop signal noted during it, if any."""
+        self.stops.check()
 
     def advance(self, iteration: int) -> None:
         self.done = iteration
@@ -107,7 +136,7 @@ class Recorder:
         `healthy()` says whether the last finished iteration may be checkpointed on an interrupt."""
         self.done = self.last_checkpoint = start
         try:
-            with sigterm_as_interrupt(), self._progress(description, total, start, show_progress):
+            with self.stops.active(), self._progress(description, total, start, show_progress):
                 yield self
         except (KeyboardInterrupt, Terminated):
             if self.done > self.last_checkpoint and healthy():
