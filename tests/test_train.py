@@ -153,12 +153,13 @@ def test_data_prepared_at_another_image_size_is_refused_before_a_run_exists(cli,
     assert _registry().find_runs() == []
 
 
-@pytest.mark.parametrize("signals_sent, stopped_at", [(1, 5), (2, 4)])
+@pytest.mark.parametrize("signum, signals_sent, stopped_at, exit_code", [
+    (signal.SIGTERM, 1, 5, 143), (signal.SIGTERM, 2, 4, 143), (signal.SIGINT, 1, 5, 130), (signal.SIGINT, 2, 4, 130)])
 def test_a_stop_signal_ends_the_iteration_in_progress_and_a_second_stops_at_once(
-        cli, small_data, monkeypatch, signals_sent, stopped_at):
-    """SIGTERM lands in the middle of iteration 5 (before its update). One signal: the update finishes,
-    iteration 5 is checkpointed and the run is interrupted (exit 143). Two: it stops at once, and the
-    checkpoint is iteration 4, the last finished one."""
+        cli, small_data, monkeypatch, signum, signals_sent, stopped_at, exit_code):
+    """The signal lands in the middle of iteration 5 (before its update). One signal: the update finishes,
+    iteration 5 is checkpointed and the run is interrupted (exit 143 for SIGTERM, 130 for Ctrl-C). Two:
+    it stops at once, and the checkpoint is iteration 4, the last finished one."""
     import os
 
     from fqvae_cli.training.step import TrainStep
@@ -170,13 +171,13 @@ def test_a_stop_signal_ends_the_iteration_in_progress_and_a_second_stops_at_once
         calls.append(1)
         if len(calls) == 5:
             for _ in range(signals_sent):
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signum)
         return real(self, x, lr, tau)
 
     monkeypatch.setattr(TrainStep, "__call__", step)
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     res = cli("train", "--model", "factorqvae", *TINY[2:], "--steps", "9", "--name", "stopped")
-    assert res.exit_code == 143, res.stderr
+    assert res.exit_code == exit_code, res.stderr
     reg = _registry()
     run = reg.get_run("stopped")
     assert run.status == "interrupted"
