@@ -11,8 +11,6 @@ being written or a registry transaction. A second signal stops at once."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,50 +23,8 @@ from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
 
 
-class Terminated(Exception):
-    """SIGTERM (e.g. a scheduler pre-empting the job): handled like Ctrl-C."""
-
-
 class TakenOver(Exception):
     """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
-
-
-class StopSignals:
-    """While active (main thread only): the first SIGINT or SIGTERM is remembered and raised by `check()`;
-    a second one raises at once (Terminated for SIGTERM, KeyboardInterrupt for SIGINT)."""
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-
-    def _raise(self, signum: int) -> None:
-        if signum == signal.SIGTERM:
-            signals.note_sigterm()  # so the command exits 143, not 130
-            raise Terminated()
-        raise KeyboardInterrupt
-
-    def _note(self, signum: int, frame: Any) -> None:
-        if self.pending is not None:
-            self._raise(signum)
-        self.pending = signum
-        if signum == signal.SIGINT:  # os.write: safe inside a signal handler, unlike the console
-            os.write(2, b"\nstopping after this iteration (Ctrl-C again to stop now)\n")
-
-    def check(self) -> None:
-        if self.pending is not None:
-            self._raise(self.pending)
-
-    @contextmanager
-    def active(self) -> Iterator[StopSignals]:
-        try:
-            previous = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:  # not the main thread: signals stay with the main thread's handlers
-            yield self
-            return
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
 
 class Recorder:
@@ -84,7 +40,7 @@ class Recorder:
         self.last_checkpoint = 0
         self.done = 0
         self.bar: console.Progress | None = None
-        self.stops = StopSignals()
+        self.stops = signals.Deferred()
 
     # ------------------------------------------------------------------ during the loop
 
@@ -138,11 +94,11 @@ class Recorder:
         try:
             with self.stops.active(), self._progress(description, total, start, show_progress):
                 yield self
-        except (KeyboardInterrupt, Terminated):
+        except KeyboardInterrupt:
             if self.done > self.last_checkpoint and healthy():
                 self.checkpoint(self.done, model, snapshot())
             self.reg.interrupt(self.run.id)
-            raise KeyboardInterrupt from None
+            raise
         except TakenOver:
             raise TrainingError(f"run {self.run.short_id} was requeued elsewhere after a stale heartbeat; "
                                 "this process stops without touching it.") from None
