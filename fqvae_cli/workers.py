@@ -48,10 +48,6 @@ def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bo
     evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 
-def worker_id() -> str:
-    return holder_id()
-
-
 def available_cores() -> int:
     """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
     if hasattr(os, "sched_getaffinity"):
@@ -74,7 +70,7 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
     """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.
     `jobs`: processes for the DCI fits, default dci_jobs(device)."""
     jobs = jobs or dci_jobs(device)
-    me = worker_id()
+    me = holder_id()
     done = 0
     while True:
         reg.requeue_stale(stale_after_s)
@@ -160,7 +156,6 @@ def die_with_parent() -> None:
         return
     if str(os.getppid()) != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
-
 
 
 def _slurm_worker(db_url: str, device: str, stale_after_s: float) -> int:

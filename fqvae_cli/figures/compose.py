@@ -11,7 +11,7 @@ import numpy as np
 from fqvae_cli.data.sampler import to_float
 from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
-from fqvae_cli.figures.plots import _plt
+from fqvae_cli.figures.plots import pyplot
 from fqvae_cli.figures.traversal import swap, traversal
 from fqvae_cli.io import atomic_path
 from fqvae_cli.models.specs import ZOO
@@ -81,7 +81,7 @@ def save_image(img: Any, path: Path, fmt: str) -> None:
     """PNG/PDF through PIL; SVG embeds the exact pixel image through matplotlib."""
     with atomic_path(path) as tmp:
         if fmt == "svg":
-            plt = _plt()
+            plt = pyplot()
             w, h = img.size
             fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
             fig.figimage(np.asarray(img), 0, 0)

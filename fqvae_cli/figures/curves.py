@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fqvae_cli.figures.plots import _plt
+from fqvae_cli.figures.plots import pyplot
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -30,7 +30,7 @@ def training_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
                     window: int = 1, log: str = "auto", title: str = "") -> list[str]:
     """series: metric -> run label -> (steps, values). Draws one panel per metric into `out`; returns the
     metrics drawn on a log scale."""
-    plt = _plt()
+    plt = pyplot()
     metrics = list(series)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(6.4, 2.2 * len(metrics) + 0.6), dpi=100, squeeze=False,
                              sharex=True)

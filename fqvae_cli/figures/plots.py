@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
     """pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib  # heavy: only drawing a figure needs matplotlib
 
@@ -19,7 +19,7 @@ def _plt():
 
 def heatmap(matrix: np.ndarray, factor_names: list[str], out: Path, *, title: str, fmt: str = "png") -> None:
     """matrix: factors x latents, annotated with its values."""
-    plt = _plt()
+    plt = pyplot()
     f, d = matrix.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * d + 2.2), max(2.5, 0.45 * f + 1.2)), dpi=100)
     im = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))), aspect="auto")
@@ -41,7 +41,7 @@ def heatmap(matrix: np.ndarray, factor_names: list[str], out: Path, *, title: st
 def codebook_usage(indices: np.ndarray, latents: list[int], codebook_size: int, out: Path, *,
                    title: str, fmt: str = "png") -> np.ndarray:
     """Histogram of codebook indices per chosen latent; returns the counts (len(latents), K)."""
-    plt = _plt()
+    plt = pyplot()
     counts = np.stack([np.bincount(indices[:, i], minlength=codebook_size) for i in latents])
     fig, axes = plt.subplots(len(latents), 1, figsize=(max(5.0, 0.12 * codebook_size + 1), 1.3 * len(latents) + 0.6),
                              dpi=100, sharex=True, squeeze=False)
