@@ -67,10 +67,6 @@ RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "lo
                            "compile", "channels_last", "cudnn_benchmark", "tf32"})
 
 
-def expected_model_config(model: str, dataset: str, profile: str, row_set: dict) -> dict:
-    return resolve_run_config(model, dataset, profile, 0, {"model": dict(row_set)}).model.settings()
-
-
 def training_setup(config: Any) -> dict | None:
     """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
     validating it with today's code); None when today's code cannot read the stored config."""

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fqvae_cli.experiments import COLUMNS
-from fqvae_cli.tables import build_table, expected_model_config, render_text
+from fqvae_cli.tables import build_table, expected_setup, render_text
 
 
 def _registry():
@@ -86,11 +86,20 @@ def test_table2_rows_by_codebook_shape():
     assert t.cells[("synth3d", "qvae-64x1")].n == 0 and t.cells[("synth3d", "vqvae-64x8")].n == 0
 
 
+def _cell_model(model: str, dataset: str, row_set: dict) -> dict:
+    """The model settings a paper-profile cell expects, flattened (trunk, bottleneck and regularizers)."""
+    m = expected_setup(model, dataset, "paper", row_set)["model"]
+    flat = {**m, **m["bottleneck"]}
+    for reg in m["regularizers"]:
+        flat.update(reg)
+    return flat
+
+
 def test_expected_config_uses_table_a3_weights():
-    assert expected_model_config("factorqvae", "shapes3d", "paper", {})["gamma"] == 1e-4
-    assert expected_model_config("factorqvae", "isaac3d", "paper", {})["beta"] == 5e-5
-    assert expected_model_config("vqvae", "shapes3d", "paper", {"codebook_dim": 16})["codebook_dim"] == 16
-    assert expected_model_config("qvae", "shapes3d", "paper", {})["trunk"] == "paper"
+    assert _cell_model("factorqvae", "shapes3d", {})["gamma"] == 1e-4
+    assert _cell_model("factorqvae", "isaac3d", {})["beta"] == 5e-5
+    assert _cell_model("vqvae", "shapes3d", {"codebook_dim": 16})["codebook_dim"] == 16
+    assert _cell_model("qvae", "shapes3d", {})["trunk"] == "paper"
 
 
 def test_table_cli_formats_and_errors(cli, tmp_path):
