@@ -49,7 +49,7 @@ CORES="$("$PY" -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 
 if [[ $SMOKE == 1 ]]; then
     DEVICE=cpu
     BENCH=(--device cpu --trunk compact --batch 4 --image-size 32 --iters 2 --warmup 1
-           --variants fp32,bf16)
+           --variants fp32,bf16 --peak-size 256)
     SYNTH=(--grid small --image-size 64)
     STEPS=4
     TRAIN=(--batch-size 8 --set model.trunk=compact --set model.disc_width=32 --set train.threads=1

@@ -53,10 +53,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, tf32: bool = False) -> float:
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, tf32: bool = False, n: int | None = None) -> float:
     # TF32 is set explicitly: the variants leave it as the last one asked, and a float32 matmul on
-    # TF32 tensor cores runs several times faster than strict float32.
-    n = 8192 if device.type == "cuda" else 2048
+    # TF32 tensor cores runs several times faster than strict float32. On a CPU without native bfloat16
+    # (AVX2 only) a bf16 matmul is emulated, about 20x slower than float32: --peak-size keeps it short.
+    n = n or (8192 if device.type == "cuda" else 2048)
     reps = 20 if device.type == "cuda" else 10
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -159,6 +160,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, as a reproduce worker)")
     p.add_argument("--layout", action="store_true", help="compare thread layouts instead")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--peak-size", type=int, default=None,
+                   help="side of the square matmul that measures the peak (default 8192 on CUDA, 2048 on CPU)")
     args = p.parse_args()
     if args.layout:
         layout(args)
@@ -176,9 +179,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    peaks = {"fp32": matmul_peak_tflops(device, torch.float32), "bf16": matmul_peak_tflops(device, torch.bfloat16)}
+    n = args.peak_size
+    peaks = {"fp32": matmul_peak_tflops(device, torch.float32, n=n),
+             "bf16": matmul_peak_tflops(device, torch.bfloat16, n=n)}
     if device.type == "cuda":
-        peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True)
+        peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True, n=n)
     print(f"torch {torch.__version__} on {describe(device)}; matmul peak measured here: "
           + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()))
     print(f"trunk {args.trunk}, {args.image_size}x{args.image_size}, batch {args.batch} "

@@ -158,8 +158,12 @@ class TrainConfig(_Strict):
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(50, gt=0)
     # Speed settings: none of them changes what a run computes beyond floating-point rounding, so table
-    # cells do not tell runs apart by them (bf16 aside, which is part of a profile's setup).
-    bf16: bool = Field(False, description="bfloat16 autocast for the trunk (losses and KL stay float32)")
+    # cells do not tell runs apart by them. bf16 changes the rounding more than the others (within the
+    # spread of seeds on the compact trunk, docs/quick_profile.md); the run's record says which it used.
+    bf16: bool | Literal["auto"] = Field(
+        False, description="bfloat16 autocast for the trunk (losses and KL stay float32); auto: where the device "
+                           "computes bfloat16 natively (AVX512-BF16 or AMX CPUs, CUDA), float32 elsewhere, "
+                           "decided when the run first starts and kept when it resumes")
     compile: bool = Field(False, description="torch.compile the VAE and discriminator steps (warm-up once per run)")
     channels_last: bool = Field(True, description="NHWC memory layout for images and conv weights")
     cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN pick the fastest conv algorithms")

@@ -27,6 +27,16 @@ def resolve_device(spec: str = "auto") -> Any:
     return dev
 
 
+def native_bf16(device: Any) -> bool:
+    """Whether `device` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX tiles. Elsewhere (an AVX2-only CPU) bfloat16 autocast is emulated and several
+    times slower than float32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = torch.cpu
+    return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+
+
 def describe(device: Any) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"

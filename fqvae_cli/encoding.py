@@ -44,7 +44,7 @@ def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper
     if seed < 0:
         raise UsageError(f"the seed must be non-negative, got {seed}.")
     rows = n if sizes is None else max(sizes["dci_train"] + sizes["dci_test"], sizes["infomec_n"])
-    indices = sample_indices(ds, rows, seed)
+    indices = sample_indices(ds, rows, seed, what=f"the {protocol} protocol" if sizes is not None else f"--n {n}")
     factors = np.asarray(ds.codes[indices], dtype=np.int64)
     codes = encode_codes(loaded.model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed)
     meta = {"run": loaded.run.id, "short_id": loaded.run.short_id, "model": cfg.model.name, "dataset": cfg.dataset,

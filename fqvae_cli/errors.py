@@ -33,6 +33,10 @@ class CheckpointError(FqvaeError):
     """A checkpoint that is missing, corrupted or does not match its recorded hash."""
 
 
+class StorageError(FqvaeError):
+    """A file could not be written (disk full, file too large, no permission); what existed is kept."""
+
+
 class TrainingError(FqvaeError):
     """Training stopped because the run cannot continue (for example a non-finite loss)."""
 

@@ -76,7 +76,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     seed = cfg.eval.seed if seed is None else seed
     n_dci = sizes["dci_train"] + sizes["dci_test"]
     n = max(n_dci, sizes["infomec_n"])
-    indices = sample_indices(ds, n, seed)
+    indices = sample_indices(ds, n, seed, what=f"the {protocol} protocol")
     factors = np.asarray(ds.codes[indices], dtype=np.int64)
     with _maybe_progress(show_progress, "encode", n, "img") as bar:
         codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed, progress=bar)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _require_replaceable(target: Path) -> None:
+    """A rename replaces whatever entry stands at `target`: only ever let it replace a regular file (a
+    device node, FIFO, socket, folder or link there is someone else's and stays)."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise FileExistsError(f"refusing to replace {target}: it is not a regular file")
+
+
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it is fsynced and renamed onto `target`.
@@ -41,12 +53,15 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600 (and some writers, safetensors among them, create the file anew): results are
+        # meant to be shared like any file the user writes, so the mode the umask allows is set last.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        _require_replaceable(target)
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     except BaseException:

@@ -42,6 +42,11 @@ def restore(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def stopped_by() -> str:
+    """'SIGTERM' or 'Ctrl-C (SIGINT)': what stopped the command, for its last line."""
+    return "SIGTERM" if _state["sigterm"] else "Ctrl-C (SIGINT)"
+
+
 def interrupted_exit_code() -> int:
     return 128 + int(signal.SIGTERM) if _state["sigterm"] else 128 + int(signal.SIGINT)
 

@@ -64,7 +64,7 @@ class Table:
 
 # Train settings that change how a run is executed, not what it learns.
 RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "log_every", "data_on_device",
-                           "compile", "channels_last", "cudnn_benchmark", "tf32"})
+                           "compile", "channels_last", "cudnn_benchmark", "tf32", "bf16"})
 
 
 def training_setup(config: Any) -> dict | None:

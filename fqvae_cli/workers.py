@@ -27,7 +27,8 @@ from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
 from fqvae_cli.registry.liveness import holder_id, settle_run
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
-from fqvae_cli.training.loop import latest_checkpoint, train_run
+from fqvae_cli.training.checkpoint import recorded_checkpoints, usable_checkpoint
+from fqvae_cli.training.loop import train_run
 
 # How long a stopped reproduce waits for its workers to checkpoint before killing them.
 WORKER_GRACE_S = 120.0
@@ -42,9 +43,10 @@ def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bo
             reg.set_dataset_fingerprint(run.id, dataset_fingerprint(ds))
         else:
             require_same_dataset(run, ds, "resume")
-        resume = latest_checkpoint(reg, run.id) is not None
+        # A run that has checkpoints continues from the newest that verifies (skipped ones are reported).
+        resume_from = usable_checkpoint(reg, run, warn=console.warn) if recorded_checkpoints(reg, run.id) else None
         # The evaluation below scores the test MSE; training need not do it first.
-        train_run(cfg, reg, run, device, resume=resume, show_progress=show_progress, test_mse=False)
+        train_run(cfg, reg, run, device, resume_from=resume_from, show_progress=show_progress, test_mse=False)
     evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 

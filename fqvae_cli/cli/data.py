@@ -74,10 +74,12 @@ def synth(
     which `fqvae data prepare shapes3d --source FILE` reads like the real one."""
     from fqvae_cli.data.synthetic import IMAGE_SIZES, synth_space, write_h5
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.outputs import check_output
 
     if image_size not in IMAGE_SIZES:
         raise UsageError(f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {image_size}.")
     space = synth_space(grid)
+    out = check_output(out, stdout_ok=False)
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"--out should name an .h5 file, not '{out.name}'.")
     if out.exists() and not force:
@@ -160,7 +162,7 @@ def info_(
 @data_app.command("show")
 def show(
     name: str = typer.Argument(..., help=_NAME_HELP),
-    out_path: Path = typer.Option(..., "--out", help="The PNG to write."),
+    out_path: Path = typer.Option(..., "--out", help="The PNG to write (- for standard output)."),
     root: Path | None = _ROOT,
     seed: int = typer.Option(0, "--seed", help="Chooses the combination the other factors are held at."),
     columns: int = typer.Option(15, "--columns", help="Most values shown per factor."),
@@ -168,10 +170,17 @@ def show(
     """Write a contact sheet: one row per factor, that factor varied, the others fixed."""
     from fqvae_cli.data.sheet import contact_sheet
     from fqvae_cli.data.store import open_dataset
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.outputs import check_output, writing
 
+    target = check_output(out_path, data_root=root)
+    if target is not None and target.suffix.lower() != ".png":
+        raise UsageError(f"the contact sheet is a PNG; give --out a .png name, not '{target.name}'.")
     ds = open_dataset(name, root)
-    contact_sheet(ds, out_path, seed=seed, max_columns=columns)
-    typer.echo(f"wrote {out_path}")
+    with writing(target) as tmp:
+        contact_sheet(ds, tmp, seed=seed, max_columns=columns)
+    if target is not None:
+        typer.echo(f"wrote {target}")
 
 
 def register(app: typer.Typer) -> None:

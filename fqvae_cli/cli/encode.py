@@ -40,7 +40,7 @@ def encode(
         raise UsageError(f"--out {folder} is a file; give a folder.")
     reg = Registry(db)
     for name in ("codes.npy", "factors.npy", "indices.npy", "meta.json"):
-        check_output(folder / name, reg)
+        check_output(folder / name, reg, stdout_ok=False)
     enc = encode_run(reg, run, resolve_device(device), protocol=None if n is not None else (protocol or "paper"),
                      n=n, seed=seed, step=checkpoint)
     for path in write_encoding(enc, folder):

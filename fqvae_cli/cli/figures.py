@@ -13,7 +13,8 @@ figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9)
 RUN_ARG = typer.Argument(..., help="Run id, short id, prefix or name.")
 CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last).")
 FORMAT_OPT = typer.Option("png", "--format", help="png (default), pdf or svg.")
-OUT_OPT = typer.Option(None, "--out", help="Output file (default: the run's figures folder).")
+OUT_OPT = typer.Option(None, "--out", help="Output file, or - for standard output (default: the run's figures "
+                       "folder, recorded with the run).")
 DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 DB_OPT = typer.Option(None, "--db", help="Registry URL.")
 
@@ -33,33 +34,38 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def _output(run, kind: str, step: int, fmt: str, out: Path | None) -> Path:
+# `--out` not given: the figure goes to the run's figures folder and is recorded as an artifact.
+RUN_FOLDER = Path("<run figures folder>")
+
+
+def _target(out: Path | None, fmt: str, reg) -> Path | None:
+    """The user's --out, checked before any work (None: standard output), or RUN_FOLDER."""
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.outputs import check_output
+
+    if out is None:
+        return RUN_FOLDER
+    target = check_output(out, reg)
+    suffix = "" if target is None else target.suffix.lower().lstrip(".")
+    if suffix in ("png", "pdf", "svg") and suffix != fmt:
+        raise UsageError(f"--out {target.name} names a {suffix.upper()} file but --format is {fmt}; make them agree.")
+    return target
+
+
+def _publish(reg, run, kind: str, step: int, fmt: str, target: Path | None, draw) -> None:
+    """Draw into a temporary file, publish it atomically (or to standard output), record it, print its path."""
+    from fqvae_cli.io import sha256_file
+    from fqvae_cli.outputs import writing
     from fqvae_cli.registry.store import run_dir
 
-    if out is not None:
-        from fqvae_cli.errors import UsageError
-
-        path = Path(out).expanduser().resolve()
-        if path.suffix.lower().lstrip(".") in ("png", "pdf", "svg") and path.suffix.lower().lstrip(".") != fmt:
-            raise UsageError(f"--out {path.name} names a {path.suffix.lstrip('.').upper()} file but --format is "
-                             f"{fmt}; make them agree.")
-        return path
-    return run_dir(run) / "figures" / f"{kind}_step{step}.{fmt}"
-
-
-def _record(reg, run, path: Path, step: int) -> None:
-    from fqvae_cli.io import sha256_file
-
+    path = run_dir(run) / "figures" / f"{kind}_step{step}.{fmt}" if target is RUN_FOLDER else target
+    with writing(path) as tmp:
+        draw(tmp)
+    if path is None:
+        return
     reg.add_artifact(run.id, kind="figure", path=str(path), bytes=path.stat().st_size,
                      sha256=sha256_file(path), step=step)
     typer.echo(str(path))
-
-
-def _save_plot(draw, path: Path) -> None:
-    from fqvae_cli.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        draw(tmp)
 
 
 def traverse(
@@ -77,18 +83,17 @@ def traverse(
     (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
     from fqvae_cli.device import resolve_device
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.compose import pick_image, save_image, traversal_figure
+    from fqvae_cli.figures.compose import pick_image, traversal_figure, write_image
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
     reg = Registry(db)
+    target = _target(out, fmt, reg)
     dev = resolve_device(device)
     lr = load_run(reg, run, dev, step=checkpoint)
     idx = pick_image(lr.dataset, image, factors)
     img = traversal_figure(reg, lr, idx, steps, dev)
-    path = _output(lr.run, f"traverse_img{idx}", lr.step, fmt, out)
-    save_image(img, path, fmt)
-    _record(reg, lr.run, path, lr.step)
+    _publish(reg, lr.run, f"traverse_img{idx}", lr.step, fmt, target, lambda p: write_image(img, p, fmt))
 
 
 def swap(
@@ -105,12 +110,13 @@ def swap(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.compose import save_image, swap_figure
+    from fqvae_cli.figures.compose import swap_figure, write_image
     from fqvae_cli.metrics.codes import held_out_subset
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
     reg = Registry(db)
+    target = _target(out, fmt, reg)
     dev = resolve_device(device)
     lr = load_run(reg, run, dev, step=checkpoint)
     n = len(lr.dataset)
@@ -126,9 +132,7 @@ def swap(
             if not 0 <= v < n:
                 raise UsageError(f"image index {v} is out of range; the dataset has {n} images (0..{n - 1}).")
     img = swap_figure(lr, a, b, dev)
-    path = _output(lr.run, f"swap_{a}_{b}", lr.step, fmt, out)
-    save_image(img, path, fmt)
-    _record(reg, lr.run, path, lr.step)
+    _publish(reg, lr.run, f"swap_{a}_{b}", lr.step, fmt, target, lambda p: write_image(img, p, fmt))
 
 
 @figures_app.command("heatmap")
@@ -151,6 +155,7 @@ def heatmap(
     if matrix not in ("nmi", "importance"):
         raise UsageError(f"unknown matrix '{matrix}'; choose nmi or importance.")
     reg = Registry(db)
+    target = _target(out, fmt, reg)
     r = reg.get_run(run)
     arts = sorted(reg.artifacts(r.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
     if not arts:
@@ -162,9 +167,8 @@ def heatmap(
     if len(names) != m.shape[0]:
         names = [f"s{j}" for j in range(m.shape[0])]
     title = f"{'NMI' if matrix == 'nmi' else 'DCI importance'}: {r.model} on {r.dataset} ({r.short_id})"
-    path = _output(r, f"heatmap_{matrix}", arts[-1].step or 0, fmt, out)
-    _save_plot(lambda p: draw(m, names, p, title=title, fmt=fmt), path)
-    _record(reg, r, path, arts[-1].step or 0)
+    _publish(reg, r, f"heatmap_{matrix}", arts[-1].step or 0, fmt, target,
+             lambda p: draw(m, names, p, title=title, fmt=fmt))
 
 
 @figures_app.command("codebook")
@@ -189,6 +193,7 @@ def codebook(
 
     fmt = _format(fmt)
     reg = Registry(db)
+    target = _target(out, fmt, reg)
     dev = resolve_device(device)
     lr = load_run(reg, run, dev, step=checkpoint)
     if not lr.model.spec.global_codebook:
@@ -208,7 +213,5 @@ def codebook(
     test = held_out_subset(lr.dataset, images, seed=0)
     codes = encode_codes(lr.model, lr.dataset, test, dev, batch_size=lr.cfg.eval.batch_size)
     title = f"codebook usage: {lr.cfg.model.name} on {lr.cfg.dataset} ({lr.run.short_id}), {len(test)} test images"
-    path = _output(lr.run, "codebook", lr.step, fmt, out)
-    _save_plot(lambda p: codebook_usage(codes, chosen, lr.model.bottleneck.n_entries, p, title=title, fmt=fmt),
-               path)
-    _record(reg, lr.run, path, lr.step)
+    _publish(reg, lr.run, "codebook", lr.step, fmt, target,
+             lambda p: codebook_usage(codes, chosen, lr.model.bottleneck.n_entries, p, title=title, fmt=fmt))

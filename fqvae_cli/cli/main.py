@@ -64,6 +64,28 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether this exit is typer's translation of a KeyboardInterrupt (Ctrl-C, or SIGTERM through
+    fqvae_cli.signals) into a silent exit 130: its cause or context chain holds the interrupt."""
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _stopped(argv: list[str] | None) -> None:
+    """One sentence for a command stopped by a signal, and the exit status that names the signal."""
+    from fqvae_cli import signals
+
+    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")][:2]
+    what = f"`fqvae {' '.join(words)}`" if words else "fqvae"
+    _error(f"{signals.stopped_by()} stopped {what} before it finished; nothing it was writing was kept "
+           "half-written.")
+    sys.exit(signals.interrupted_exit_code())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; library errors become one sentence on stderr and a non-zero exit code."""
     from fqvae_cli import signals
@@ -74,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     previous = signals.install()  # SIGTERM unwinds like Ctrl-C, and exits 143
     try:
         app(args=argv, prog_name="fqvae")
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 130 and _from_interrupt(exc):
+            _stopped(argv)
         raise
     except FqvaeError as exc:
         if _state["debug"]:
@@ -84,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
-        _error("interrupted.")
-        sys.exit(signals.interrupted_exit_code())
+        _stopped(argv)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-sentence rule
         if _state["debug"]:
             raise

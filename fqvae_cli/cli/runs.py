@@ -180,7 +180,7 @@ def _remove_run_folder(folder) -> None:
 @runs_app.command("export")
 def export(
     fmt: str = typer.Option("csv", "--format", help="csv or json."),
-    out_file: str = typer.Option(None, "--out", help="Write to this file (atomically) instead of stdout."),
+    out_file: str = typer.Option(None, "--out", help="Write to this file (atomically); - or omitted: stdout."),
     model: str = typer.Option(None, "--model", help="Only this model."),
     dataset: str = typer.Option(None, "--dataset", help="Only this dataset."),
     profile: str = typer.Option(None, "--profile", help="Only this profile."),
@@ -192,7 +192,7 @@ def export(
     import io
 
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.outputs import check_output
+    from fqvae_cli.outputs import check_output, write_bytes
 
     if fmt not in ("csv", "json"):
         raise UsageError(f"unknown export format '{fmt}'; choose csv or json.")
@@ -213,17 +213,34 @@ def export(
         writer.writerow(fields + keys)
         for r in runs:
             row = r.to_json()
-            writer.writerow([("" if row[f] is None else row[f]) for f in fields]
+            writer.writerow([_cell("" if row[f] is None else row[f]) for f in fields]
                             + [repr(latest[r.id][k]) if k in latest[r.id] else "" for k in keys])
         text = buf.getvalue()
-    if out_file:
+    if target is not None:
         from fqvae_cli.console import console
-        from fqvae_cli.io import atomic_write_bytes
 
-        atomic_write_bytes(target, text.encode())
-        console().print(f"wrote {len(runs)} run(s) to {out_file}", soft_wrap=True, markup=False)
+        write_bytes(target, text.encode())
+        console().print(f"wrote {len(runs)} run(s) to {target}", soft_wrap=True, markup=False)
     else:
         typer.echo(text, nl=False)
+
+
+def _cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: one that starts with =, +, -, @ (or a tab or carriage return)
+    would be read as a formula (OWASP's CSV injection rule), so it is prefixed with a single quote.
+    Numbers are written by repr and never start with these, except negative ones, which stay numbers."""
+    text = str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -236,7 +253,7 @@ def plot(
     runs: list[str] = typer.Argument(..., help="One or more runs (" + RUN_HELP.lower().rstrip(".") + ")."),
     metric: list[str] = typer.Option(None, "--metric", help="Metric names, e.g. loss/recon, lr, temperature "
                                      "(default: every training loss)."),
-    out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf."),
+    out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
     smooth_window: int = typer.Option(1, "--smooth", min=1, help="Trailing mean over this many logged points."),
     log: str = typer.Option("auto", "--log", help="Log y scale: auto (where a metric spans decades), on or off."),
     db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
@@ -246,14 +263,13 @@ def plot(
 
     from fqvae_cli.errors import UsageError
     from fqvae_cli.figures.curves import training_curves
-    from fqvae_cli.io import atomic_path
-    from fqvae_cli.outputs import check_output
+    from fqvae_cli.outputs import check_output, shown, writing
 
     if log not in ("auto", "on", "off"):
         raise UsageError(f"unknown --log '{log}'; choose auto, on or off.")
     with _open(db) as reg:
         target = check_output(out, reg)
-        fmt = target.suffix.lower().lstrip(".")
+        fmt = "png" if target is None else target.suffix.lower().lstrip(".")
         if fmt not in ("png", "svg", "pdf"):
             raise UsageError(f"--out must end in .png, .svg or .pdf, not '{target.name}'.")
         recs = [reg.get_run(r) for r in runs]
@@ -277,7 +293,7 @@ def plot(
         known = sorted({m.name for ms in rows.values() for m in ms})
         raise UsageError(f"no training rows for {', '.join(names) or 'any loss'} in these runs; logged metrics: "
                          f"{', '.join(known) or 'none'}.")
-    with atomic_path(target) as tmp:
+    with writing(target) as tmp:
         logged = training_curves(series, tmp, fmt=fmt, window=smooth_window, log=log,
                                  title=", ".join(labels.values()))
     from fqvae_cli.console import info
@@ -286,4 +302,5 @@ def plot(
         info(f"not logged by these runs: {', '.join(missing)}")
     if logged:
         info(f"log scale: {', '.join(logged)}")
-    typer.echo(str(target))
+    if target is not None:
+        typer.echo(shown(target))

@@ -71,6 +71,11 @@ def score(
         raise UsageError(f"--jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
     if save_matrices is not None and save_matrices.exists() and not save_matrices.is_dir():
         raise UsageError(f"--save-matrices {save_matrices} is a file, not a folder.")
+    if save_matrices is not None:
+        from fqvae_cli.outputs import check_output
+
+        for name in ("importance.npy", "importance.png", "nmi.npy", "nmi.png"):
+            check_output(save_matrices / name, what="--save-matrices", stdout_ok=False)
 
     z = as_codes(_load(codes), codes.name)
     s = as_factors(_load(factors), factors.name)

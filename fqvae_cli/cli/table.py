@@ -23,17 +23,18 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import protocol_sizes
-    from fqvae_cli.io import atomic_write_bytes
-    from fqvae_cli.outputs import check_output
+    from fqvae_cli.outputs import check_output, write_bytes
     from fqvae_cli.tables import build_table, render_rich, render_text
 
     if fmt not in ("rich", "markdown", "latex", "csv", "json"):
         raise UsageError(f"unknown format '{fmt}'; choose rich, markdown, latex, csv or json.")
     protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
+    to_stdout = out is None
     if out is not None:
         out = check_output(out, reg)
+        to_stdout = out is None
     t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides)
-    if fmt == "rich" and out is None:
+    if fmt == "rich" and to_stdout:
         console.out().print(render_rich(t))
         if t.missing:
             console.out().print(f"\n{len(t.missing)} empty cell(s); to fill them:")
@@ -44,7 +45,7 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
         return
     text = render_text(t, "markdown" if fmt == "rich" else fmt)
     if out is not None:
-        atomic_write_bytes(out, (text + "\n").encode())
+        write_bytes(out, (text + "\n").encode())
         typer.echo(str(out))
     else:
         typer.echo(text)

@@ -23,15 +23,17 @@ def train(
                                         "--set model.beta=1e-3 --set train.lr=5e-4 (bare keys like beta work)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to)."),
-    resume: str = typer.Option(None, "--resume", help="Continue RUN from its last checkpoint (same data order "
-                               "and random streams), with the settings it was created with."),
+    resume: str = typer.Option(None, "--resume", help="Continue RUN from its newest checkpoint that verifies "
+                               "(same data order and random streams), with the settings it was created with."),
+    checkpoint: int = typer.Option(None, "--checkpoint", min=0, help="With --resume: continue from the "
+                                   "checkpoint at this iteration (newer ones are set aside, not deleted)."),
     db: str = typer.Option(None, "--db", help="Registry URL (default $FQVAE_DB or the workspace's SQLite file)."),
 ) -> None:
     """Train one model and record it in the registry.
 
     Examples: `fqvae train --model factorqvae` (quick profile on the built-in dataset),
     `fqvae train --model qvae --dataset shapes3d --profile paper --device cuda`,
-    `fqvae train --resume 3fa2c1d9`.
+    `fqvae train --resume 3fa2c1d9`, `fqvae train --resume 3fa2c1d9 --checkpoint 2000`.
     """
     import os
 
@@ -43,7 +45,10 @@ def train(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.registry.liveness import holder_id
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.training.checkpoint import usable_checkpoint
 
+    if checkpoint is not None and not resume:
+        raise UsageError("--checkpoint chooses where --resume continues from; give --resume RUN too.")
     if resume:
         given = [flag for flag, value in (("--model", model), ("--dataset", dataset), ("--profile", profile),
                                           ("--seed", seed), ("--steps", steps), ("--batch-size", batch_size),
@@ -58,8 +63,13 @@ def train(
         cfg = build_run_config(run.config)
         ds = open_dataset(cfg.dataset)
         require_same_dataset(run, ds, "resume")
+        if run.status == "finished":
+            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
+        # Chosen (and its files verified) before the claim: a refused resume leaves the run as it was.
+        start = usable_checkpoint(reg, run, step=checkpoint, warn=console.warn)
         run = reg.claim_for_resume(run.id, pid=os.getpid())  # one writer per run
-        console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset})")
+        console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) from "
+                     f"iteration {start.step}")
     else:
         extra = parse_overrides(overrides or [])
         if steps is not None:
@@ -75,26 +85,27 @@ def train(
                              dataset_fingerprint=dataset_fingerprint(ds))
         console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile {cfg.profile}, "
                      f"{cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
-    result = _train(reg, cfg, run, dev, resume=bool(resume))
+    result = _train(reg, cfg, run, dev, resume_from=start if resume else None)
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
                  f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * 1e4:.2f}")
     console.info(f"next: `fqvae evaluate {run.short_id}`")
     typer.echo(run.short_id)
 
 
-def _train(reg, cfg, run, dev, *, resume: bool):
+def _train(reg, cfg, run, dev, *, resume_from):
     """train_run, making sure the run ends interrupted or failed on every way out, and saying truthfully
     what was saved."""
     from fqvae_cli.errors import Interrupted
     from fqvae_cli.registry.liveness import settle_run
-    from fqvae_cli.training.loop import latest_checkpoint, train_run
+    from fqvae_cli.training.checkpoint import recorded_checkpoints
+    from fqvae_cli.training.loop import train_run
 
     try:
-        return train_run(cfg, reg, run, dev, resume=resume)
+        return train_run(cfg, reg, run, dev, resume_from=resume_from)
     except KeyboardInterrupt:
         settle_run(reg, run.id, "interrupted")
-        found = latest_checkpoint(reg, run.id)
-        saved = (f"its last checkpoint is at iteration {found[0]}" if found
+        found = recorded_checkpoints(reg, run.id)
+        saved = (f"its last checkpoint is at iteration {found[0].step}" if found
                  else "it had no checkpoint yet and starts from the beginning")
         raise Interrupted(f"interrupted; run {run.short_id} is marked interrupted and {saved}; continue it "
                           f"with `fqvae train --resume {run.short_id}`.") from None

@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fqvae_cli.data.plan import publish_mode
 from fqvae_cli.errors import UsageError
-from fqvae_cli.io import atomic_path
 
 LABEL_WIDTH = 120
 PAD = 2
@@ -28,13 +26,11 @@ def sheet_codes(space, base: np.ndarray, max_columns: int) -> list[tuple[int, np
     return rows
 
 
-def contact_sheet(ds, out: Path | str, *, seed: int = 0, max_columns: int = 15, scale: int | None = None) -> Path:
-    """Write the contact sheet of a prepared dataset to `out` (PNG)."""
+def contact_sheet(ds, out: Path | str, *, seed: int = 0, max_columns: int = 15, scale: int | None = None) -> None:
+    """Write the contact sheet of a prepared dataset as a PNG into `out` (the caller's temporary file:
+    fqvae_cli.outputs.writing publishes it)."""
     if max_columns < 2:
         raise UsageError(f"a contact sheet needs at least 2 columns, got {max_columns}.")
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"the contact sheet is a PNG; give --out a .png name, not '{out.name}'.")
     space = ds.space
     base = space.sample(1, seed)[0]
     rows = sheet_codes(space, base, max_columns)
@@ -57,7 +53,4 @@ def contact_sheet(ds, out: Path | str, *, seed: int = 0, max_columns: int = 15, 
             if scale != 1:
                 im = im.resize((tile, tile), Image.Resampling.NEAREST)
             sheet.paste(im, (LABEL_WIDTH + PAD + c * (tile + PAD), y))
-    with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG", optimize=True)
-        publish_mode(tmp)
-    return out
+    sheet.save(out, format="PNG", optimize=True)

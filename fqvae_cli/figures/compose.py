@@ -13,7 +13,6 @@ from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
 from fqvae_cli.figures.plots import pyplot
 from fqvae_cli.figures.traversal import swap, traversal
-from fqvae_cli.io import atomic_path
 from fqvae_cli.models.specs import ZOO
 
 
@@ -77,15 +76,15 @@ def swap_figure(loaded: Any, a: int, b: int, device: Any) -> Any:
     return img
 
 
-def save_image(img: Any, path: Path, fmt: str) -> None:
-    """PNG/PDF through PIL; SVG embeds the exact pixel image through matplotlib."""
-    with atomic_path(path) as tmp:
-        if fmt == "svg":
-            plt = pyplot()
-            w, h = img.size
-            fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
-            fig.figimage(np.asarray(img), 0, 0)
-            fig.savefig(tmp, format="svg", dpi=100)
-            plt.close(fig)
-        else:
-            img.save(tmp, format=fmt.upper())
+def write_image(img: Any, path: Path, fmt: str) -> None:
+    """PNG/PDF through PIL; SVG embeds the exact pixel image through matplotlib. `path` is the caller's
+    temporary file (fqvae_cli.outputs.writing publishes it)."""
+    if fmt == "svg":
+        plt = pyplot()
+        w, h = img.size
+        fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
+        fig.figimage(np.asarray(img), 0, 0)
+        fig.savefig(path, format="svg", dpi=100)
+        plt.close(fig)
+    else:
+        img.save(path, format=fmt.upper())

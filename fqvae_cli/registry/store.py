@@ -116,8 +116,8 @@ class Registry(Results):
     def fail(self, run_id: str, error: str) -> None:
         self._end(run_id, "failed", str(error)[:20_000])
 
-    def interrupt(self, run_id: str) -> None:
-        self._end(run_id, "interrupted", None)
+    def interrupt(self, run_id: str, reason: str | None = None) -> None:
+        self._end(run_id, "interrupted", None if reason is None else str(reason)[:20_000])
 
     def set_status(self, run_id: str, status: str) -> None:
         """Set any status; terminal ones stamp finished_at, "queued" clears the claim so a worker retakes it."""

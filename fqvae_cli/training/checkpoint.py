@@ -5,7 +5,12 @@ A checkpoint at step t is two files in <run dir>/checkpoints/:
   step_000000t.state.pt      optimizer states, RNG states, step, config; plain tensors and containers,
                              loaded with torch.load(weights_only=True)
 Both are written atomically (temporary file, fsync, rename) and recorded in the registry with their
-size and sha256; loading verifies the hashes first, so a changed byte is refused."""
+size and sha256; loading verifies the hashes first, so a changed byte is refused.
+
+A run keeps its newest few checkpoints. Resuming takes the newest one whose two files are present and
+match their recorded hashes (`usable_checkpoint`), saying which newer ones it skipped and why; the
+skipped ones are then set aside (files renamed *.set-aside, rows removed) so the run's history stays
+one straight line."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from fqvae_cli.errors import CheckpointError
+from fqvae_cli.errors import CheckpointError, NotFoundError, StorageError
 from fqvae_cli.io import atomic_path, sha256_file
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -38,16 +43,82 @@ def checkpoint_paths(ckpt_dir: Path, step: int) -> CheckpointFiles:
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, model: Any, state: dict, config: dict) -> CheckpointFiles:
-    """Write weights and state for `step`; returns the paths. Nothing is visible until both are complete."""
+    """Write weights and state for `step`; returns the paths. Nothing is visible until both are complete.
+    A write that fails (disk full, file size limit) removes what it wrote and raises StorageError; the
+    earlier checkpoints are untouched."""
     files = checkpoint_paths(ckpt_dir, step)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "config": json.dumps(config, sort_keys=True), "format": "fqvae-checkpoint-1"}
-    # State first: a weights file is only ever present beside its complete state file.
-    with atomic_path(files.state) as tmp:
-        torch.save({**state, "step": step, "config": config}, tmp)
-    with atomic_path(files.weights) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    existed = files.state.exists()
+    try:
+        # State first: a weights file is only ever present beside its complete state file.
+        with atomic_path(files.state) as tmp:
+            torch.save({**state, "step": step, "config": config}, tmp)
+        with atomic_path(files.weights) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
+        if not existed:
+            files.state.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise StorageError(f"could not write the checkpoint at iteration {step} in {ckpt_dir} ({reason}); "
+                           "is the disk full?") from None
     return files
+
+
+@dataclass(frozen=True)
+class RecordedCheckpoint:
+    """A checkpoint as the registry records it: its step and the artifact rows of its two files."""
+    step: int
+    weights: Any
+    state: Any
+
+
+def recorded_checkpoints(reg: Any, run_id: str) -> list[RecordedCheckpoint]:
+    """Every checkpoint of a run with both files recorded, newest first."""
+    weights = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint")}
+    states = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint_state")}
+    return [RecordedCheckpoint(s, weights[s], states[s]) for s in sorted(set(weights) & set(states), reverse=True)]
+
+
+def usable_checkpoint(reg: Any, run: Any, step: int | None = None, warn: Any = None) -> RecordedCheckpoint:
+    """The newest checkpoint of `run` (or the one at `step`) whose files are present and match their
+    recorded sha256. Newer ones that do not are skipped, each reported through `warn(sentence)`."""
+    found = recorded_checkpoints(reg, run.id)
+    if not found:
+        raise CheckpointError(f"run {run.short_id} has no checkpoint to resume from.")
+    if step is not None:
+        chosen = [c for c in found if c.step == step]
+        if not chosen:
+            raise NotFoundError(f"run {run.short_id} has no checkpoint at iteration {step}; it has: "
+                                f"{', '.join(str(c.step) for c in reversed(found))}.")
+        found = chosen
+    skipped = []
+    for ckpt in found:
+        try:
+            verify(Path(ckpt.state.path), ckpt.state.sha256)
+            verify(Path(ckpt.weights.path), ckpt.weights.sha256)
+        except CheckpointError as exc:
+            skipped.append(f"iteration {ckpt.step}: {exc}")
+            if warn is not None and step is None:
+                warn(f"skipping the checkpoint at iteration {ckpt.step}: {exc}")
+            continue
+        return ckpt
+    raise CheckpointError(f"run {run.short_id} has no checkpoint that verifies ({'; '.join(skipped)}).")
+
+
+def set_aside_after(reg: Any, run_id: str, step: int) -> list[int]:
+    """Take the checkpoints newer than `step` out of the run (a resume from `step` rewrites them): their
+    files are renamed *.set-aside, never deleted, and their rows removed. Returns their steps."""
+    gone = set()
+    for kind in ("checkpoint", "checkpoint_state"):
+        for art in reg.artifacts(run_id, kind=kind):
+            if art.step is not None and art.step > step:
+                path = Path(art.path)
+                if path.exists():
+                    path.replace(path.with_name(path.name + ".set-aside"))
+                reg.remove_artifact(art.id)
+                gone.add(art.step)
+    return sorted(gone)
 
 
 def verify(path: Path, sha256: str | None) -> None:

@@ -21,19 +21,20 @@ from typing import Any
 
 import torch  # the training package is only imported by commands that train
 
+from fqvae_cli import console
 from fqvae_cli.config import RunConfig, TrainConfig
 from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
-from fqvae_cli.device import describe
-from fqvae_cli.errors import CheckpointError, TrainingError
+from fqvae_cli.device import describe, native_bf16
+from fqvae_cli.errors import TrainingError
 from fqvae_cli.io import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
-from fqvae_cli.training.checkpoint import load_state, load_weights
+from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
 from fqvae_cli.training.recorder import Recorder
 from fqvae_cli.training.schedules import cosine_lr, temperature
 from fqvae_cli.training.step import Optimizers, TrainStep
@@ -53,17 +54,6 @@ def iterations_for(train: TrainConfig, factor: bool) -> tuple[int, int]:
     return max(1, train.steps // per), per
 
 
-def latest_checkpoint(reg: Any, run_id: str) -> tuple[int, Any, Any] | None:
-    """(step, weights artifact, state artifact) of the newest complete checkpoint, or None."""
-    weights = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint")}
-    states = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint_state")}
-    steps = sorted(set(weights) & set(states))
-    if not steps:
-        return None
-    s = steps[-1]
-    return s, weights[s], states[s]
-
-
 def configure_backend(train: TrainConfig, device: Any) -> None:
     """Process-wide settings a run asks for: CPU threads; on CUDA, cuDNN autotuning and TF32."""
     if train.threads:
@@ -72,6 +62,20 @@ def configure_backend(train: TrainConfig, device: Any) -> None:
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = train.tf32
         torch.backends.cudnn.allow_tf32 = train.tf32
+
+
+def settle_bf16(cfg: RunConfig, reg: Any, run: Any, device: Any) -> RunConfig:
+    """`train.bf16: auto` becomes true or false the first time a run starts (native bfloat16 on this
+    device or not), and the run's stored config says which, so a resume elsewhere keeps the arithmetic.
+    bf16 asked for on a device that only emulates it trains, with a warning."""
+    if cfg.train.bf16 == "auto":
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bf16": native_bf16(device)})})
+        reg.update_config(run.id, cfg.model_dump(mode="json"))
+    elif cfg.train.bf16 and not native_bf16(device):
+        console.warn(f"bf16 autocast is emulated on this {'GPU' if device.type == 'cuda' else 'CPU'} (no native "
+                     "bfloat16): expect several times slower training than float32; --set train.bf16=auto "
+                     "chooses float32 here.")
+    return cfg
 
 
 def data_on_device(mode: str, device: Any, n_images: int, image_bytes: int) -> bool:
@@ -92,14 +96,15 @@ def rng_state(device: Any) -> dict:
     return state
 
 
-def restore(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any) -> int:
-    """Load the newest checkpoint into model and optimizers, reset the RNG; returns its iteration."""
-    found = latest_checkpoint(reg, run.id)
-    if found is None:
-        raise CheckpointError(f"run {run.short_id} has no checkpoint to resume from.")
-    _step, weights, state_file = found
-    load_weights(Path(weights.path), model, weights.sha256, device=device)
-    state = load_state(Path(state_file.path), state_file.sha256)
+def restore(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
+    """Load checkpoint `ckpt` into model and optimizers and reset the RNG; set aside any newer checkpoint
+    (the run continues from `ckpt` and rewrites them). Returns its iteration."""
+    load_weights(Path(ckpt.weights.path), model, ckpt.weights.sha256, device=device)
+    state = load_state(Path(ckpt.state.path), ckpt.state.sha256)
+    newer = set_aside_after(reg, run.id, ckpt.step)
+    if newer:
+        console.warn(f"run {run.short_id} continues from iteration {ckpt.step}; the checkpoint files of iteration(s) "
+                     f"{', '.join(map(str, newer))} are kept beside it as *.set-aside.")
     opts.load_state_dict(state)
     torch.set_rng_state(state["rng"]["torch"])
     if device.type == "cuda" and "cuda" in state["rng"]:
@@ -129,11 +134,13 @@ class FiniteWatch:
                                 f"last good checkpoint: iteration {last_good}.")
 
 
-def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool = False,
+def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: RecordedCheckpoint | None = None,
               show_progress: bool = True, test_mse: bool = True) -> TrainResult:
-    """Train `run` (already in the registry) with `cfg` on `device`; records everything in `reg`.
+    """Train `run` (already in the registry) with `cfg` on `device`, from scratch or from checkpoint
+    `resume_from` (see checkpoint.usable_checkpoint); records everything in `reg`.
     test_mse=False leaves the test MSE to the evaluation that follows (a worker's run)."""
     spec = get_model_spec(cfg.model.name)
+    cfg = settle_bf16(cfg, reg, run, device)
     train = cfg.train
     configure_backend(train, device)
     folder = run_dir(run)
@@ -155,7 +162,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume: bool =
     on_device = data_on_device(train.data_on_device, device, len(split["train"]), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split["train"], images_per_iter, seed=cfg.seed, device=device,
                            on_device=on_device, channels_last=train.channels_last)
-    start = restore(reg, run, model, opts, device) if resume else 0
+    start = restore(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints)

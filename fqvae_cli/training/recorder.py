@@ -3,7 +3,9 @@
 The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
 leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
 not finite) and marks the run interrupted, a lost claim (the run was requeued after a stale heartbeat)
-stops without touching it, and any other error marks it failed with its message.
+stops without touching it, a checkpoint that cannot be written (disk full) marks it interrupted with the
+reason (its earlier checkpoints are intact, so it resumes once there is room), and any other error marks
+it failed with its message.
 
 A stop signal during the loop is noted, not raised where it lands: the loop stops at the end of the
 iteration in progress (`stop_if_asked`), so a stop never cuts through an optimizer update, a checkpoint
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fqvae_cli import console, signals
-from fqvae_cli.errors import TrainingError
+from fqvae_cli.errors import StorageError, TrainingError
 from fqvae_cli.io import sha256_file
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
@@ -98,6 +100,9 @@ class Recorder:
             if self.done > self.last_checkpoint and healthy():
                 self.checkpoint(self.done, model, snapshot())
             self.reg.interrupt(self.run.id)
+            raise
+        except StorageError as exc:
+            self.reg.interrupt(self.run.id, str(exc))
             raise
         except TakenOver:
             raise TrainingError(f"run {self.run.short_id} was requeued elsewhere after a stale heartbeat; "
