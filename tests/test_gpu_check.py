@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,16 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FQVAE_PYTHON": sys.executable}
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600,
-                          cwd=Path("/"))  # any folder: the script finds the repository itself
+    # Its own process group, so a timeout stops the Python children the script started too, not only bash.
+    proc = subprocess.Popen(["bash", str(SCRIPT), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path("/"), start_new_session=True)  # any folder: it finds the repository
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_smoke_prints_every_figure_on_one_line():

@@ -121,13 +121,14 @@ def test_tampered_checkpoint_is_refused_on_resume(cli, small_data):
     reg = _registry()
     run = reg.get_run("tamper")
     reg.set_status(run.id, "interrupted")
-    last = max(reg.artifacts(run.id, kind="checkpoint"), key=lambda a: a.step)
-    data = bytearray(Path(last.path).read_bytes())
-    data[-1] ^= 0x01
-    Path(last.path).write_bytes(bytes(data))
+    for ckpt in reg.artifacts(run.id, kind="checkpoint"):  # every one: none is left to fall back to
+        data = bytearray(Path(ckpt.path).read_bytes())
+        data[-1] ^= 0x01
+        Path(ckpt.path).write_bytes(bytes(data))
     res = cli("train", "--resume", "tamper", "--device", "cpu")
     assert res.exit_code != 0
     assert "sha256" in res.stderr and "Traceback" not in res.stderr
+    assert reg.get_run(run.id).status == "interrupted"
 
 
 def test_bad_config_gets_one_sentence(cli, small_data):

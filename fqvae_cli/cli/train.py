@@ -63,8 +63,7 @@ def train(
         cfg = build_run_config(run.config)
         ds = open_dataset(cfg.dataset)
         require_same_dataset(run, ds, "resume")
-        if run.status == "finished":
-            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
+        reg.require_resumable(run)  # finished, or held by a live process: said before anything else
         # Chosen (and its files verified) before the claim: a refused resume leaves the run as it was.
         start = usable_checkpoint(reg, run, step=checkpoint, warn=console.warn)
         run = reg.claim_for_resume(run.id, pid=os.getpid())  # one writer per run

@@ -232,16 +232,7 @@ class Registry(Results):
 
         def fn(conn: Any) -> RunRecord:
             run = self._get(conn, run_id, lock=True)
-            if run.status == "finished":
-                raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
-            if run.status == "running" and run.worker != holder:
-                now = self._clock(conn)
-                if liveness.run_state(run, now, stale_after_s) == "alive":
-                    beat = run.heartbeat_at or run.started_at
-                    age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
-                    who = run.worker or run.host or "another process"
-                    raise UsageError(f"run {run.short_id} is being trained by {who}{age}; stop it first "
-                                     "(one writer per run).")
+            self._require_resumable(conn, run, holder, stale_after_s)
             now = self._now()
             conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
                 status="running", worker=holder, host=host, started_at=now, heartbeat_at=now, finished_at=None,
@@ -249,6 +240,23 @@ class Registry(Results):
             return self._get(conn, run_id)
 
         return self._tx(fn, write=True)
+
+    def require_resumable(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> None:
+        """What claim_for_resume would refuse (a finished run, a live holder), checked without claiming,
+        so a command can say so before any other work."""
+        self._tx(lambda conn: self._require_resumable(conn, run, liveness.holder_id(), stale_after_s), write=False)
+
+    def _require_resumable(self, conn: Any, run: RunRecord, holder: str, stale_after_s: float) -> None:
+        if run.status == "finished":
+            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
+        if run.status == "running" and run.worker != holder:
+            now = self._clock(conn)
+            if liveness.run_state(run, now, stale_after_s) == "alive":
+                beat = run.heartbeat_at or run.started_at
+                age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
+                who = run.worker or run.host or "another process"
+                raise UsageError(f"run {run.short_id} is being trained by {who}{age}; stop it first "
+                                 "(one writer per run).")
 
     def requeue_stale(self, older_than_s: float) -> list[str]:
         """Put back in the queue every running run whose holder is gone: a pid on this machine that no

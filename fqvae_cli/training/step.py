@@ -19,6 +19,7 @@ import torch  # the training package is only imported by commands that train
 from torch import Tensor
 
 from fqvae_cli.config import TrainConfig
+from fqvae_cli.device import native_bf16
 
 ADAMW_CLIP_VALUE = 1.0  # the original QLAE clips every gradient element to [-1, 1]
 
@@ -78,7 +79,9 @@ class TrainStep:
         self.opts = opts
         self.half = half
         self.compiled = train.compile
-        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=train.bf16)
+        # train_run settles `auto` and records it; a step built on its own decides the same way.
+        bf16 = native_bf16(device) if train.bf16 == "auto" else train.bf16
+        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
         def vae_grads(x: Tensor, tau: Any) -> tuple[dict[str, Tensor], Tensor]:
             with autocast:
