@@ -113,7 +113,7 @@ def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], li
     return todo, present, notes
 
 
-def _check_datasets(plans: list[RunPlan]) -> list[str]:
+def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
     """Refuse a run whose dataset is prepared here with another fingerprint; note the ones not prepared."""
     from fqvae_cli.data.identity import dataset_fingerprint, describe
     from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
@@ -128,8 +128,8 @@ def _check_datasets(plans: list[RunPlan]) -> list[str]:
             continue
         ds = PreparedDataset(dataset_dir(run.dataset))
         if recorded and dataset_fingerprint(ds) != recorded:
-            raise DataError(f"run {run.short_id} was trained on {describe(recorded)} but the dataset prepared "
-                            f"here at {ds.path} is {describe(dataset_fingerprint(ds))}; nothing was imported.")
+            raise bundle.bad(f"run {run.short_id} was trained on {describe(recorded)} but the dataset prepared "
+                             f"here at {ds.path} is {describe(dataset_fingerprint(ds))}")
     return notes
 
 
@@ -143,8 +143,7 @@ def _check_checkpoints(bundle: Bundle, plan: RunPlan, folder: Path) -> None:
             try:
                 check_readable(**{"weights" if a.kind == "checkpoint" else "state": path})
             except CheckpointError as exc:
-                raise bundle.bad(f"run {plan.run.short_id}'s {path.name} cannot be read as plain tensors, so it "
-                                 f"is not loaded ({str(exc).splitlines()[0]})") from None
+                raise bundle.bad(f"for run {plan.run.short_id}, {exc}") from None
 
 
 class _Placed:
@@ -195,7 +194,7 @@ def _place(bundle: Bundle, plans: list[RunPlan]) -> _Placed:
 def install_bundle(bundle: Bundle, reg: Any) -> Installed:
     """Import a verified bundle's runs into `reg` and this workspace's runs folder (module docstring)."""
     todo, present, notes = _against_registry(reg, bundle.runs)
-    notes += _check_datasets(todo)
+    notes += _check_datasets(bundle, todo)
     if todo:
         placed = _place(bundle, todo)
         try:

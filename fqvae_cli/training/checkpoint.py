@@ -93,6 +93,13 @@ def check_readable(weights: Path | None = None, state: Path | None = None) -> No
             with safe_open(str(weights), framework="pt") as fh:
                 fh.metadata()
         except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupted checkpoint
-            raise CheckpointError(f"checkpoint {weights.name} is not a readable safetensors file: {exc}") from None
+            raise CheckpointError(f"checkpoint {weights.name} is not a readable safetensors file ({exc})") from None
     if state is not None:
-        load_state(state)
+        try:
+            torch.load(state, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any refusal or parse failure means it is not loaded
+            # torch's refusal is paragraphs long; the line naming the blocked global is the one that says why.
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+            why = next((ln for ln in lines if "unsupported" in ln.lower()), lines[0]).rstrip(".")
+            raise CheckpointError(f"checkpoint state {state.name} holds more than tensors and plain containers, "
+                                  f"or is damaged ({why[:200]})") from None
