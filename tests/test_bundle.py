@@ -304,7 +304,8 @@ def test_a_dataset_not_prepared_here_is_noted(cli, source, tmp_path, monkeypatch
     res = cli("runs", "import", source["bundle"])
     assert res.exit_code == 0, res.stderr
     assert ("note: dataset synth3d (648 images 32x32, factors 3x3x3x2x4x3, small grid) is not prepared here; "
-            f"evaluating or drawing run {source['run'].short_id} needs it") in res.stderr
+            f"evaluating or drawing run {source['run'].short_id} needs it (fqvae data prepare synth3d --grid small)."
+            ) in res.stderr
 
 
 def _fake_run(workspace: Path, status: str = "finished"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tarfile
 import uuid
@@ -123,8 +124,10 @@ def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
         run, recorded = plan.run, plan.run.dataset_fingerprint
         if not is_prepared(run.dataset):
             what = describe(recorded) if recorded else f"'{run.dataset}'"
+            grid = str(((recorded or {}).get("source") or {}).get("grid", ""))
+            grid = f" --grid {grid}" if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", grid) else ""
             notes.append(f"dataset {what} is not prepared here; evaluating or drawing run {run.short_id} needs it "
-                         f"(fqvae data prepare {run.dataset}).")
+                         f"(fqvae data prepare {run.dataset}{grid}).")
             continue
         ds = PreparedDataset(dataset_dir(run.dataset))
         if recorded and dataset_fingerprint(ds) != recorded:

@@ -179,7 +179,7 @@ def _remove_run_folder(folder) -> None:
 
 @runs_app.command("export")
 def export(
-    refs: list[str] = typer.Argument(None, help="Runs to export (default: every run the filters match); "
+    run: list[str] = typer.Argument(None, help="Runs to export (default: every run the filters match); "
                                      "id, short id, unique id prefix, or name.", show_default=False),
     bundle: str = typer.Option(None, "--bundle", help="Write the runs as a portable bundle (a tar: rows, last "
                                "checkpoint, matrices, figures, sha256 of every file) to this file; see "
@@ -199,6 +199,7 @@ def export(
     import csv
     import io
 
+    refs = run or []
     from fqvae_cli.errors import UsageError
     from fqvae_cli.outputs import check_output
 
