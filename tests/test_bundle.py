@@ -277,6 +277,16 @@ def test_a_different_run_under_the_same_id_is_refused(cli, source, workspace, tm
     assert _state(None, workspace) == before
 
 
+def test_a_stray_run_folder_is_not_overwritten(cli, source, workspace):
+    stray = workspace / "runs" / source["run"].id / "notes.txt"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("mine")
+    before = _state(None, workspace)
+    res = cli("runs", "import", source["bundle"])
+    assert res.exit_code == 2 and "already exists but this registry has no run" in res.stderr, res.stderr
+    assert _state(None, workspace) == before
+
+
 def test_short_id_and_name_collisions_are_said(cli, source, workspace, tmp_path):
     with Registry() as reg:
         local = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="fq")

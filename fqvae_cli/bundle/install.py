@@ -91,8 +91,8 @@ def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], li
             continue
         folder = run_dir(run)
         if folder.exists() or folder.is_symlink():
-            raise UsageError(f"{folder} already exists but this registry has no run {run.short_id}; move it away "
-                             "first. Nothing was imported.")
+            raise UsageError(f"{folder} already exists but this registry has no run {run.short_id}; nothing was "
+                             "imported (move that folder away first).")
         if run.short_id in taken:
             short = _free_short_id(reg, run, taken)
             notes.append(f"short id {run.short_id} is taken here by another run; run {run.id} is known here as "

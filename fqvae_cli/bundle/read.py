@@ -89,6 +89,9 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
         folder = run_dir(run)
     except (TypeError, ValueError, FqvaeError) as exc:
         raise _bad(bundle, f"its manifest has a malformed run row ({exc})") from None
+    if not (isinstance(run.short_id, str) and re.fullmatch(r"[0-9a-f]{8}", run.short_id)
+            and (run.name is None or isinstance(run.name, str))):
+        raise _bad(bundle, "its manifest has a malformed run row (short id or name)")
     if run.status not in TERMINAL_STATUSES:
         raise _bad(bundle, f"run {run.short_id} is '{run.status}'; only stopped runs travel")
     try:
