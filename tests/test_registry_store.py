@@ -204,3 +204,37 @@ def test_requeue_stale_uses_heartbeat_age(reg):
     assert reg.get_run(alive.id).status == "running"
     assert reg.heartbeat(dead.id) is False
     assert reg.claim_next_queued("w3").id == dead.id
+
+
+def test_import_runs_keeps_ids_and_times_and_is_all_or_nothing(reg):
+    import dataclasses
+    from datetime import datetime
+
+    from fqvae_cli.registry.store import ArtifactRow, MetricRow
+
+    made = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone.utc)
+    run = RunRecord(id="ab" * 16, short_id="abababab", name="away", model="qlae", dataset="synth3d",
+                    profile="quick", seed=2, status="finished", config={"nan": math.nan, "k": [1]},
+                    created_at=made, started_at=made, finished_at=made, heartbeat_at=None, host="gpu-7",
+                    device="cuda:0", version="0.0.9", code_revision="abc", error=None, worker="gpu-7:12",
+                    dataset_fingerprint={"name": "synth3d", "n_images": 648})
+    metrics = [MetricRow("loss", 2.0, 1, "train"), MetricRow("dci_d", -0.0, 6, "eval", "tiny"),
+               MetricRow("infom", math.nan, 6, "eval", "tiny")]
+    arts = [ArtifactRow("checkpoint", "/w/runs/x/checkpoints/s.safetensors", 7, "1" * 64, 6, made)]
+    clash = dataclasses.replace(run, id="cd" * 16, short_id=_new(reg).short_id)
+    with pytest.raises(UsageError, match="already holds a run with the id or short id"):
+        reg.import_runs([(run, metrics, arts), (clash, [], [])])
+    assert reg.runs_matching(ids=[run.id, clash.id]) == []  # the first run was rolled back with the second
+    reg.import_runs([(run, metrics, arts)])
+    got = reg.get_run("away")
+    assert dataclasses.replace(got, config={}) == dataclasses.replace(run, config={})
+    assert math.isnan(got.config["nan"]) and got.config["k"] == [1]
+    rows = reg.metrics(run.id)
+    assert [(m.name, m.step, m.split, m.protocol) for m in rows] == [(m.name, m.step, m.split, m.protocol)
+                                                                      for m in metrics]
+    assert math.copysign(1.0, rows[1].value) == -1.0 and math.isnan(rows[2].value)
+    (a,) = reg.artifacts(run.id)
+    assert (a.kind, a.path, a.bytes, a.sha256, a.step, a.created_at) == (*dataclasses.astuple(arts[0])[:5], made)
+    assert [r.id for r in reg.runs_matching(short_ids=["abababab"], names=["nosuch"])] == [run.id]
+    with pytest.raises(UsageError, match="only a stopped run can be imported"):
+        reg.import_runs([(dataclasses.replace(run, id="ef" * 16, short_id="efefefef", status="running"), [], [])])

@@ -1,4 +1,4 @@
-"""`fqvae runs`: list, inspect, delete and export the runs in the registry."""
+"""`fqvae runs`: list, inspect, delete, export and import the runs in the registry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import typer
 DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///WORKSPACE/registry.db`)."
 RUN_HELP = "Run id, short id, unique id prefix, or name."
 
-runs_app = typer.Typer(help="List, inspect, delete and export recorded runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
 
 
 def _open(db: str | None):
@@ -179,6 +179,13 @@ def _remove_run_folder(folder) -> None:
 
 @runs_app.command("export")
 def export(
+    run: list[str] = typer.Argument(None, help="Runs to export (default: every run the filters match); "
+                                     "id, short id, unique id prefix, or name.", show_default=False),
+    bundle: str = typer.Option(None, "--bundle", help="Write the runs as a portable bundle (a tar: rows, last "
+                               "checkpoint, matrices, figures, sha256 of every file) to this file; see "
+                               "docs/bundles.md.", show_default=False),
+    all_checkpoints: bool = typer.Option(False, "--all", help="With --bundle: every kept checkpoint, not only "
+                                         "the last."),
     fmt: str = typer.Option("csv", "--format", help="csv or json."),
     out_file: str = typer.Option(None, "--out", help="Write to this file (atomically); - or omitted: stdout."),
     model: str = typer.Option(None, "--model", help="Only this model."),
@@ -187,18 +194,29 @@ def export(
     status: str = typer.Option(None, "--status", help="Only this status."),
     db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
 ) -> None:
-    """Export one row per run with its latest metrics; metric columns are named protocol:name@split."""
+    """Export one row per run with its latest metrics (metric columns are named protocol:name@split), or
+    with --bundle the runs themselves, to import elsewhere with `fqvae runs import`."""
     import csv
     import io
 
+    refs = run or []
     from fqvae_cli.errors import UsageError
     from fqvae_cli.outputs import check_output, write_bytes
 
+    if refs and any(v is not None for v in (model, dataset, profile, status)):
+        raise UsageError("give runs or filters (--model, --dataset, --profile, --status), not both.")
+    if bundle is not None:
+        if out_file:
+            raise UsageError("--bundle and --out both name the file to write; give one.")
+        _export_bundle(refs, bundle, all_checkpoints, (model, dataset, profile, status), db)
+        return
+    if all_checkpoints:
+        raise UsageError("--all applies to --bundle only.")
     if fmt not in ("csv", "json"):
         raise UsageError(f"unknown export format '{fmt}'; choose csv or json.")
     with _open(db) as reg:
         target = check_output(out_file, reg) if out_file else None
-        runs = _find(reg, model, dataset, profile, status)
+        runs = [reg.get_run(r) for r in refs] if refs else _find(reg, model, dataset, profile, status)
         latest: dict[str, dict[str, float]] = {r.id: {} for r in runs}
         for m in reg.latest_metric_records([r.id for r in runs]):
             latest[m.run_id][m.key] = m.value
@@ -241,6 +259,54 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _export_bundle(refs, bundle: str, all_checkpoints: bool, filters: tuple, db: str | None) -> None:
+    from fqvae_cli.bundle import export_bundle
+    from fqvae_cli.console import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.outputs import check_output
+
+    with _open(db) as reg:
+        target = check_output(bundle, reg, what="--bundle", stdout_ok=False)
+        runs = [reg.get_run(r) for r in refs] if refs else _find(reg, *filters)
+        if not runs:
+            raise UsageError(f"no runs match in {reg.display_url}; nothing to bundle.")
+        done = export_bundle(reg, runs, target, all_checkpoints=all_checkpoints)
+    for note in done.notes:
+        console().print(f"note: {note}", soft_wrap=True, markup=False)
+    console().print(f"wrote {len(done.runs)} run(s) ({', '.join(done.runs)}), {done.files} file(s), "
+                    f"{done.bytes / 1e6:.1f} MB, to {done.path}", soft_wrap=True, markup=False)
+
+
+@runs_app.command("import")
+def import_(
+    bundle: str = typer.Argument(..., help="A bundle written by `fqvae runs export --bundle`."),
+    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+) -> None:
+    """Import the runs of a bundle, keeping their ids. Every file is checked against its sha256 first; a
+    bundle with unsafe members (absolute paths, `..`, links, devices), changed files, a newer format, a
+    dataset that contradicts the one prepared here, or a different run under an id already here is refused,
+    and nothing changes. Importing never runs code from the bundle."""
+    from fqvae_cli.bundle import install_bundle, open_bundle
+    from fqvae_cli.console import console
+
+    with open_bundle(bundle) as opened, _open(db) as reg:
+        done = install_bundle(opened, reg)
+        where = reg.display_url
+    con = console()
+    for plan in done.imported:
+        r = plan.run
+        con.print(f"imported run {r.short_id} ({r.model} on {r.dataset}, seed {r.seed}, {r.status}): "
+                  f"{len(plan.files)} file(s), {len(plan.metrics)} metric row(s) into {where}",
+                  soft_wrap=True, markup=False)
+    for short in done.present:
+        con.print(f"run {short} is already in {where} with everything the bundle holds for it; nothing to do.",
+                  soft_wrap=True, markup=False)
+    for note in done.notes:
+        con.print(f"note: {note}", soft_wrap=True, markup=False)
+    for plan in done.imported:
+        typer.echo(plan.run.short_id)
 
 
 def register(app: typer.Typer) -> None:

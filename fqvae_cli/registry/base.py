@@ -93,6 +93,15 @@ class Connection:
 
         return func.now()
 
+    def _stamp(self, value: datetime | None) -> datetime | None:
+        """A recorded time (aware, or naive UTC) as this engine stores it: naive UTC on SQLite."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise UsageError(f"a recorded time must be a datetime, not {value!r}.")
+        aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return aware.replace(tzinfo=None) if self._sqlite else aware
+
     def _clock(self, conn: Any) -> datetime:
         """The server's current time as an aware UTC datetime, to compare with records' times."""
         if self._sqlite:

@@ -1,5 +1,5 @@
-"""What the registry hands out and takes in: frozen records that map themselves from table rows, and
-`MetricRow`, one metric value to log.
+"""What the registry hands out and takes in: frozen records that map themselves from table rows,
+`MetricRow`, one metric value to log, and `ArtifactRow`, one file to record.
 
 Callers never see ORM objects, so nothing outside the store holds a session or triggers lazy SQL."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -172,6 +173,35 @@ class MetricRecord(_FromRow):
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """One file to record for a run: its kind (checkpoint, figure, ...), path, size and sha256, optionally
+    the step it belongs to and when it was made (None: now)."""
+
+    kind: str
+    path: str
+    bytes: int
+    sha256: str
+    step: int | None = None
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        opt_text(self.kind, "artifact kind", 32)
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise UsageError(f"sha256 must be 64 lowercase hex digits, not {self.sha256!r}.")
+        size = opt_int(self.bytes, "artifact size")
+        if size is None or size < 0:
+            raise UsageError(f"artifact size must be a non-negative integer, not {self.bytes!r}.")
+        opt_int(self.step, "artifact step")
+        if self.created_at is not None and not isinstance(self.created_at, datetime):
+            raise UsageError(f"an artifact's creation time must be a datetime, not {self.created_at!r}.")
+
+    def params(self, run_id: str) -> dict[str, Any]:
+        """The columns of this row in the artifacts table, but for created_at."""
+        return {"run_id": run_id, "kind": self.kind, "path": str(self.path), "bytes": opt_int(self.bytes, "size"),
+                "sha256": self.sha256, "step": opt_int(self.step, "artifact step")}
 
 
 @dataclass(frozen=True)

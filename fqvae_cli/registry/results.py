@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import delete, func, insert, select
 
 from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, Connection
-from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, opt_int, opt_text
+from fqvae_cli.registry.records import ArtifactRecord, ArtifactRow, MetricRecord, MetricRow
 
 
 class Results(Connection):
@@ -75,14 +74,7 @@ class Results(Connection):
 
     def add_artifact(self, run_id: str, *, kind: str, path: str | Path, bytes: int, sha256: str,
                      step: int | None = None) -> ArtifactRecord:
-        opt_text(kind, "artifact kind", 32)
-        if not re.fullmatch(r"[0-9a-f]{64}", str(sha256)):
-            raise UsageError(f"sha256 must be 64 lowercase hex digits, not {sha256!r}.")
-        size = opt_int(bytes, "artifact size")
-        if size is None or size < 0:
-            raise UsageError(f"artifact size must be a non-negative integer, not {bytes!r}.")
-        values = {"run_id": run_id, "kind": kind, "path": str(path), "bytes": size, "sha256": sha256,
-                  "step": opt_int(step, "artifact step")}
+        values = ArtifactRow(kind, str(path), bytes, sha256, step).params(run_id)
 
         def fn(conn: Any) -> ArtifactRecord:
             self._get(conn, run_id)

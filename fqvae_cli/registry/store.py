@@ -22,12 +22,21 @@ from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.registry import liveness
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, json_text
-from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, RunRecord, opt_int, opt_text
+from fqvae_cli.registry.records import (
+    ArtifactRecord,
+    ArtifactRow,
+    MetricRecord,
+    MetricRow,
+    RunRecord,
+    opt_int,
+    opt_text,
+)
 from fqvae_cli.registry.results import Results
 from fqvae_cli.registry.revision import code_revision
 from fqvae_cli.registry.schema import STATUSES, TERMINAL_STATUSES
 
-__all__ = ["ArtifactRecord", "MetricRecord", "MetricRow", "Registry", "RunRecord", "code_revision", "run_dir"]
+__all__ = ["ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord", "code_revision",
+           "run_dir"]
 
 # A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
 DEFAULT_STALE_S = 300.0
@@ -182,6 +191,69 @@ class Registry(Results):
             stmt = stmt.where(RUNS.c.status.in_([_check_status(s) for s in wanted]))
         stmt = stmt.order_by(RUNS.c.created_at, RUNS.c.id)
         return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+
+    def runs_matching(self, *, ids: Sequence[str] = (), short_ids: Sequence[str] = (),
+                      names: Sequence[str] = ()) -> list[RunRecord]:
+        """Runs whose id, short id or name is exactly one of those given (no prefixes, no fuzzy match)."""
+        clauses = [col.in_(list(values)) for col, values in
+                   ((RUNS.c.id, ids), (RUNS.c.short_id, short_ids), (RUNS.c.name, names)) if values]
+        if not clauses:
+            return []
+        stmt = select(RUNS).where(or_(*clauses)).order_by(RUNS.c.created_at, RUNS.c.id)
+        return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+
+    def import_runs(self, runs: Sequence[tuple[RunRecord, Sequence[MetricRow], Sequence[ArtifactRow]]]) -> None:
+        """Record runs made elsewhere (a bundle), each with its metric rows (in order) and artifacts, in one
+        transaction: all are stored or none. A run keeps its id, short id and times; only stopped runs are
+        taken, and an id or short id already in this registry is refused."""
+        rows = [(self._imported_run(run), [m.params(run.id) for m in metrics],
+                 [{**a.params(run.id), "created_at": self._stamp(a.created_at) or self._now()} for a in artifacts])
+                for run, metrics, artifacts in runs]
+
+        def fn(conn: Any) -> None:
+            for values, metric_params, artifact_params in rows:
+                clash = conn.execute(select(RUNS.c.short_id).where(or_(
+                    RUNS.c.id == values["id"], RUNS.c.short_id == values["short_id"]))).first()
+                if clash is not None:
+                    raise UsageError(f"this registry already holds a run with the id or short id of run "
+                                     f"{values['short_id']} (run {clash.short_id}); nothing was imported.")
+                conn.execute(insert(RUNS).values(**values))
+                if metric_params:
+                    conn.execute(insert(METRICS), metric_params)
+                if artifact_params:
+                    conn.execute(insert(ARTIFACTS), artifact_params)
+
+        self._tx(fn, write=True)
+
+    def _imported_run(self, run: RunRecord) -> dict[str, Any]:
+        """The runs-table columns of a run recorded elsewhere, checked as create_run checks a new one."""
+        if not isinstance(run.id, str) or not RUN_ID.fullmatch(run.id):
+            raise UsageError(f"a run id is 32 hex digits, not {run.id!r}.")
+        if not isinstance(run.short_id, str) or not re.fullmatch(r"[0-9a-f]{8}", run.short_id):
+            raise UsageError(f"a short run id is 8 hex digits, not {run.short_id!r}.")
+        if run.status not in TERMINAL_STATUSES:
+            raise UsageError(f"only a stopped run can be imported; run {run.short_id} is '{run.status}'.")
+        for what, value, limit in (("model", run.model, 64), ("dataset", run.dataset, 64),
+                                   ("profile", run.profile, 32)):
+            if opt_text(value, what, limit) is None:
+                raise UsageError(f"{what} is required.")
+        seed = opt_int(run.seed, "seed")
+        if seed is None or seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, not {run.seed!r}.")
+        if run.created_at is None:
+            raise UsageError(f"run {run.short_id} has no creation time.")
+        text = {col: opt_text(getattr(run, col), col, limit) for col, limit in (
+            ("name", 200), ("host", 255), ("device", 64), ("version", 32), ("code_revision", 64),
+            ("worker", 255))}
+        if run.error is not None and not isinstance(run.error, str):
+            raise UsageError(f"a run's error must be text, not {run.error!r}.")
+        fp = run.dataset_fingerprint
+        return {**text, "id": run.id, "short_id": run.short_id, "model": run.model, "dataset": run.dataset,
+                "profile": run.profile, "seed": seed, "status": run.status, "error": run.error,
+                "config": json_text(run.config, "run config"),
+                "dataset_fingerprint": None if fp is None else json_text(fp, "dataset fingerprint"),
+                **{col: self._stamp(getattr(run, col))
+                   for col in ("created_at", "started_at", "finished_at", "heartbeat_at")}}
 
     def delete_run(self, run_id: str) -> RunRecord:
         """Delete a run's rows (metrics, artifacts, run) in one transaction; files are the caller's."""

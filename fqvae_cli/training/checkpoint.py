@@ -153,3 +153,24 @@ def load_state(path: Path, sha256: str | None = None) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"checkpoint state {path.name} cannot be read: {exc}") from None
+
+
+def check_readable(weights: Path | None = None, state: Path | None = None) -> None:
+    """Parse checkpoint files from elsewhere without building a model: the safetensors header of the
+    weights, and the state file the way load_state reads it (weights_only), so a pickle that would run
+    code is refused, never run."""
+    if weights is not None:
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                fh.metadata()
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupted checkpoint
+            raise CheckpointError(f"checkpoint {weights.name} is not a readable safetensors file ({exc})") from None
+    if state is not None:
+        try:
+            torch.load(state, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any refusal or parse failure means it is not loaded
+            # torch's refusal is paragraphs long; the line naming the blocked global is the one that says why.
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+            why = next((ln for ln in lines if "unsupported" in ln.lower()), lines[0]).rstrip(".")
+            raise CheckpointError(f"checkpoint state {state.name} holds more than tensors and plain containers, "
+                                  f"or is damaged ({why[:200]})") from None
