@@ -19,7 +19,6 @@ import types
 import pytest
 from helpers import TINY
 from http_server import FileServer, closed_port, etag
-from test_data_cli import one_line_error
 from writers import write_isaac, write_shapes3d, zip_folder
 
 from fqvae_cli import paths
@@ -30,13 +29,21 @@ H5 = "/3dshapes.h5"
 
 
 def error_sentence(result, *fragments: str) -> None:
-    """Failed with one sentence: one `error:` line, the last, no traceback (progress lines may come first)."""
+    """Failed with one sentence of a typed error: one `error:` line, the last, no traceback, not the CLI's
+    last-resort 'unexpected' (progress lines may come first)."""
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert not errors[0].startswith("error: unexpected"), errors[0]
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def one_sentence(result, *fragments: str) -> None:
+    """The error line is all that was printed."""
+    error_sentence(result, *fragments)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def sha(data: bytes) -> str:
@@ -210,7 +217,7 @@ def test_free_space_is_checked_before_anything_is_fetched(cli, server, monkeypat
     point_catalog(monkeypatch, "shapes3d", url=server.url(H5))
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12 - 10**6, 10**6))
     # 267.6 MB file + the prepared 480,000 images (5.9 GB)
-    one_line_error(cli("data", "download", "shapes3d"), "downloading shapes3d needs 6.2 GB free under",
+    one_sentence(cli("data", "download", "shapes3d"), "downloading shapes3d needs 6.2 GB free under",
                    "but only 1.0 MB is")
     assert server.requests == []
 
@@ -237,7 +244,7 @@ def test_catalog_md5_and_size_are_enforced(cli, server, monkeypatch):
     r = cli("data", "download", "mpi3d_toy", "--no-prepare")
     error_sentence(r, f"has md5 {md5}, expected {'0' * 32} (the catalog)")
     point_catalog(monkeypatch, "mpi3d_toy", url=server.url("/toy.npz"), hash=md5, size=4000)
-    one_line_error(cli("data", "download", "mpi3d_toy", "--no-prepare"),
+    one_sentence(cli("data", "download", "mpi3d_toy", "--no-prepare"),
                    f"{server.url('/toy.npz')} serves 4,096 bytes, but mpi3d_toy.npz is 4,000 bytes (the catalog)")
     point_catalog(monkeypatch, "mpi3d_toy", url=server.url("/toy.npz"), hash=md5, size=4096)
     r = cli("data", "download", "mpi3d_toy", "--no-prepare")
@@ -257,14 +264,14 @@ def test_replaced_mpi3d_real_is_reported_not_refused(cli, server, monkeypatch):
 
 def test_404_and_refused_connection_are_one_sentence(cli, server):
     r = cli("data", "download", "shapes3d", "--url", server.url("/moved.h5"))
-    one_line_error(r, f"{server.url('/moved.h5')} answered HTTP 404 Not Found",
+    one_sentence(r, f"{server.url('/moved.h5')} answered HTTP 404 Not Found",
                    "`fqvae data prepare shapes3d --source FILE`")
     url = f"http://127.0.0.1:{closed_port()}/3dshapes.h5"
     r = cli("data", "download", "shapes3d", "--url", url)
-    one_line_error(r, f"cannot reach {url} (connection refused)", "`fqvae data prepare shapes3d --source FILE`")
+    one_sentence(r, f"cannot reach {url} (connection refused)", "`fqvae data prepare shapes3d --source FILE`")
     assert not is_prepared("shapes3d")
-    one_line_error(cli("data", "download", "shapes3d", "--sha256", "abc"), "--sha256 takes 64 hexadecimal digits")
-    one_line_error(cli("data", "download", "synth3d"), "'synth3d' is built in and has nothing to download")
+    one_sentence(cli("data", "download", "shapes3d", "--sha256", "abc"), "--sha256 takes 64 hexadecimal digits")
+    one_sentence(cli("data", "download", "synth3d"), "'synth3d' is built in and has nothing to download")
 
 
 def test_server_errors_are_retried_then_reported(cli, server, monkeypatch):
@@ -284,7 +291,7 @@ def test_a_second_download_of_the_same_dataset_is_refused(cli, server, shapes_by
     with download._holding_lock(folder, "shapes3d"):
         holder = (folder / ".lock").read_text().strip()
         r = cli("data", "download", "shapes3d", "--url", server.url(H5))
-    one_line_error(r, f"another download of 'shapes3d' is running ({holder})", "wait for it to finish")
+    one_sentence(r, f"another download of 'shapes3d' is running ({holder})", "wait for it to finish")
     assert f":{os.getpid()}, since " in holder and server.requests == []
     assert cli("data", "download", "shapes3d", "--url", server.url(H5)).exit_code == 0  # released
 
@@ -306,7 +313,7 @@ def fake_gdown(monkeypatch, behaviour):
 
 def test_drive_without_gdown_names_the_extra_and_the_manual_route(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "gdown", None)  # import gdown -> ImportError
-    one_line_error(cli("data", "download", "isaac3d"), "needs the optional package gdown (pip install "
+    one_sentence(cli("data", "download", "isaac3d"), "needs the optional package gdown (pip install "
                    "'fqvae[drive]')", "1OmQ1G2wnm6eTsSFGTKFZZAh5D3nQTW1B", "`fqvae data prepare isaac3d --source FILE`")
 
 
@@ -316,7 +323,7 @@ def test_drive_refusal_gives_the_manual_route(cli, monkeypatch):
 
     fake_gdown(monkeypatch, refuse)
     r = cli("data", "download", "mpi3d")
-    one_line_error(r, "Google Drive did not hand over real3d_complicated_shapes_ordered.npz (Too many users have "
+    one_sentence(r, "Google Drive did not hand over real3d_complicated_shapes_ordered.npz (Too many users have "
                    "viewed or downloaded this file recently.)", "in a browser and run `fqvae data prepare mpi3d "
                    "--source FILE`")
     assert not is_prepared("mpi3d")
@@ -347,9 +354,9 @@ def test_drive_download_is_verified_recorded_and_prepared(cli, monkeypatch, tmp_
 
 def test_missing_dataset_names_the_download(cli):
     r = cli("train", "--model", "ae", "--dataset", "isaac3d")
-    one_line_error(r, "dataset 'isaac3d' is not prepared", "run `fqvae data download isaac3d` (about 13.0 GB "
+    one_sentence(r, "dataset 'isaac3d' is not prepared", "run `fqvae data download isaac3d` (about 13.0 GB "
                    "download), or `fqvae data prepare isaac3d --source PATH`")
-    one_line_error(cli("data", "prepare", "mpi3d"), "needs --source PATH", "or run `fqvae data download mpi3d`")
+    one_sentence(cli("data", "prepare", "mpi3d"), "needs --source PATH", "or run `fqvae data download mpi3d`")
     rows = {r["name"]: r for r in json.loads(cli("data", "list", "--json").stdout)}
     assert rows["shapes3d"]["download"] == {"url": "https://storage.googleapis.com/3d-shapes/3dshapes.h5",
                                             "bytes": 267_573_662, "exact": True, "hash_pinned": True,
