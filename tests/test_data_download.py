@@ -121,6 +121,7 @@ def test_catalog_source_is_checked_against_its_size_and_sha256(cli, server, monk
     kept = downloads("shapes3d") / "3dshapes.h5"
     assert kept.read_bytes() == shapes_bytes and f"kept {kept}" in r.stdout
     assert PreparedDataset(paths.data_root() / "shapes3d").meta["source"]["expected"]["from"] == "the catalog"
+    assert f"downloaded from {server.url(H5)}" in cli("data", "info", "shapes3d").stdout
 
     # Prepared already: nothing is fetched, unless --force (which reuses the verified kept file).
     r = cli("data", "download", "shapes3d")
@@ -177,7 +178,7 @@ def test_ctrl_c_keeps_the_partial_file_and_a_rerun_resumes(cli, server, workspac
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
-    assert "the download of mpi3d_toy stopped at 2.1 MB; the partial file" in err and "rerun" in err
+    assert f"the download of mpi3d_toy stopped at 2.1 MB; the partial file is kept in {part.parent}: rerun" in err
     assert part.read_bytes() == data[: 2 * fetch.CHUNK]
 
     del server.stall["/big.bin"]
@@ -344,7 +345,7 @@ def test_drive_download_is_verified_recorded_and_prepared(cli, monkeypatch, tmp_
     assert r.exit_code == 0, r.stderr
     assert calls == [{"id": "1OmQ1G2wnm6eTsSFGTKFZZAh5D3nQTW1B", "resume": True,
                       "output": str(downloads("isaac3d") / "Isaac3D_down128.zip.part")}]
-    assert f"sha256 {sha(data)}: no published hash: its sha256 is recorded in meta.json" in r.stdout
+    assert f"sha256 {sha(data)}: no published hash to check; recorded in meta.json when prepared" in r.stdout
     src = PreparedDataset(paths.data_root() / "isaac3d").meta["source"]
     assert src["sha256"] == sha(data) and src["url"] == catalog.SOURCES["isaac3d"].url and "expected" not in src
     assert "prepared isaac3d: 8 images 64x64" in r.stdout

@@ -185,7 +185,7 @@ def info_(
     out().print(f"[bold]{d['name']}[/bold]: {d['n_images']:,} images {d['image_size']}x{d['image_size']}, "
                 f"{d['disk_bytes'] / 1e6:,.1f} MB at {d['path']}")
     out().print(f"source: {src.get('name')}" + (f" (sha256 {src['sha256'][:16]}...)" if src.get("sha256") else "")
-                + f"; prepared {d['created']}")
+                + (f", downloaded from {src['url']}" if src.get("url") else "") + f"; prepared {d['created']}")
     out().print("split: " + ", ".join(f"{k} {v:,}" for k, v in d["split"].items()))
     for note in d["notes"]:
         out().print(f"note: {note}")

@@ -132,11 +132,12 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
             with progress(f"downloading {target.file}", None, unit="B") as bar:
                 drive_download(file_id, part, bar, target)
         else:
-            fetch_http(target, part, state, _on_headers(target, folder, state, None if known else extra_space))
+            fetch_http(target, part, state, _OnHeaders(target, folder, state, None if known else extra_space))
     except KeyboardInterrupt:
-        have = part.stat().st_size if part.exists() else 0
-        raise Interrupted(f"the download of {target.name} stopped at {fmt_bytes(have)}; the partial file {part} "
-                          f"is kept: rerun the same command to resume.") from None
+        # gdown keeps its own partial file beside ours (`<file>.part<random>.part`)
+        have = max((p.stat().st_size for p in folder.glob(f"{part.name}*")), default=0)
+        raise Interrupted(f"the download of {target.name} stopped at {fmt_bytes(have)}; the partial file is kept "
+                          f"in {folder}: rerun the same command to resume.") from None
     hashes = _verify(target, part, folder)
     part.replace(final)
     atomic_write_json(folder / STATE_FILE, {**state, "status": "verified", "size": final.stat().st_size,
@@ -144,21 +145,22 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
     return Result(target.name, file=final, url=target.url, hashes=hashes, check=_check_text(target, hashes))
 
 
-def _on_headers(target: Target, folder: Path, state: dict[str, Any], extra_space: int | None):
-    """After each response's headers: persist the ETag (so a rerun resumes only the same file) and, once,
-    check the free space when the size was unknown before the first response."""
-    saved = {"etag": state.get("etag")}
-    pending = {"space": extra_space}
+class _OnHeaders:
+    """Run after each response's headers: persist a new ETag (a rerun resumes only the same file) and,
+    once, check the free space when the file's size was not known before the first response."""
 
-    def on_headers(total: int | None, start: int) -> None:
-        if state.get("etag") != saved["etag"]:
-            atomic_write_json(folder / STATE_FILE, state)
-            saved["etag"] = state.get("etag")
-        if pending["space"] is not None and total is not None:
-            check_free_space(folder, total - start + pending["space"], f"downloading {target.name}")
-            pending["space"] = None
+    def __init__(self, target: Target, folder: Path, state: dict[str, Any], extra_space: int | None):
+        self.target, self.folder, self.state = target, folder, state
+        self.saved_etag = state.get("etag")
+        self.extra_space = extra_space
 
-    return on_headers
+    def __call__(self, total: int | None, start: int) -> None:
+        if self.state.get("etag") != self.saved_etag:
+            atomic_write_json(self.folder / STATE_FILE, self.state)
+            self.saved_etag = self.state.get("etag")
+        if self.extra_space is not None and total is not None:
+            check_free_space(self.folder, total - start + self.extra_space, f"downloading {self.target.name}")
+            self.extra_space = None
 
 
 def _same_file(state: dict[str, Any], target: Target, final: Path) -> bool:
@@ -174,7 +176,7 @@ def _same_file(state: dict[str, Any], target: Target, final: Path) -> bool:
 
 def _check_text(target: Target, hashes: dict[str, str]) -> str:
     if not target.expected:
-        return "no published hash: its sha256 is recorded in meta.json; pin it with --sha256"
+        return "no published hash to check; recorded in meta.json when prepared, --sha256 pins it next time"
     got = hashes.get(target.algorithm or "")
     if got == target.expected:
         return f"{target.algorithm} matches {target.origin}"
