@@ -108,7 +108,7 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
                     raise DownloadError(f"{target.url} answered HTTP {exc.code} {exc.reason}; check the URL, or "
                                         f"{target.manual()}.") from None
             except URLError as exc:
-                if failures == 0 and isinstance(exc.reason, (ConnectionRefusedError, socket.gaierror)):
+                if failures == 0 and _unreachable(exc.reason):
                     raise DownloadError(f"cannot reach {target.url} ({_reason(exc.reason)}); check the network, "
                                         f"or {target.manual()}.") from None
                 reason = _reason(exc.reason)
@@ -165,6 +165,12 @@ def _copy(resp: Any, fh: IO[bytes], bar: Progress, part: Path) -> int:
         got += len(block)
         bar.advance(len(block))
     return got
+
+
+def _unreachable(reason: object) -> bool:
+    """No network, no such host, nothing listening: retrying in a few seconds will not help."""
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
 
 
 def _reason(exc: BaseException | str) -> str:
