@@ -366,5 +366,6 @@ def test_missing_dataset_names_the_download(cli):
     assert rows["mpi3d_toy"]["download"]["algorithm"] == "md5" and rows["mpi3d_toy"]["download"]["hash_pinned"]
     assert rows["isaac3d"]["download"]["via"] == "google drive" and rows["isaac3d"]["download"]["algorithm"] is None
     assert "download" not in rows["synth3d"]
+    assert "download" in cli("data", "--help").stdout
     table = cli("data", "list").stdout
     assert "267.6 MB" in table and "sha256 pinned" in table and "~13.0 GB" in table

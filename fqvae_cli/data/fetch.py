@@ -89,6 +89,9 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
                     if bar is None:
                         bar = stack.enter_context(progress(f"downloading {target.file}", total, unit="B",
                                                            initial=start))
+                    if start not in (0, offset):
+                        part.unlink()  # not the rest of what we have: the next try starts from byte 0
+                        raise _Dropped(f"the server resumed at byte {start:,}, not {offset:,}")
                     if start == 0 and offset:
                         info("the server sent the whole file rather than the rest; starting over")
                     with open(part, "ab" if start else "wb") as fh:
@@ -112,7 +115,7 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
                     raise DownloadError(f"cannot reach {target.url} ({_reason(exc.reason)}); check the network, "
                                         f"or {target.manual()}.") from None
                 reason = _reason(exc.reason)
-            except (_Dropped, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            except (_Dropped, OSError, http.client.HTTPException) as exc:  # resets, timeouts, TLS errors
                 reason = _reason(exc)
             failures += 1
             have = part.stat().st_size if part.exists() else 0
@@ -156,12 +159,12 @@ def _copy(resp: Any, fh: IO[bytes], bar: Progress, part: Path) -> int:
         try:
             _write(fh, block)
             fh.flush()
-        except OSError as exc:
+        except OSError as exc:  # the disk, not the network: no retry
+            fh.close()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                fh.close()
                 raise DownloadError(f"the disk holding {part.parent} is full after {fmt_bytes(part.stat().st_size)}; "
                                     f"the partial file {part} is kept: free some space and rerun to resume.") from None
-            raise
+            raise DownloadError(f"cannot write {part} ({exc.strerror or exc}).") from None
         got += len(block)
         bar.advance(len(block))
     return got
