@@ -16,12 +16,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+
+from fqvae_cli.io import fmt_bytes
 
 _console = None
 _out_console = None
@@ -60,8 +63,15 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _fmt_rate(rate: float, unit: str) -> str:
-    """Slow loops (runs of a reproduction) read better per minute than as '0.0 run/s'."""
+    """Slow loops (runs of a reproduction) read better per minute than as '0.0 run/s'; bytes (unit 'B')
+    in kB/MB/GB per second."""
+    if unit == "B":
+        return f"{fmt_bytes(rate)}/s"
     return f"{rate * 60:.1f} {unit}/min" if rate < 0.5 else f"{rate:.1f} {unit}/s"
+
+
+def _fmt_amount(n: int, unit: str) -> str:
+    return fmt_bytes(n) if unit == "B" else str(n)
 
 
 class Progress:
@@ -82,6 +92,10 @@ class Progress:
     def status(self, text: str) -> None:
         self._status = text
 
+    def set_total(self, total: int | None) -> None:
+        """For work whose size is learnt once it has started (a download's Content-Length)."""
+        self.total = total
+
     @property
     def rate(self) -> float:
         dt = time.monotonic() - self._start
@@ -99,11 +113,12 @@ class _PlainProgress(Progress):
         parts = [f"{self.description}:"]
         if self.total:
             pct = 100.0 * self.completed / self.total
-            parts.append(f"{self.completed}/{self.total} ({pct:.0f}%)")
+            parts.append(f"{_fmt_amount(self.completed, self.unit)}/{_fmt_amount(self.total, self.unit)} "
+                         f"({pct:.0f}%)")
             if not final and rate > 0:
                 parts.append(f"eta {_fmt_seconds((self.total - self.completed) / rate)}")
         else:
-            parts.append(f"{self.completed}")
+            parts.append(_fmt_amount(self.completed, self.unit))
         parts.append(_fmt_rate(rate, self.unit))
         if self._status:
             parts.append(self._status)
@@ -134,6 +149,10 @@ class _RichProgress(Progress):
         super().status(text)
         self._bar.update(self._task, status=text)
 
+    def set_total(self, total: int | None) -> None:
+        super().set_total(total)
+        self._bar.update(self._task, total=total)
+
 
 _live: dict = {"bar": None, "depth": 0}
 
@@ -146,10 +165,8 @@ def progress(description: str, total: int | None = None, *, unit: str = "it",
     if not is_interactive():
         interval = float(os.environ.get("FQVAE_LOG_INTERVAL", "10"))
         p = _PlainProgress(description, total, unit, interval, initial)
-        try:
-            yield p
-        finally:
-            p.close()
+        yield p  # a closing line only on success: after an error, its one sentence says what happened
+        p.close()
         return
 
     outer = _live["bar"] is None
@@ -157,7 +174,7 @@ def progress(description: str, total: int | None = None, *, unit: str = "it",
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            DownloadColumn() if unit == "B" else MofNCompleteColumn(),
             TextColumn("[cyan]{task.fields[rate]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),

@@ -25,6 +25,10 @@ class DataError(FqvaeError):
     """A dataset source or prepared store that is malformed."""
 
 
+class DownloadError(FqvaeError):
+    """A download that cannot go on: no network, an HTTP error, a full disk, another download running."""
+
+
 class RegistryError(FqvaeError):
     """The results registry cannot be opened or written."""
 

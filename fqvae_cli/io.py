@@ -109,3 +109,26 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def fmt_bytes(n: float) -> str:
+    """'267.6 MB', '12.7 GB': decimal units, as download pages and disk tools print them."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_free_space(folder: Path | str, needed: int, what: str) -> None:
+    """Refuse, before writing anything, when the disk holding `folder` has less than `needed` bytes free."""
+    from fqvae_cli.errors import DataError
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DataError(f"{what} needs {fmt_bytes(needed)} free under {folder} but only {fmt_bytes(free)} is; "
+                        f"free some space or choose another --root.")

@@ -191,8 +191,9 @@ def test_concurrent_builders_build_once():
 
 
 def test_open_errors_name_the_fix(small):
-    with pytest.raises(NotFoundError, match=r"dataset 'shapes3d' is not prepared under .*; run "
-                                            r"`fqvae data prepare shapes3d --source PATH` with PATH the 3dshapes.h5"):
+    with pytest.raises(NotFoundError, match=r"dataset 'shapes3d' is not prepared under .*; run `fqvae data "
+                                            r"download shapes3d` \(267.6 MB download\), or `fqvae data prepare "
+                                            r"shapes3d --source PATH` with PATH the 3dshapes.h5"):
         open_dataset("shapes3d")
     with pytest.raises(ConfigError, match="unknown dataset 'cifar'; choose one of: synth3d, shapes3d"):
         open_dataset("cifar")

@@ -7,9 +7,9 @@ import typer
 data_app = typer.Typer(
     help=(
         "Ground-truth datasets. `synth3d` (a procedural Shapes3D, 480,000 images at 32x32) is built in and "
-        "rendered on first use; shapes3d, mpi3d and isaac3d are converted once from their official files "
-        "with `fqvae data prepare NAME --source PATH`. Datasets live under --root, else $FQVAE_DATA, "
-        "else ~/.fqvae/data."
+        "rendered on first use; shapes3d, mpi3d and isaac3d are fetched, checked and converted once with "
+        "`fqvae data download NAME`, or converted from a file you have with `fqvae data prepare NAME --source "
+        "PATH`. Datasets live under --root, else $FQVAE_DATA, else ~/.fqvae/data."
     ),
     no_args_is_help=True,
 )
@@ -18,6 +18,8 @@ data_app = typer.Typer(
 _ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else `WORKSPACE/data`, WORKSPACE "
                                           "being $FQVAE_HOME or ~/.fqvae).")
 _NAME_HELP = "Dataset: synth3d, shapes3d, mpi3d, mpi3d_toy, mpi3d_realistic, mpi3d_real or isaac3d."
+_DOWNLOAD_HELP = ("Dataset: shapes3d, mpi3d (MPI3D-complex, the paper's), mpi3d_toy, mpi3d_realistic, mpi3d_real "
+                  "or isaac3d.")
 
 
 def _summary(ds) -> str:
@@ -62,6 +64,40 @@ def prepare(
                    f"(--force rebuilds it)")
 
 
+@data_app.command("download")
+def download(
+    name: str = typer.Argument(..., help=_DOWNLOAD_HELP),
+    root: Path | None = _ROOT,
+    url: str | None = typer.Option(None, "--url", help="Fetch from this URL instead (a mirror, a local server); "
+                                                       "drops the catalog's size and hash."),
+    sha256: str | None = typer.Option(None, "--sha256", help="Refuse a file whose sha256 is not this one."),
+    no_prepare: bool = typer.Option(False, "--no-prepare", help="Only download and verify the file."),
+    keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded file after preparing."),
+    force: bool = typer.Option(False, "--force", help="Download and prepare again a dataset already prepared."),
+) -> None:
+    """Download a dataset's official file, check its size and hash, and prepare it. An interrupted download
+    resumes where it stopped when run again. `fqvae data list` shows each download's size; docs/datasets.md
+    says where every file and hash comes from."""
+    from fqvae_cli.data.download import download as do_download
+    from fqvae_cli.io import fmt_bytes
+
+    result = do_download(name, root=root, url=url, sha256=sha256, prepare=not no_prepare,
+                         keep_source=keep_source, force=force)
+    if result.already_prepared:
+        typer.echo(f"{name} is already prepared at {result.dataset.path}; nothing downloaded (--force downloads "
+                   f"and prepares it again)")
+        return
+    assert result.hashes is not None
+    size = result.dataset.meta["source"]["size"] if result.dataset else result.file.stat().st_size
+    verb = "using the file downloaded earlier" if result.reused else "downloaded"
+    typer.echo(f"{verb} from {result.url} ({fmt_bytes(size)})\n  sha256 {result.hashes['sha256']}: {result.check}")
+    if result.dataset is not None:
+        typer.echo(f"prepared {name}: {_summary(result.dataset)}\n  at {result.dataset.path}")
+    if result.file is not None:
+        tail = f"; prepare it with `fqvae data prepare {name} --source {result.file}`" if no_prepare else ""
+        typer.echo(f"kept {result.file}{tail}")
+
+
 @data_app.command("synth")
 def synth(
     out: Path = typer.Option(..., "--out", help="The .h5 file to write (layout of 3dshapes.h5)."),
@@ -94,7 +130,7 @@ def list_(
     root: Path | None = _ROOT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Every dataset fqvae knows and whether it is prepared."""
+    """Every dataset fqvae knows: whether it is prepared, its download size and whether a hash is pinned."""
     import json
 
     from fqvae_cli.data.store import list_datasets
@@ -106,9 +142,10 @@ def list_(
     from rich.table import Table
 
     from fqvae_cli.console import out
+    from fqvae_cli.io import fmt_bytes
 
     table = Table(title="Datasets")
-    for head in ("name", "status", "images", "size", "factors", "path"):
+    for head in ("name", "status", "images", "size", "factors", "download", "hash", "path"):
         table.add_column(head)
     for r in rows:
         if r.get("error"):
@@ -117,9 +154,13 @@ def list_(
             status = "[green]prepared[/green]"
         else:
             status = "built on first use" if r["built_in"] else "not prepared"
+        dl = r.get("download")
+        size = "" if dl is None else ("" if dl["exact"] else "~") + fmt_bytes(dl["bytes"])
+        pinned = "" if dl is None else (f"{dl['algorithm']} pinned" if dl["hash_pinned"] else
+                                        f"{dl['algorithm']} reported" if dl["algorithm"] else "none published")
         table.add_row(r["name"], status, f"{r['n_images']:,}" if r["prepared"] else "",
                       f"{r['image_size']}px" if r["prepared"] else "",
-                      "x".join(map(str, r["factor_sizes"])) if r["prepared"] else "", r["path"])
+                      "x".join(map(str, r["factor_sizes"])) if r["prepared"] else "", size, pinned, r["path"])
     out().print(table)
 
 
@@ -146,7 +187,7 @@ def info_(
     out().print(f"[bold]{d['name']}[/bold]: {d['n_images']:,} images {d['image_size']}x{d['image_size']}, "
                 f"{d['disk_bytes'] / 1e6:,.1f} MB at {d['path']}")
     out().print(f"source: {src.get('name')}" + (f" (sha256 {src['sha256'][:16]}...)" if src.get("sha256") else "")
-                + f"; prepared {d['created']}")
+                + (f", downloaded from {src['url']}" if src.get("url") else "") + f"; prepared {d['created']}")
     out().print("split: " + ", ".join(f"{k} {v:,}" for k, v in d["split"].items()))
     for note in d["notes"]:
         out().print(f"note: {note}")

@@ -1,10 +1,59 @@
-"""The dataset names fqvae knows. One dict feeds CLI choices, config validation and error messages."""
+"""The dataset names fqvae knows, and where each dataset's official file is downloaded from. One dict
+feeds CLI choices, config validation, error messages and `fqvae data download`.
+
+Every download fact (URL, size, hash) names where it comes from in `provenance`; a fact that could not
+be checked against a public source says so there, and docs/datasets.md repeats the table."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.io import fmt_bytes
+
+
+@dataclass(frozen=True)
+class DownloadSource:
+    """Where `fqvae data download` fetches a dataset's official file, and how the file is checked."""
+
+    url: str  # http(s), or a Google Drive link (fetched through the optional gdown package)
+    file: str  # the name it is saved under
+    approx_bytes: int  # shown to users and used by the free-space check
+    size: int | None = None  # exact byte count, refused when different; None where none is published
+    hash: str | None = None  # hex digest of the whole file
+    algorithm: str = "sha256"  # of `hash`: sha256 or md5
+    hash_enforced: bool = True  # False: a different digest is reported, not refused
+    provenance: str = ""  # where the URL, size and hash come from
+    citation: str = ""
+    licence: str = ""
+    note: str = ""
+
+    @property
+    def drive_id(self) -> str | None:
+        return drive_id(self.url)
+
+    @property
+    def pinned(self) -> bool:
+        """A file with another digest is refused."""
+        return self.hash is not None and self.hash_enforced
+
+    def size_text(self) -> str:
+        return fmt_bytes(self.size) if self.size else f"about {fmt_bytes(self.approx_bytes)}"
+
+
+def drive_id(url: str) -> str | None:
+    """The file id of a Google Drive link (`.../file/d/ID/view`, `...?id=ID`), else None."""
+    from urllib.parse import parse_qs, urlparse
+
+    parsed = urlparse(url)
+    if parsed.hostname not in ("drive.google.com", "docs.google.com", "drive.usercontent.google.com"):
+        return None
+    parts = parsed.path.split("/")
+    if "d" in parts and parts.index("d") + 1 < len(parts):
+        return parts[parts.index("d") + 1]
+    ids = parse_qs(parsed.query).get("id")
+    return ids[0] if ids else None
 
 
 @dataclass(frozen=True)
@@ -18,6 +67,7 @@ class DatasetSpec:
     image_size: int = 64
     built_in: bool = False  # rendered on demand, no source file needed
     converter: str | None = None  # the converter of its source format (fqvae_cli.data.store.CONVERTERS)
+    download: DownloadSource | None = None  # the official file, for `fqvae data download`
 
     @property
     def n_factors(self) -> int:
@@ -28,12 +78,79 @@ class DatasetSpec:
         """d = 2 x number of factors (paper Section 3.3)."""
         return 2 * self.n_factors
 
+    @property
+    def prepared_bytes(self) -> int:
+        """Disk taken by the prepared official grid: uint8 images and int64 codes."""
+        n = math.prod(self.factor_sizes)
+        return n * (self.image_size * self.image_size * 3 + 8 * self.n_factors)
+
+    def how_to_get(self) -> str:
+        """The commands that make this dataset available, for every 'not prepared' message."""
+        if self.built_in:
+            return f"`fqvae data prepare {self.name}`"
+        manual = f"`fqvae data prepare {self.name} --source PATH` with PATH the {self.source}"
+        if self.download is None:
+            return manual
+        return f"`fqvae data download {self.name}` ({self.download.size_text()} download), or {manual}"
+
 
 SHAPES3D_FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 MPI3D_FACTORS = ("object_color", "object_shape", "object_size", "camera_height", "background_color",
                  "horizontal_axis", "vertical_axis")
 ISAAC3D_FACTORS = ("object_shape", "robot_x", "robot_y", "camera_height", "object_scale",
                    "lighting_intensity", "lighting_y_dir", "object_color", "wall_color")
+
+_MPI3D_CITATION = ("Gondal et al., On the Transfer of Inductive Bias from Simulation to the Real World: a New "
+                   "Disentanglement Dataset, NeurIPS 2019")
+_MPI3D_README = "github.com/rr-learning/disentanglement_dataset README (Downloads section, 2025-04-17)"
+_MPI3D_HUB = "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/"
+# 1,036,800 uint8 images of 64x64x3 in an uncompressed .npz; no size is published.
+_MPI3D_FULL_BYTES = 1_036_800 * 64 * 64 * 3
+_MPI3D_MD5 = {"toy": "55889cb7c7dfc655d6e0277beee88868", "realistic": "59a6225b88b635365f70c91b3e52f70f",
+              "real": "0f33f609918fb5c97996692f91129802"}
+
+
+def _mpi3d_source(variant: str) -> DownloadSource:
+    real = variant == "real"
+    return DownloadSource(
+        url=f"{_MPI3D_HUB}mpi3d_{variant}.npz", file=f"mpi3d_{variant}.npz", approx_bytes=_MPI3D_FULL_BYTES,
+        hash=_MPI3D_MD5[variant], algorithm="md5", hash_enforced=not real,
+        provenance=(f"URL: {_MPI3D_README}; MD5: nmichlo/disent (disent/dataset/data/_groundtruth__mpi3d.py), "
+                    "taken of the 2019 file at storage.googleapis.com/disentanglement_dataset/Final_Dataset/, "
+                    "not re-checked against the hub copy; size: not published (1,036,800 x 64x64x3 bytes)"),
+        citation=_MPI3D_CITATION, licence="CC BY 4.0",
+        note=("the publisher replaced mpi3d_real.npz on 2025-04-17 ('Corrected corrupted mpi3d_real.npz', "
+              "disentanglement_dataset issue 5), so the 2019 MD5 is reported, not enforced" if real else ""),
+    )
+
+
+SOURCES: dict[str, DownloadSource] = {
+    "shapes3d": DownloadSource(
+        url="https://storage.googleapis.com/3d-shapes/3dshapes.h5", file="3dshapes.h5",
+        approx_bytes=267_573_662, size=267_573_662,
+        hash="0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
+        provenance="URL, size and sha256: tensorflow/datasets tensorflow_datasets/datasets/shapes3d/checksums.tsv",
+        citation="Burgess and Kim, 3D Shapes Dataset, 2018 (github.com/deepmind/3d-shapes)",
+        licence="Apache 2.0 (as third-party mirrors state; the publisher's LICENSE text was not read)",
+    ),
+    "mpi3d": DownloadSource(
+        url="https://drive.google.com/file/d/1Tp8eTdHxgUMtsZv5uAoYAbJR1BOa_OQm/view?usp=sharing",
+        file="real3d_complicated_shapes_ordered.npz", approx_bytes=460_800 * 64 * 64 * 3,
+        provenance=(f"Google Drive link: {_MPI3D_README}; no size or hash is published: the sha256 of the "
+                    "downloaded file is recorded; size: 460,800 x 64x64x3 bytes if stored uncompressed"),
+        citation=_MPI3D_CITATION, licence="CC BY 4.0",
+    ),
+    **{f"mpi3d_{v}": _mpi3d_source(v) for v in ("toy", "realistic", "real")},
+    "isaac3d": DownloadSource(
+        url="https://drive.google.com/uc?export=download&id=1OmQ1G2wnm6eTsSFGTKFZZAh5D3nQTW1B",
+        file="Isaac3D_down128.zip", approx_bytes=13_000_000_000,
+        provenance=("Google Drive link and size ('Isaac3D_128x128 (13 GB)'): github.com/NVlabs/"
+                    "High-res-disentanglement-datasets README; no hash is published: the sha256 of the "
+                    "downloaded file is recorded"),
+        citation="Nie et al., Semi-Supervised StyleGAN for Disentanglement Learning, ICML 2020",
+        licence="CC BY 4.0 (NVIDIA)",
+    ),
+}
 
 DATASETS: dict[str, DatasetSpec] = {
     "synth3d": DatasetSpec(
@@ -45,18 +162,19 @@ DATASETS: dict[str, DatasetSpec] = {
         name="shapes3d", title="Shapes3D (3dshapes.h5)",
         factor_names=SHAPES3D_FACTORS, factor_sizes=(10, 10, 10, 8, 4, 15),
         source="3dshapes.h5 (keys images, labels)", hyperparameters="shapes3d", converter="shapes3d",
+        download=SOURCES["shapes3d"],
     ),
     "isaac3d": DatasetSpec(
         name="isaac3d", title="Isaac3D (downsampled to 64x64)",
         factor_names=ISAAC3D_FACTORS, factor_sizes=(3, 8, 5, 4, 4, 4, 6, 4, 4),
         source="Isaac3D_down128 folder or zip (images/*.png, labels.npy)", hyperparameters="isaac3d",
-        converter="isaac3d",
+        converter="isaac3d", download=SOURCES["isaac3d"],
     ),
     "mpi3d": DatasetSpec(
         name="mpi3d", title="MPI3D-complex",
         factor_names=MPI3D_FACTORS, factor_sizes=(4, 4, 2, 3, 3, 40, 40),
         source="real3d_complicated_shapes_ordered.npz or mpi3d_{toy,realistic,real}.npz (key images)",
-        hyperparameters="mpi3d", converter="mpi3d",
+        hyperparameters="mpi3d", converter="mpi3d", download=SOURCES["mpi3d"],
     ),
     # The 1,036,800-image files: same factors, six colours and six shapes. Not in the paper's tables.
     **{
@@ -64,6 +182,7 @@ DATASETS: dict[str, DatasetSpec] = {
             name=f"mpi3d_{v}", title=f"MPI3D-{v}",
             factor_names=MPI3D_FACTORS, factor_sizes=(6, 6, 2, 3, 3, 40, 40),
             source=f"mpi3d_{v}.npz (key images)", hyperparameters="mpi3d", converter="mpi3d",
+            download=SOURCES[f"mpi3d_{v}"],
         )
         for v in ("toy", "realistic", "real")
     },

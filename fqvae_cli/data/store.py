@@ -31,7 +31,7 @@ from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
 from fqvae_cli.data.plan import SourcePlan, current_umask, publish_mode
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
-from fqvae_cli.io import atomic_dir, atomic_write_json, sha256_file
+from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, sha256_file
 
 FORMAT_VERSION = 1
 IMAGES_FILE = "images.npy"
@@ -191,6 +191,7 @@ def write_store(name: str, plan: SourcePlan, root: Path | str | None = None, *,
                 return PreparedDataset(target), False
             raise UsageError(f"dataset '{name}' already exists at {target}; pass --force to replace it.")
         _remove_stale(root_path, name)
+        check_free_space(root_path, n * (s * s * 3 + 8 * plan.space.n_factors), f"preparing {name}")
         source = dict(plan.source)
         with atomic_dir(target, replace=existing == "replace") as tmp:
             images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8,
@@ -232,14 +233,12 @@ def open_dataset(name: str, root: Path | str | None = None, *, build: bool = Tru
     target = dataset_dir(name, root)
     if (target / META_FILE).is_file():
         return PreparedDataset(target)
-    if spec.built_in:
-        if build:
-            ds, _ = prepare(name, root=root, existing="use")
-            return ds
-        raise NotFoundError(f"dataset '{name}' is not built yet under {target.parent}; "
-                            f"run `fqvae data prepare {name}`.")
-    raise NotFoundError(f"dataset '{name}' is not prepared under {target.parent}; run "
-                        f"`fqvae data prepare {name} --source PATH` with PATH the {spec.source}.")
+    if spec.built_in and build:
+        ds, _ = prepare(name, root=root, existing="use")
+        return ds
+    # The one message for a missing dataset: it names the command that gets it.
+    raise NotFoundError(f"dataset '{name}' is not {'built yet' if spec.built_in else 'prepared'} under "
+                        f"{target.parent}; run {spec.how_to_get()}.")
 
 
 # Converter names (DatasetSpec.converter) -> plan(source, name[, factor_sizes]); the built-in dataset is
@@ -253,9 +252,12 @@ CONVERTERS: dict[str, Callable[..., SourcePlan]] = {
 
 def prepare(name: str, source: Path | str | None = None, *, root: Path | str | None = None,
             force: bool = False, grid: str | None = None, factor_sizes: list[int] | None = None,
-            existing: str | None = None) -> tuple[PreparedDataset, bool]:
+            existing: str | None = None, source_record: dict[str, Any] | None = None,
+            ) -> tuple[PreparedDataset, bool]:
     """Convert a source into the store (or render the built-in dataset). Returns (dataset, written):
-    preparing again from the same source is a no-op; a different source needs force=True."""
+    preparing again from the same source is a no-op; a different source needs force=True.
+    `source_record` adds to meta.json's source record (a download's URL and verified hashes; a sha256
+    given here is not computed again)."""
     spec = get_dataset_spec(name)
     if grid is not None and not spec.built_in:
         raise UsageError(f"--grid applies to the built-in dataset only, not to '{name}'.")
@@ -270,12 +272,14 @@ def prepare(name: str, source: Path | str | None = None, *, root: Path | str | N
         plan = synthetic.store_plan(grid or "official", image_size=spec.image_size)
     else:
         if source is None:
-            raise UsageError(f"preparing '{name}' needs --source PATH: the {spec.source}.")
+            hint = f"; or run `fqvae data download {name}`" if spec.download else ""
+            raise UsageError(f"preparing '{name}' needs --source PATH: the {spec.source}{hint}.")
         src = Path(source).expanduser()
         if not src.exists():
             raise NotFoundError(f"source {src} does not exist.")
         options = {"factor_sizes": factor_sizes} if factor_sizes is not None else {}
         plan = CONVERTERS[spec.converter](src, name=name, **options)
+        plan.source.update(source_record or {})
     target = dataset_dir(name, root)
     if existing is None:
         existing = "replace" if force else "error"
@@ -292,11 +296,17 @@ def prepare(name: str, source: Path | str | None = None, *, root: Path | str | N
 
 
 def list_datasets(root: Path | str | None = None) -> list[dict[str, Any]]:
-    """One row per known dataset name: whether it is prepared, and its size when it is."""
+    """One row per known dataset name: whether it is prepared, its size when it is, and what
+    `fqvae data download` would fetch (bytes, exact or approximate, and whether a hash is pinned)."""
     rows = []
     for name, spec in DATASETS.items():
         row: dict[str, Any] = {"name": name, "title": spec.title, "built_in": spec.built_in,
                                "prepared": False, "path": str(dataset_dir(name, root))}
+        if spec.download is not None:
+            dl = spec.download
+            row["download"] = {"url": dl.url, "bytes": dl.size or dl.approx_bytes, "exact": dl.size is not None,
+                               "hash_pinned": dl.pinned, "algorithm": dl.algorithm if dl.hash else None,
+                               "via": "google drive" if dl.drive_id else "http"}
         if is_prepared(name, root):
             try:
                 ds = PreparedDataset(dataset_dir(name, root))

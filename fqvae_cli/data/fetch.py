@@ -1,0 +1,220 @@
+"""Bytes from a URL into a file: HTTP with resume and retries on the standard library, and Google Drive
+through the optional gdown package. What to fetch and what to do with it is fqvae_cli.data.download's.
+
+HTTP: a partial file is continued with `Range: bytes=N-` and `If-Range: <ETag>` (a file that changed on
+the server is then sent whole and fetched again); a dropped connection, a timeout or HTTP 5xx/429 is
+retried with exponential backoff; a refused connection or a failed name lookup on the first try, and
+HTTP 4xx, are reported at once. Drive: its confirmation page for large files, cookies and quotas are
+gdown's business, called in one place (`drive_download`). Every failure is one sentence naming the URL
+and the manual route (`fqvae data prepare NAME --source FILE`)."""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.error import HTTPError, URLError
+
+from fqvae_cli import __version__
+from fqvae_cli.console import Progress, info, progress
+from fqvae_cli.errors import DataError, DownloadError
+from fqvae_cli.io import fmt_bytes
+
+RETRIES = 5  # after a transient failure (dropped connection, timeout, HTTP 5xx/429)
+BACKOFF_S = 2.0  # the first wait; doubled after each failure
+TIMEOUT_S = 60.0
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one download fetches and what the file must be."""
+
+    name: str
+    url: str
+    file: str
+    size: int | None  # exact size to enforce
+    approx_bytes: int | None  # for the free-space check when no exact size is known
+    algorithm: str | None  # of `expected`
+    expected: str | None
+    enforced: bool  # a different digest is refused (else reported)
+    origin: str  # where the expected hash and size come from: 'the catalog' or '--sha256'
+    note: str = ""
+
+    def manual(self) -> str:
+        return f"fetch {self.url} another way and run `fqvae data prepare {self.name} --source FILE`"
+
+
+class _Dropped(Exception):
+    """The connection ended before the promised bytes arrived."""
+
+
+def fetch_http(target: Target, part: Path, state: dict[str, Any],
+               on_headers: Callable[[int | None, int], None]) -> None:
+    """Fill `part` with the file at target.url, resuming from its current size. `state["etag"]` is kept
+    up to date (the caller persists it); on_headers(total size or None, first byte sent) runs on every
+    response before its body is read, and may raise to stop."""
+    failures = 0
+    with ExitStack() as stack:
+        bar: Progress | None = None
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            if target.size is not None and offset == target.size:
+                return
+            if target.size is not None and offset > target.size:
+                info(f"{part.name} is longer than the file ({offset:,} > {target.size:,} bytes); starting over")
+                part.unlink()
+                offset = 0
+            headers = {"User-Agent": f"fqvae/{__version__}"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                if state.get("etag"):
+                    headers["If-Range"] = state["etag"]
+            try:
+                with urllib.request.urlopen(urllib.request.Request(target.url, headers=headers),
+                                            timeout=TIMEOUT_S) as resp:
+                    start, total = _span(resp, offset)
+                    if target.size is not None and total is not None and total != target.size:
+                        raise DataError(f"{target.url} serves {total:,} bytes, but {target.file} is {target.size:,} "
+                                        f"bytes ({target.origin}); nothing more was downloaded.")
+                    state["etag"] = resp.headers.get("ETag")
+                    on_headers(total, start)
+                    if bar is None:
+                        bar = stack.enter_context(progress(f"downloading {target.file}", total, unit="B",
+                                                           initial=start))
+                    if start not in (0, offset):
+                        part.unlink()  # not the rest of what we have: the next try starts from byte 0
+                        raise _Dropped(f"the server resumed at byte {start:,}, not {offset:,}")
+                    if start == 0 and offset:
+                        info("the server sent the whole file rather than the rest; starting over")
+                    with open(part, "ab" if start else "wb") as fh:
+                        got = _copy(resp, fh, bar, part)
+                    if total is not None and start + got < total:
+                        raise _Dropped(f"the connection closed after {fmt_bytes(start + got)} of {fmt_bytes(total)}")
+                    return
+            except HTTPError as exc:
+                if exc.code == 416 and _complete_416(exc, offset):
+                    return
+                if exc.code == 416:
+                    part.unlink(missing_ok=True)  # the partial file does not fit the file served: start over
+                    reason = "the server refused to resume (HTTP 416)"
+                elif exc.code in (408, 425, 429) or exc.code >= 500:
+                    reason = f"HTTP {exc.code} {exc.reason}"
+                else:
+                    raise DownloadError(f"{target.url} answered HTTP {exc.code} {exc.reason}; check the URL, or "
+                                        f"{target.manual()}.") from None
+            except URLError as exc:
+                if failures == 0 and _unreachable(exc.reason):
+                    raise DownloadError(f"cannot reach {target.url} ({_reason(exc.reason)}); check the network, "
+                                        f"or {target.manual()}.") from None
+                reason = _reason(exc.reason)
+            except (_Dropped, OSError, http.client.HTTPException) as exc:  # resets, timeouts, TLS errors
+                reason = _reason(exc)
+            failures += 1
+            have = part.stat().st_size if part.exists() else 0
+            if failures > RETRIES:
+                tries = f"{failures} attempts" if failures > 1 else "1 attempt"
+                raise DownloadError(f"downloading {target.url} failed after {tries} (last: {reason}); "
+                                    f"{fmt_bytes(have)} are kept in {part}: rerun to resume, or "
+                                    f"{target.manual()}.")
+            delay = BACKOFF_S * 2 ** (failures - 1)
+            info(f"{reason}; retrying in {delay:g}s ({failures}/{RETRIES}), resuming at {fmt_bytes(have)}")
+            time.sleep(delay)
+
+
+def _span(resp: Any, offset: int) -> tuple[int, int | None]:
+    """(first byte sent, total file size or None) of a 200 or 206 response."""
+    length = resp.headers.get("Content-Length")
+    if resp.status == 206:
+        # Content-Range: bytes START-END/TOTAL
+        try:
+            first, _, total = resp.headers["Content-Range"].split(" ", 1)[1].partition("/")
+            start = int(first.split("-")[0])
+            return start, None if total == "*" else int(total)
+        except (KeyError, ValueError, IndexError):
+            raise _Dropped("a partial response without a readable Content-Range") from None
+    return 0, int(length) if length is not None else None
+
+
+def _complete_416(exc: HTTPError, offset: int) -> bool:
+    """HTTP 416 with `Content-Range: bytes */TOTAL` and TOTAL == what we have: the file is complete."""
+    value = exc.headers.get("Content-Range", "") if exc.headers else ""
+    return value.startswith("bytes */") and value[len("bytes */"):].isdigit() and int(value[8:]) == offset
+
+
+def _write(fh: IO[bytes], data: bytes) -> None:
+    fh.write(data)
+
+
+def _copy(resp: Any, fh: IO[bytes], bar: Progress, part: Path) -> int:
+    got = 0
+    while block := resp.read(CHUNK):
+        try:
+            _write(fh, block)
+            fh.flush()
+        except OSError as exc:  # the disk, not the network: no retry
+            fh.close()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DownloadError(f"the disk holding {part.parent} is full after {fmt_bytes(part.stat().st_size)}; "
+                                    f"the partial file {part} is kept: free some space and rerun to resume.") from None
+            raise DownloadError(f"cannot write {part} ({exc.strerror or exc}).") from None
+        got += len(block)
+        bar.advance(len(block))
+    return got
+
+
+def _unreachable(reason: object) -> bool:
+    """No network, no such host, nothing listening: retrying in a few seconds will not help."""
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
+
+
+def _reason(exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        return exc
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"name lookup failed: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__
+
+
+def drive_download(file_id: str, output: Path, bar: Progress, target: Target) -> None:
+    """The one call into gdown (`pip install 'fqvae[drive]'`). gdown resumes its own partial file beside
+    `output`. Every failure becomes one DownloadError that gives the manual route."""
+    try:
+        import gdown
+    except ImportError:
+        raise DownloadError(f"{target.name} is on Google Drive, which needs the optional package gdown "
+                            f"(pip install 'fqvae[drive]'); or {target.manual()}.") from None
+    import inspect
+
+    options: dict[str, Any] = {"id": file_id, "output": str(output), "quiet": True, "resume": True}
+    if "progress" in inspect.signature(gdown.download).parameters:
+        def report(done: int, total: int | None) -> None:
+            if total and bar.total != total:
+                bar.set_total(total)
+            bar.advance(done - bar.completed)
+
+        options["progress"] = report
+    else:
+        options["quiet"] = False  # an older gdown prints its own bar
+    try:
+        result = gdown.download(**options)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gdown raises its own errors and requests'; all mean the same here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DownloadError(f"Google Drive did not hand over {target.file} ({first}); Drive limits how often a "
+                            f"large file is downloaded: try again later, or download {target.url} in a browser "
+                            f"and run `fqvae data prepare {target.name} --source FILE`.") from None
+    if not result or not output.is_file():
+        raise DownloadError(f"Google Drive did not hand over {target.file}; download {target.url} in a browser "
+                            f"and run `fqvae data prepare {target.name} --source FILE`.")
