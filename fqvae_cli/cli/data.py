@@ -168,7 +168,9 @@ def show(
     """Write a contact sheet: one row per factor, that factor varied, the others fixed."""
     from fqvae_cli.data.sheet import contact_sheet
     from fqvae_cli.data.store import open_dataset
+    from fqvae_cli.inputs import check_seed
 
+    check_seed(seed)
     ds = open_dataset(name, root)
     contact_sheet(ds, out_path, seed=seed, max_columns=columns)
     typer.echo(f"wrote {out_path}")

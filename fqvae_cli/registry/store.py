@@ -12,17 +12,18 @@ import difflib
 import re
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
+from fqvae_cli.inputs import check_seed, run_name
 from fqvae_cli.registry import liveness
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, json_text
-from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, RunRecord, opt_int, opt_text
+from fqvae_cli.registry.records import ArtifactRecord, MetricRecord, MetricRow, RunRecord, opt_text
 from fqvae_cli.registry.results import Results
 from fqvae_cli.registry.revision import code_revision
 from fqvae_cli.registry.schema import STATUSES, TERMINAL_STATUSES
@@ -32,6 +33,8 @@ __all__ = ["ArtifactRecord", "MetricRecord", "MetricRow", "Registry", "RunRecord
 # A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
 DEFAULT_STALE_S = 300.0
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+# Run ids per statement when a claim is restricted to a list of runs (SQLite allows 32,766 bound values).
+CLAIM_SLICE = 500
 
 
 def run_dir(run: RunRecord) -> Path:
@@ -49,6 +52,22 @@ def _check_status(status: str) -> str:
     return status
 
 
+def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
+                 status: str = "running", worker: str | None = None,
+                 dataset_fingerprint: dict | None = None) -> dict[str, Any]:
+    """The checked columns of a new run (create_runs)."""
+    if status not in ("running", "queued"):
+        raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
+    for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
+        if opt_text(value, what, limit) is None:
+            raise UsageError(f"{what} is required.")
+    return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
+            "status": status, "config": json_text(config, "run config"), "name": run_name(name),
+            "worker": opt_text(worker, "worker", 255),
+            "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
+                                                                                      "dataset fingerprint")}
+
+
 class Registry(Results):
     """The results registry at `url` (default: paths.registry_url()), created at head on first use;
     runs and their one writer here, metrics and artifacts in Results, plumbing in base.Connection."""
@@ -59,39 +78,49 @@ class Registry(Results):
                    name: str | None = None, status: str = "running", worker: str | None = None,
                    dataset_fingerprint: dict | None = None) -> RunRecord:
         """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
-        "queued": a sweep worker will)."""
-        if status not in ("running", "queued"):
-            raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
-        for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
-            if opt_text(value, what, limit) is None:
-                raise UsageError(f"{what} is required.")
-        seed = opt_int(seed, "seed")
-        if seed is None or seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, not {seed!r}.")
-        config_text = json_text(config, "run config")
-        fp_text = None if dataset_fingerprint is None else json_text(dataset_fingerprint, "dataset fingerprint")
-        name, worker = opt_text(name, "name", 200), opt_text(worker, "worker", 255)
+        "queued": a sweep worker will). The name goes through inputs.run_name (stripped; no control
+        characters; never one that reads as a run id)."""
+        (run,) = self.create_runs([{
+            "model": model, "dataset": dataset, "profile": profile, "seed": seed, "config": config, "name": name,
+            "status": status, "worker": worker, "dataset_fingerprint": dataset_fingerprint}])
+        return run
+
+    def create_runs(self, runs: Sequence[dict[str, Any]]) -> list[RunRecord]:
+        """Record several new runs, each given as create_run's arguments, in one transaction (a sweep
+        queues a large grid in batches this way); every one is checked before any is written."""
+        rows = [_new_run_row(**r) for r in runs]
         revision = code_revision()
 
-        def fn(conn: Any) -> RunRecord:
-            for _ in range(20):
-                run_id = uuid.uuid4().hex
-                taken = conn.execute(select(RUNS.c.id).where(RUNS.c.short_id == run_id[:8])).first()
-                if taken is None:
-                    break
-            else:  # pragma: no cover - needs ~10^9 runs
-                raise RegistryError("could not find a free short run id.")
-            now = self._now()
-            running = status == "running"
-            conn.execute(insert(RUNS).values(
-                id=run_id, short_id=run_id[:8], name=name, model=model, dataset=dataset, profile=profile,
-                seed=seed, status=status, config=config_text, created_at=now,
-                started_at=now if running else None, heartbeat_at=now if running else None,
-                host=socket.gethostname() if running else None, version=__version__,
-                code_revision=revision, worker=worker if running else None, dataset_fingerprint=fp_text))
-            return self._get(conn, run_id)
+        def fn(conn: Any) -> list[RunRecord]:
+            made = []
+            for checked in rows:
+                row = dict(checked)
+                worker = row.pop("worker")
+                run_id = self._free_run_id(conn)
+                # PostgreSQL's now() is the transaction's start: clock_timestamp() keeps a batch in its order.
+                now = self._now() if self._sqlite else func.clock_timestamp()
+                running = row["status"] == "running"
+                conn.execute(insert(RUNS).values(
+                    **row, id=run_id, short_id=run_id[:8], created_at=now,
+                    started_at=now if running else None, heartbeat_at=now if running else None,
+                    host=socket.gethostname() if running else None, version=__version__, code_revision=revision,
+                    worker=worker if running else None))
+                made.append(self._get(conn, run_id))
+            return made
 
         return self._tx(fn, write=True)
+
+    @staticmethod
+    def _free_run_id(conn: Any) -> str:
+        """A new run id whose short form (its first 8 digits) is no other run's short id or name."""
+        for _ in range(20):
+            run_id = uuid.uuid4().hex
+            short = run_id[:8]
+            taken = conn.execute(select(RUNS.c.id).where(
+                or_(RUNS.c.short_id == short, RUNS.c.name == short)).limit(1)).first()
+            if taken is None:
+                return run_id
+        raise RegistryError("could not find a free short run id.")  # pragma: no cover - needs ~10^9 runs
 
     def start(self, run_id: str, *, host: str | None = None, device: str | None = None) -> None:
         """Mark a run as running here (host defaults to this machine's name)."""
@@ -201,19 +230,28 @@ class Registry(Results):
 
     # -- one writer per run -------------------------------------------------------------------------
 
-    def claim_next_queued(self, worker: str) -> RunRecord | None:
+    def claim_next_queued(self, worker: str, *, only: Collection[str] | None = None) -> RunRecord | None:
         """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
-        PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises claims
-        through its write lock."""
+        `only`: take none but these runs (full or short ids), e.g. the runs of one table; any other queued
+        run stays queued. PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
+        serialises claims through its write lock."""
         worker = opt_text(worker, "worker", 255)
+        queued = select(RUNS.c.id, RUNS.c.created_at).where(RUNS.c.status == "queued")
+        if only is None:
+            choices = [queued]
+        else:
+            refs = sorted({str(r) for r in only})
+            # In slices, so a long list stays within the engines' limits on bound parameters.
+            choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part)))
+                       for part in (refs[i:i + CLAIM_SLICE] for i in range(0, len(refs), CLAIM_SLICE))]
 
         def fn(conn: Any) -> RunRecord | None:
-            run_id = conn.execute(
-                select(RUNS.c.id).where(RUNS.c.status == "queued")
-                .order_by(RUNS.c.created_at, RUNS.c.id).limit(1).with_for_update(skip_locked=True)
-            ).scalar()
-            if run_id is None:
+            oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
+                                   .with_for_update(skip_locked=True)).first() for stmt in choices]
+            oldest = [row for row in oldest if row is not None]
+            if not oldest:
                 return None
+            run_id = min(oldest, key=lambda row: (row.created_at, row.id)).id
             now = self._now()
             conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
                 status="running", worker=worker, started_at=now, heartbeat_at=now, finished_at=None,
