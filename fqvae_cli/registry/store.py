@@ -55,7 +55,7 @@ def _check_status(status: str) -> str:
 def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
                  status: str = "running", worker: str | None = None,
                  dataset_fingerprint: dict | None = None) -> dict[str, Any]:
-    """The checked columns of a new run (create_runs)."""
+    """The checked columns of a new run (create_runs); only a running run has a holder (worker)."""
     if status not in ("running", "queued"):
         raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
     for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
@@ -63,7 +63,7 @@ def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: d
             raise UsageError(f"{what} is required.")
     return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
             "status": status, "config": json_text(config, "run config"), "name": run_name(name),
-            "worker": opt_text(worker, "worker", 255),
+            "worker": opt_text(worker, "worker", 255) if status == "running" else None,
             "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
                                                                                       "dataset fingerprint")}
 
@@ -93,9 +93,7 @@ class Registry(Results):
 
         def fn(conn: Any) -> list[RunRecord]:
             made = []
-            for checked in rows:
-                row = dict(checked)
-                worker = row.pop("worker")
+            for row in rows:
                 run_id = self._free_run_id(conn)
                 # PostgreSQL's now() is the transaction's start: clock_timestamp() keeps a batch in its order.
                 now = self._now() if self._sqlite else func.clock_timestamp()
@@ -103,8 +101,7 @@ class Registry(Results):
                 conn.execute(insert(RUNS).values(
                     **row, id=run_id, short_id=run_id[:8], created_at=now,
                     started_at=now if running else None, heartbeat_at=now if running else None,
-                    host=socket.gethostname() if running else None, version=__version__, code_revision=revision,
-                    worker=worker if running else None))
+                    host=socket.gethostname() if running else None, version=__version__, code_revision=revision))
                 made.append(self._get(conn, run_id))
             return made
 
