@@ -33,8 +33,8 @@ __all__ = ["ArtifactRecord", "MetricRecord", "MetricRow", "Registry", "RunRecord
 # A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
 DEFAULT_STALE_S = 300.0
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-# Run ids per statement when a claim is restricted to a list of runs (SQLite allows 32,766 bound values).
-CLAIM_SLICE = 500
+# Values bound in one IN (...) list (SQLite allows 32,766 bound values per statement).
+IN_SLICE = 500
 
 
 def run_dir(run: RunRecord) -> Path:
@@ -44,6 +44,10 @@ def run_dir(run: RunRecord) -> Path:
         raise RegistryError(f"the registry holds a run id {run.id!r} that is not 32 hex digits; "
                             "refusing to use it as a folder name.")
     return paths.runs_root() / run.id
+
+
+def _slices(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i:i + IN_SLICE] for i in range(0, len(values), IN_SLICE)]
 
 
 def _check_status(status: str) -> str:
@@ -87,37 +91,54 @@ class Registry(Results):
 
     def create_runs(self, runs: Sequence[dict[str, Any]]) -> list[RunRecord]:
         """Record several new runs, each given as create_run's arguments, in one transaction (a sweep
-        queues a large grid in batches this way); every one is checked before any is written."""
+        queues a large grid in batches this way); every one is checked before any is written. Rows of
+        one status are inserted in one executemany, in the order given."""
         rows = [_new_run_row(**r) for r in runs]
         revision = code_revision()
 
         def fn(conn: Any) -> list[RunRecord]:
-            made = []
-            for row in rows:
-                run_id = self._free_run_id(conn)
-                # PostgreSQL's now() is the transaction's start: clock_timestamp() keeps a batch in its order.
-                now = self._now() if self._sqlite else func.clock_timestamp()
-                running = row["status"] == "running"
-                conn.execute(insert(RUNS).values(
-                    **row, id=run_id, short_id=run_id[:8], created_at=now,
-                    started_at=now if running else None, heartbeat_at=now if running else None,
-                    host=socket.gethostname() if running else None, version=__version__, code_revision=revision))
-                made.append(self._get(conn, run_id))
-            return made
+            ids = self._free_run_ids(conn, len(rows))
+            for status in ("running", "queued"):
+                params = [{**row, "id": run_id, "short_id": run_id[:8]}
+                          for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
+                if not params:
+                    continue
+                times = ("created_at", "started_at", "heartbeat_at") if status == "running" else ("created_at",)
+                stmt = insert(RUNS).values(version=__version__, code_revision=revision,
+                                           host=socket.gethostname() if status == "running" else None)
+                if self._sqlite:  # one time per row, increasing: a shared one would tie the batch in the queue
+                    params = [{**p, **dict.fromkeys(times, self._now())} for p in params]
+                else:  # now() is the transaction's start; clock_timestamp() is read per row
+                    stmt = stmt.values(**dict.fromkeys(times, func.clock_timestamp()))
+                conn.execute(stmt, params)
+            found: dict[str, RunRecord] = {}
+            for part in _slices(ids):
+                rows_back = conn.execute(select(RUNS).where(RUNS.c.id.in_(part)))
+                found.update((r.id, RunRecord.from_row(r)) for r in rows_back)
+            return [found[run_id] for run_id in ids]
 
         return self._tx(fn, write=True)
 
     @staticmethod
-    def _free_run_id(conn: Any) -> str:
-        """A new run id whose short form (its first 8 digits) is no other run's short id or name."""
+    def _free_run_ids(conn: Any, n: int) -> list[str]:
+        """`n` new run ids whose short forms (their first 8 digits) are distinct and are no other run's
+        short id or name."""
+        ids: list[str] = []
         for _ in range(20):
-            run_id = uuid.uuid4().hex
-            short = run_id[:8]
-            taken = conn.execute(select(RUNS.c.id).where(
-                or_(RUNS.c.short_id == short, RUNS.c.name == short)).limit(1)).first()
-            if taken is None:
-                return run_id
-        raise RegistryError("could not find a free short run id.")  # pragma: no cover - needs ~10^9 runs
+            fresh = [uuid.uuid4().hex for _ in range(n - len(ids))]
+            shorts = [f[:8] for f in fresh]
+            taken: set[str] = set()
+            for part in _slices(shorts):
+                taken.update(v for row in conn.execute(select(RUNS.c.short_id, RUNS.c.name).where(
+                    or_(RUNS.c.short_id.in_(part), RUNS.c.name.in_(part)))) for v in row)
+            seen = {i[:8] for i in ids}
+            for f in fresh:
+                if f[:8] not in taken and f[:8] not in seen:
+                    ids.append(f)
+                    seen.add(f[:8])
+            if len(ids) == n:
+                return ids
+        raise RegistryError("could not find free short run ids.")  # pragma: no cover - needs ~10^9 runs
 
     def start(self, run_id: str, *, host: str | None = None, device: str | None = None) -> None:
         """Mark a run as running here (host defaults to this machine's name)."""
@@ -240,7 +261,7 @@ class Registry(Results):
             refs = sorted({str(r) for r in only})
             # In slices, so a long list stays within the engines' limits on bound parameters.
             choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part)))
-                       for part in (refs[i:i + CLAIM_SLICE] for i in range(0, len(refs), CLAIM_SLICE))]
+                       for part in _slices(refs)]
 
         def fn(conn: Any) -> RunRecord | None:
             oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
