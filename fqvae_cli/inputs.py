@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 import unicodedata
 from typing import Any
 
@@ -17,9 +16,6 @@ from fqvae_cli.errors import UsageError
 # Seeds reach numpy's legacy RandomState and scikit-learn's random_state, which take 0 <= seed < 2**32.
 SEED_MAX = 2**32 - 1
 NAME_LIMIT = 200
-# What `fqvae` reads as a run id or an id prefix (registry.store.Registry.get_run): a name like this would
-# shadow a run's id, or be shadowed by one, depending on which runs exist.
-_ID_LIKE = re.compile(r"[0-9a-f]{2,32}")
 # Unicode categories of characters that break a line or a table, or hide what a name says: control
 # characters (newline, tab, escape), line and paragraph separators, invisible formatting (bidi overrides).
 _HIDDEN = ("Cc", "Cf", "Zl", "Zp")
@@ -37,8 +33,9 @@ def check_seed(value: Any, what: str = "--seed") -> int:
 
 
 def run_name(value: Any) -> str | None:
-    """A run's name, stripped of surrounding spaces. Refused: empty names, control or invisible characters,
-    more than NAME_LIMIT characters, and names that read as a run id or id prefix (2 to 32 of 0-9a-f)."""
+    """A run's name, stripped of surrounding spaces. Refused: empty names, control or invisible characters
+    and more than NAME_LIMIT characters. (A name that is another run's id or the start of one is refused
+    by the registry, which knows the ids: Registry.create_runs.)"""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -51,9 +48,6 @@ def run_name(value: Any) -> str | None:
         raise UsageError(f"a run name must not hold control or invisible characters; {name!r} holds {hidden!r}.")
     if len(name) > NAME_LIMIT:
         raise UsageError(f"a run name has at most {NAME_LIMIT} characters, not {len(name)}.")
-    if _ID_LIKE.fullmatch(name):
-        raise UsageError(f"the run name '{name}' reads as a run id or id prefix (2 to 32 of 0-9 and a-f), so it "
-                         f"could be taken for another run; add another character, e.g. 'run-{name}'.")
     return name
 
 

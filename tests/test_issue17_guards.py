@@ -210,9 +210,11 @@ def test_run_names_are_checked_in_one_place(cli, small_data):
         assert caught.value.exit_code == 2
     spaced = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="  spaced ")
     assert spaced.name == "spaced" and reg.get_run("spaced").id == spaced.id
+    word = next(w for w in ("ae", "cafe", "beef") if not any(r.id.startswith(w) for r in reg.find_runs()))
+    assert reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name=word).name == word
     res = cli("train", "--model", "ae", "--name", first.short_id, *TINY)
     assert res.exit_code == 2 and "run name" in res.stderr and one_sentence(res), res.stderr
-    assert len(reg.find_runs()) == 2
+    assert len(reg.find_runs()) == 3
 
 
 def test_db_current_says_a_foreign_sqlite_file_is_not_a_registry(cli, tmp_path):

@@ -23,7 +23,7 @@ def train(
                                         "--set model.beta=1e-3 --set train.lr=5e-4 (bare keys like beta work)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to; not "
-                             "one that reads as a run id, such as 2 to 32 of 0-9 and a-f)."),
+                             "another run's id or the start of one)."),
     resume: str = typer.Option(None, "--resume", help="Continue RUN from its last checkpoint (same data order "
                                "and random streams), with the settings it was created with."),
     db: str = typer.Option(None, "--db", help="Registry URL (default $FQVAE_DB or the workspace's SQLite file)."),

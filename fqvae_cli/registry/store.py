@@ -50,6 +50,17 @@ def _slices(values: Sequence[str]) -> list[Sequence[str]]:
     return [values[i:i + IN_SLICE] for i in range(0, len(values), IN_SLICE)]
 
 
+def _refuse_id_like_name(conn: Any, name: str) -> None:
+    """get_run matches an exact id or short id before a name, and a name before an id prefix: a name that
+    is an existing run's id, or the start of one, would make one of the two unreachable."""
+    if not re.fullmatch(r"[0-9a-f]{2,32}", name):
+        return
+    clash = conn.execute(select(RUNS.c.short_id).where(RUNS.c.id.startswith(name)).limit(1)).scalar()
+    if clash is not None:
+        raise UsageError(f"the run name '{name}' is the id of run {clash} or the start of it, so one of the two "
+                         "could not be referred to; choose another name.")
+
+
 def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise UsageError(f"unknown run status '{status}'; choose one of: {', '.join(STATUSES)}.")
@@ -96,8 +107,12 @@ class Registry(Results):
         rows = [_new_run_row(**r) for r in runs]
         revision = code_revision()
 
+        names = [row["name"] for row in rows if row["name"] is not None]
+
         def fn(conn: Any) -> list[RunRecord]:
-            ids = self._free_run_ids(conn, len(rows))
+            for name in names:
+                _refuse_id_like_name(conn, name)
+            ids = self._free_run_ids(conn, len(rows), avoid=set(names))
             for status in ("running", "queued"):
                 params = [{**row, "id": run_id, "short_id": run_id[:8]}
                           for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
@@ -120,14 +135,14 @@ class Registry(Results):
         return self._tx(fn, write=True)
 
     @staticmethod
-    def _free_run_ids(conn: Any, n: int) -> list[str]:
+    def _free_run_ids(conn: Any, n: int, avoid: set[str]) -> list[str]:
         """`n` new run ids whose short forms (their first 8 digits) are distinct and are no other run's
-        short id or name."""
+        short id or name (nor one of `avoid`, the names of runs being created with them)."""
         ids: list[str] = []
         for _ in range(20):
             fresh = [uuid.uuid4().hex for _ in range(n - len(ids))]
             shorts = [f[:8] for f in fresh]
-            taken: set[str] = set()
+            taken = set(avoid)
             for part in _slices(shorts):
                 taken.update(v for row in conn.execute(select(RUNS.c.short_id, RUNS.c.name).where(
                     or_(RUNS.c.short_id.in_(part), RUNS.c.name.in_(part)))) for v in row)
