@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fqvae_cli import experiments
 from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.inputs import SEED_MAX
 from fqvae_cli.models.bottlenecks import BOTTLENECKS
 from fqvae_cli.models.component import ComponentConfig
 from fqvae_cli.models.specs import REGULARIZERS, ZOO, get_model_spec
@@ -170,7 +171,10 @@ class TrainConfig(_Strict):
     tf32: bool = Field(True, description="CUDA: TF32 tensor cores for float32 matmuls and convs")
     data_on_device: Literal["auto", "always", "never"] = Field(
         "auto", description="hold the whole train split as one uint8 tensor on the device; auto = CUDA with room")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads; default all cores")
+    threads: int | None = Field(
+        None, gt=0, description="torch CPU threads; default all cores. At most the cores the process may use: a "
+                                "larger value is lowered to that, with a warning, by the machine that runs the "
+                                "run (a queued run may execute on a smaller machine than the one that queued it)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -193,7 +197,7 @@ class EvalConfig(_Strict):
     protocol: str = Field("paper", description="metric protocol (sample sizes in experiments.yaml `protocols`)")
     n_neighbors: int = Field(3, gt=0, description="kNN MI estimator for continuous codes (3 authors, 10 original)")
     mse_images: int | None = Field(None, gt=0, description="cap on test images for MSE; default the whole split")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     batch_size: int = Field(1024, gt=0)
 
 
@@ -201,7 +205,7 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: str = "synth3d"
     profile: str = "quick"
-    seed: int = Field(0, ge=0, description="seed of initialisation, data order and noise")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of initialisation, data order and noise")
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
@@ -358,6 +362,12 @@ def build_run_config(data: dict) -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_validation_sentence(exc)) from None
+
+
+def run_protocol(config: dict) -> str:
+    """The metric protocol a stored run config asks for (eval.protocol): what `evaluate` and `encode` use
+    unless told otherwise, and what the run's table shows."""
+    return build_run_config(config).eval.protocol
 
 
 def resolve_run_config(

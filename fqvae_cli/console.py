@@ -6,6 +6,7 @@ handle (or None) and never knows which one it got."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from fqvae_cli.errors import UsageError
 from fqvae_cli.io import fmt_bytes
 
 _console = None
@@ -157,14 +159,28 @@ class _RichProgress(Progress):
 _live: dict = {"bar": None, "depth": 0}
 
 
+def log_interval() -> float:
+    """Seconds between plain progress lines: $FQVAE_LOG_INTERVAL (a non-negative number), default 10.
+    The CLI checks it before any command starts, so a typo never stops a run halfway."""
+    raw = os.environ.get("FQVAE_LOG_INTERVAL", "").strip()
+    if not raw:
+        return 10.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"FQVAE_LOG_INTERVAL must be a non-negative number of seconds, not {raw!r}.")
+    return value
+
+
 @contextmanager
 def progress(description: str, total: int | None = None, *, unit: str = "it",
              initial: int = 0) -> Iterator[Progress]:
     """A progress display for a loop of `total` units. Nested calls share one live display: an inner
     task (one run inside a reproduction) appears under the outer one and is removed when it ends."""
     if not is_interactive():
-        interval = float(os.environ.get("FQVAE_LOG_INTERVAL", "10"))
-        p = _PlainProgress(description, total, unit, interval, initial)
+        p = _PlainProgress(description, total, unit, log_interval(), initial)
         yield p  # a closing line only on success: after an error, its one sentence says what happened
         p.close()
         return

@@ -14,6 +14,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fqvae_cli.errors import FqvaeError
+
+
+def make_dirs(folder: Path | str, what: str, error: type[FqvaeError] = FqvaeError, hint: str = "") -> Path:
+    """Create `folder` (and its parents) if missing; a folder that cannot be made (a read-only or
+    virtual filesystem, a file in the way, no permission) becomes one sentence naming it, `what` it is
+    for, and the `hint` (which setting moves it), raised as `error`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise error(f"cannot create the folder {folder} for {what} ({reason}){'; ' + hint if hint else ''}.") \
+            from None
+    return folder
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -3,10 +3,10 @@ queues a paper table and executes it with workers (fqvae_cli.workers), here or o
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,13 +14,30 @@ from fqvae_cli import console
 from fqvae_cli.config import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
 from fqvae_cli.errors import ConfigError, UsageError
 from fqvae_cli.evaluation import evaluate_run
+from fqvae_cli.inputs import available_cores, check_seed
 from fqvae_cli.models.specs import get_model_spec
+from fqvae_cli.models.zoo import check_model_size
 from fqvae_cli.paths import workspace
 from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
-from fqvae_cli.workers import available_cores, run_worker, start_local_workers, submit_slurm_workers, wait_all
+from fqvae_cli.workers import run_worker, start_local_workers, submit_slurm_workers, wait_all
 
-# A grid larger than this many runs is refused unless confirmed (--yes): it is almost always a typo.
-GRID_CAP = 1000
+# A grid larger than GRID_CAP runs is refused unless confirmed (--yes): it is almost always a typo.
+# Nothing queues more than GRID_CEILING runs at once, confirmed or not: each is a registry row, and a
+# product of a few long axes reaches billions before anyone notices.
+GRID_CAP = 1_000
+GRID_CEILING = 100_000
+# Runs written per registry transaction when a grid is queued.
+QUEUE_BATCH = 500
+
+
+def check_queue_size(count: int, what: str, *, confirmed: bool = False) -> None:
+    """Refuse to queue `count` runs above GRID_CEILING, and above GRID_CAP unless `confirmed`."""
+    if count > GRID_CEILING:
+        raise UsageError(f"{what} has {count:,} combinations, more than the ceiling of {GRID_CEILING:,} runs that "
+                         "one sweep may queue, even with --yes; split it into smaller sweeps.")
+    if count > GRID_CAP and not confirmed:
+        raise UsageError(f"{what} has {count:,} combinations, more than {GRID_CAP:,}; narrow it, or pass --yes "
+                         f"to queue them all (at most {GRID_CEILING:,}).")
 
 
 @dataclass
@@ -43,8 +60,10 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     if number not in exp["tables"]:
         raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
     chosen = table_rows(exp["tables"][number], number, rows, models)
+    datasets = datasets or default_datasets(number, profile)
+    check_queue_size(len(datasets) * len(chosen) * seeds, f"table {number} with {seeds} seed(s)", confirmed=True)
     report = QueueReport([], [], [], [], [])
-    for ds in datasets or default_datasets(number, profile):
+    for ds in datasets:
         # One query per dataset; table rows have distinct setups, so no cell sees another's new run.
         runs = reg.find_runs(dataset=ds, profile=profile)
         identity = dataset_identity(ds)
@@ -54,6 +73,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
+                check_model_size(cfg.model)
                 want = training_setup(cfg)
                 existing = [r for r in cell_runs(runs, row["model"], want, identity) if r.seed == seed]
                 report.protocol = cfg.eval.protocol
@@ -89,9 +109,7 @@ def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_f
     if by_status.get("failed") and not retry_failed:
         report.failed.append(by_status["failed"][0].short_id)
         return
-    run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
-                         config=cfg.model_dump(mode="json"), status="queued")
-    report.queued.append(run.short_id)
+    report.queued.append(reg.create_run(**_queued_run(cfg)).short_id)
 
 
 # ------------------------------------------------------------------ grids
@@ -101,11 +119,18 @@ def _axis(key: str, raw: str) -> Sequence:
     if key == "seed" and ".." in raw:
         lo, _, hi = raw.partition("..")
         try:
-            return range(int(lo), int(hi) + 1)  # lazy: counted before anything is expanded
+            first, last = int(lo), int(hi)
         except ValueError:
             raise UsageError(f"seed range must be integers like 0..4, got '{raw}'.") from None
+        # Checked before the range is made: its length must fit in a machine integer.
+        return range(check_seed(first, "a grid seed"), check_seed(last, "a grid seed") + 1)
     # Repeated values (seed=0,0,0) would queue identical runs: keep the first of each.
-    return list(dict.fromkeys(parse_value(v) for v in raw.split(",") if v != ""))
+    values = list(dict.fromkeys(parse_value(v) for v in raw.split(",") if v != ""))
+    if key == "seed":
+        for v in values:
+            if isinstance(v, int):
+                check_seed(v, "a grid seed")
+    return values
 
 
 def grid_axes(text: str) -> list[tuple[str, Sequence]]:
@@ -128,16 +153,9 @@ def grid_axes(text: str) -> list[tuple[str, Sequence]]:
     return axes
 
 
-def parse_grid(text: str, *, cap: int | None = GRID_CAP) -> list[dict]:
-    """'model=qvae,factorqvae seed=0..4 set.beta=1e-4,1e-3 dataset=synth3d profile=quick' -> one dict per
-    combination with keys model, dataset, profile, seed and 'set' (dotted override -> value). The size is
-    counted first and a grid over `cap` combinations is refused (cap=None: no limit)."""
-    axes = grid_axes(text)
-    count = math.prod(len(v) for _, v in axes)
-    if cap is not None and count > cap:
-        raise UsageError(f"the grid has {count:,} combinations, more than the limit of {cap:,}; narrow it, "
-                         "or pass --yes to queue them all.")
-    combos = []
+def grid_points(axes: list[tuple[str, Sequence]]) -> Iterator[dict]:
+    """The grid's combinations one at a time (itertools.product: never all in memory), each a dict with
+    keys model, dataset, profile, seed and 'set' (dotted override -> value)."""
     for values in itertools.product(*[v for _, v in axes]):
         point: dict = {"set": {}}
         for (key, _), v in zip(axes, values, strict=True):
@@ -145,25 +163,54 @@ def parse_grid(text: str, *, cap: int | None = GRID_CAP) -> list[dict]:
                 point["set"][key[4:]] = v
             else:
                 point[key] = v
-        combos.append(point)
-    return combos
+        yield point
 
 
-def queue_grid(reg: Any, text: str, *, profile: str = "quick", cap: int | None = GRID_CAP) -> list[str]:
-    """Queue one run per distinct configuration of the grid; every configuration is resolved (and so
-    validated) before the first run is queued."""
-    configs: dict[str, Any] = {}
-    for p in parse_grid(text, cap=cap):
-        overrides = parse_overrides([f"{k}={v}" for k, v in p["set"].items()])
-        cfg = resolve_run_config(str(p["model"]), p.get("dataset"), str(p.get("profile", profile)),
-                                 p.get("seed", 0), overrides)
-        configs.setdefault(json.dumps(cfg.model_dump(mode="json"), sort_keys=True), cfg)
-    queued = []
-    for cfg in configs.values():
-        run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
-                             config=cfg.model_dump(mode="json"), status="queued")
-        queued.append(run.short_id)
+def parse_grid(text: str, *, confirmed: bool = False) -> list[dict]:
+    """'model=qvae,factorqvae seed=0..4 set.beta=1e-4,1e-3 dataset=synth3d profile=quick' -> one dict per
+    combination (grid_points). The size is counted first and checked (check_queue_size)."""
+    axes = grid_axes(text)
+    check_queue_size(math.prod(len(v) for _, v in axes), "the grid", confirmed=confirmed)
+    return list(grid_points(axes))
+
+
+def queue_grid(reg: Any, text: str, *, profile: str = "quick", confirmed: bool = False) -> list[str]:
+    """Queue one run per distinct configuration of the grid; returns their short ids. The size is
+    checked before anything is expanded; every configuration is resolved (and so validated, its model
+    size included) before the first run is queued; then runs are written QUEUE_BATCH at a time. The
+    combinations are generated twice rather than held: memory stays that of the distinct keys."""
+    axes = grid_axes(text)
+    check_queue_size(math.prod(len(v) for _, v in axes), "the grid", confirmed=confirmed)
+
+    def configs() -> Iterator[tuple[bytes, Any]]:
+        for p in grid_points(axes):
+            overrides = parse_overrides([f"{k}={v}" for k, v in p["set"].items()])
+            cfg = resolve_run_config(str(p["model"]), p.get("dataset"), str(p.get("profile", profile)),
+                                     p.get("seed", 0), overrides)
+            yield hashlib.sha256(cfg.model_dump_json().encode()).digest(), cfg
+
+    for _, cfg in configs():
+        check_model_size(cfg.model)
+    seen: set[bytes] = set()
+    queued: list[str] = []
+    batch: list[dict] = []
+    for key, cfg in configs():
+        if key in seen:
+            continue
+        seen.add(key)
+        batch.append(_queued_run(cfg))
+        if len(batch) == QUEUE_BATCH:
+            queued += [r.short_id for r in reg.create_runs(batch)]
+            batch = []
+    if batch:
+        queued += [r.short_id for r in reg.create_runs(batch)]
     return queued
+
+
+def _queued_run(cfg: Any) -> dict:
+    """create_run's arguments for a queued run of `cfg`."""
+    return {"model": cfg.model.name, "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed,
+            "config": cfg.model_dump(mode="json"), "status": "queued"}
 
 
 # ------------------------------------------------------------------ reproduce
@@ -186,8 +233,9 @@ class ReproduceRequest:
 
 def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
               on_report: Callable[[QueueReport], None] | None = None) -> QueueReport:
-    """Queue a paper table's runs, evaluate finished ones that lack numbers, and execute the queue with
-    `req.workers` local processes (or Slurm jobs). Safe to stop and start again."""
+    """Queue a paper table's runs, evaluate finished ones that lack numbers, and execute them with
+    `req.workers` local processes (or Slurm jobs). The workers claim only this table's runs: another
+    sweep's queued runs stay queued. Safe to stop and start again."""
     if req.executor not in ("local", "slurm"):
         raise UsageError(f"unknown executor '{req.executor}'; choose local or slurm.")
     report = queue_table(reg, req.number, req.profile, datasets=req.datasets, rows=req.rows, models=req.models,
@@ -203,15 +251,16 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
             overall.advance()
         if not report.queued:
             return report
+        mine = list(report.queued)
         if req.executor == "slurm":
             jobs = submit_slurm_workers(req.workers, db_url=url, folder=str(workspace() / "slurm"),
-                                        device=str(device), **req.slurm)
+                                        device=str(device), only=mine, **req.slurm)
             console.info(f"submitted {len(jobs)} worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
             for j in jobs:
                 j.result()
             overall.advance(len(report.queued))
         elif req.workers == 1:
-            run_worker(reg, device, jobs=alone_jobs, on_run=lambda _r: overall.advance())
+            run_worker(reg, device, jobs=alone_jobs, on_run=lambda _r: overall.advance(), only=mine)
         else:
             seen: set[str] = set()
 
@@ -222,7 +271,7 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
                         seen.add(ref)
                         overall.advance()
 
-            codes = wait_all(start_local_workers(req.workers, db_url=url, device=str(device)), poll=poll)
+            codes = wait_all(start_local_workers(req.workers, db_url=url, device=str(device), only=mine), poll=poll)
             if any(codes):
                 console.warn(f"worker exit codes: {codes}")
     return report

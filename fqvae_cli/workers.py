@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from typing import Any
 
 from fqvae_cli import console
@@ -25,6 +26,7 @@ from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import resolve_device
 from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
+from fqvae_cli.inputs import available_cores, bounded_by_cores
 from fqvae_cli.registry.liveness import holder_id, settle_run
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
 from fqvae_cli.training.checkpoint import recorded_checkpoints, usable_checkpoint
@@ -32,6 +34,34 @@ from fqvae_cli.training.loop import train_run
 
 # How long a stopped reproduce waits for its workers to checkpoint before killing them.
 WORKER_GRACE_S = 120.0
+
+__all__ = ["WorkerStopped", "available_cores", "dci_jobs", "execute", "run_worker", "start_local_workers",
+           "stop_workers", "submit_slurm_workers", "wait_all"]
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """A worker was stopped (Ctrl-C, SIGTERM) while it held a run; `outcome` says, in words, what became
+    of that run. A KeyboardInterrupt, so every handler of a stop still sees one."""
+
+    def __init__(self, outcome: str):
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def _outcome(reg: Any, run: Any) -> str:
+    """What a stop left of `run`, read back from the registry rather than assumed."""
+    try:
+        status = reg.get_run(run.id).status
+    except Exception:  # noqa: BLE001 - the stop is being reported; a registry error must not hide it
+        return f"the state of its run {run.short_id} could not be read back"
+    if status == "interrupted":
+        return (f"its run {run.short_id} was marked interrupted and resumes from its last checkpoint when a worker "
+                "claims it again")
+    if status == "finished":
+        return (f"its run {run.short_id} had finished training and stays finished; its evaluation was stopped, so "
+                f"evaluate it with `fqvae evaluate {run.short_id}`")
+    return f"its run {run.short_id} is {status}"
+
 
 def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bool = True) -> None:
     """Train `run` (resuming from its last checkpoint if it has one), then evaluate it. A run learns its
@@ -50,13 +80,6 @@ def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bo
     evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def dci_jobs(device: Any, cores: int | None = None) -> int:
     """Processes for a worker's DCI fits. With a GPU, evaluation is the worker's CPU phase and the device
     waits on it, so the fits take every core the worker holds (`cores`; default all this process may
@@ -68,22 +91,24 @@ def dci_jobs(device: Any, cores: int | None = None) -> int:
 
 def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
                stale_after_s: float = DEFAULT_STALE_S, jobs: int | None = None, show_progress: bool = True,
-               on_run: Any = None) -> int:
+               on_run: Any = None, only: Collection[str] | None = None) -> int:
     """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.
-    `jobs`: processes for the DCI fits, default dci_jobs(device)."""
+    `jobs`: processes for the DCI fits, default dci_jobs(device). `only`: claim none but these runs (ids
+    or short ids), as `reproduce` does for its table; other queued runs stay queued. A stop while a run
+    is held raises WorkerStopped, which says what became of the run."""
     jobs = jobs or dci_jobs(device)
     me = holder_id()
     done = 0
     while True:
         reg.requeue_stale(stale_after_s)
-        run = reg.claim_next_queued(me)
+        run = reg.claim_next_queued(me, only=only)
         if run is None:
             return done
         try:
             execute(reg, run, device, jobs=jobs, show_progress=show_progress)
         except KeyboardInterrupt:
             settle_run(reg, run.id, "interrupted", holder=me)
-            raise
+            raise WorkerStopped(_outcome(reg, run)) from None
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
             settle_run(reg, run.id, "failed", f"{type(exc).__name__}: {exc}", holder=me)
             console.warn(f"run {run.short_id} failed: {exc}")
@@ -95,17 +120,30 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
 
 
 def start_local_workers(n: int, *, db_url: str, device: str = "cpu", threads: int | None = None,
-                        stale_after_s: float = DEFAULT_STALE_S) -> list[subprocess.Popen]:
-    """N `fqvae worker` processes on this machine sharing the registry at db_url. Each runs in its own
-    session, so a terminal's Ctrl-C reaches only this process, which stops them (wait_all)."""
-    threads = threads or max(1, (os.cpu_count() or 1) // n)
+                        stale_after_s: float = DEFAULT_STALE_S,
+                        only: Collection[str] | None = None) -> list[subprocess.Popen]:
+    """N `fqvae worker` processes on this machine sharing the registry at db_url (N at most the cores this
+    process may use). Each runs in its own session, so a terminal's Ctrl-C reaches only this process, which
+    stops them (wait_all). `only`: the runs they may claim, handed over on their standard input (no
+    command-line length limit)."""
+    n = bounded_by_cores(n, "--workers")
+    threads = threads or max(1, available_cores() // n)
     procs = []
     for _ in range(n):
         env = {**os.environ, "FQVAE_DB": db_url, "OMP_NUM_THREADS": str(threads),
                "FQVAE_PARENT_PID": str(os.getpid())}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "fqvae_cli", "worker", "--device", device, "--threads", str(threads),
-             "--stale-after", str(stale_after_s), "--quiet"], env=env, start_new_session=True))
+        args = [sys.executable, "-m", "fqvae_cli", "worker", "--device", device, "--threads", str(threads),
+                "--stale-after", str(stale_after_s), "--quiet"]
+        proc = subprocess.Popen(args + (["--runs", "-"] if only is not None else []), env=env,
+                                start_new_session=True, stdin=subprocess.PIPE if only is not None else None,
+                                text=True)
+        if only is not None:
+            try:
+                proc.stdin.write("".join(f"{ref}\n" for ref in only))
+                proc.stdin.close()
+            except BrokenPipeError:  # the worker died at start; wait_all reports its exit code
+                pass
+        procs.append(proc)
     return procs
 
 
@@ -160,15 +198,17 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _slurm_worker(db_url: str, device: str, stale_after_s: float) -> int:
+def _slurm_worker(db_url: str, device: str, stale_after_s: float, only: list[str] | None = None) -> int:
     """The function a Slurm (or submitit local) job runs."""
-    return run_worker(Registry(db_url), resolve_device(device), stale_after_s=stale_after_s, show_progress=False)
+    return run_worker(Registry(db_url), resolve_device(device), stale_after_s=stale_after_s, show_progress=False,
+                      only=only)
 
 
 def submit_slurm_workers(n: int, *, db_url: str, folder: str, device: str = "auto", partition: str | None = None,
                          gpus: int = 0, time_min: int = 600, cpus: int | None = None, cluster: str | None = None,
-                         stale_after_s: float = DEFAULT_STALE_S) -> list[Any]:
-    """Submit N worker jobs as one job array. `cluster='local'` runs them through submitit's local executor."""
+                         stale_after_s: float = DEFAULT_STALE_S, only: Collection[str] | None = None) -> list[Any]:
+    """Submit N worker jobs as one job array. `cluster='local'` runs them through submitit's local executor.
+    `only`: the runs the jobs may claim (run_worker)."""
     try:
         import submitit  # optional: only the Slurm executor needs it
     except ImportError:
@@ -182,4 +222,5 @@ def submit_slurm_workers(n: int, *, db_url: str, folder: str, device: str = "aut
     if partition:
         params["slurm_partition"] = partition
     ex.update_parameters(**params)
-    return ex.map_array(_slurm_worker, [db_url] * n, [device] * n, [stale_after_s] * n)
+    runs = None if only is None else list(only)
+    return ex.map_array(_slurm_worker, [db_url] * n, [device] * n, [stale_after_s] * n, [runs] * n)

@@ -217,6 +217,9 @@ def show(
     target = check_output(out_path, data_root=root)
     if target is not None and target.suffix.lower() != ".png":
         raise UsageError(f"the contact sheet is a PNG; give --out a .png name, not '{target.name}'.")
+    from fqvae_cli.inputs import check_seed
+
+    check_seed(seed)
     ds = open_dataset(name, root)
     with writing(target) as tmp:
         contact_sheet(ds, tmp, seed=seed, max_columns=columns)

@@ -11,15 +11,16 @@ def register(app: typer.Typer) -> None:
 
 def evaluate(
     run: str = typer.Argument(None, help="Run id, short id, prefix or name. Omit with --all."),
-    protocol: str = typer.Option("paper", "--protocol",
-                                 help="paper (DCI 10k/5k, InfoMEC 10k) or quick (DCI 2k/1k, InfoMEC 10k)."),
+    protocol: str = typer.Option(None, "--protocol",
+                                 help="paper (DCI 10k/5k, InfoMEC 10k) or quick (DCI 2k/1k, InfoMEC 10k) "
+                                      "[default: each run's own, its eval.protocol: quick for the quick profile]."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor DCI fits (same numbers as 1)."),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed (default the run's eval.seed, 0)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed, 0 to 4294967295 (default the run's eval.seed, 0)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     all_runs: bool = typer.Option(False, "--all", help="Evaluate every finished run (see --missing)."),
     missing: bool = typer.Option(True, "--missing/--again",
-                                 help="With --all: only runs without metrics for this protocol (default)."),
+                                 help="With --all: only runs without metrics for the protocol (default)."),
     model: str = typer.Option(None, "--model", help="With --all: only this model."),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
@@ -27,44 +28,51 @@ def evaluate(
 ) -> None:
     """Evaluate runs and record DCI (D, I, C), InfoMEC (InfoM, InfoE, InfoC) and MSE in the registry.
 
-    Examples: `fqvae evaluate 3fa2c1d9`, `fqvae evaluate --all`, `fqvae evaluate RUN --protocol quick`.
+    Examples: `fqvae evaluate 3fa2c1d9`, `fqvae evaluate --all`, `fqvae evaluate RUN --protocol paper`.
     """
     import json
 
+    from fqvae_cli.config import run_protocol
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import evaluate_run, protocol_sizes
+    from fqvae_cli.inputs import check_seed
     from fqvae_cli.registry.store import Registry
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
-    protocol_sizes(protocol)
+    if seed is not None:
+        check_seed(seed)
+    if protocol is not None:
+        protocol_sizes(protocol)
     reg = Registry(db)
     dev = resolve_device(device)
     if all_runs == (run is not None):
         raise UsageError("give either a RUN or --all.")
+    todo = []  # (short id, protocol)
     if all_runs:
-        refs = []
         for r in reg.find_runs(status="finished", model=model, dataset=dataset):
-            if missing and reg.latest_metrics(r.id, protocol):
+            wanted = protocol or run_protocol(r.config)
+            if missing and reg.latest_metrics(r.id, wanted):
                 continue
-            refs.append(r.short_id)
+            todo.append((r.short_id, wanted))
     else:
         rec = reg.get_run(run)
         unfinished = rec.status in ("running", "queued", "interrupted")
         if unfinished and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
             raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it "
                              "when it has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
-        refs = [rec.short_id]
+        todo.append((rec.short_id, protocol or run_protocol(rec.config)))
+    refs = [ref for ref, _ in todo]
     out = {}
-    for ref in refs:
-        out[ref] = evaluate_run(reg, ref, dev, protocol=protocol, step=checkpoint, jobs=jobs, seed=seed)
+    for ref, wanted in todo:
+        out[ref] = evaluate_run(reg, ref, dev, protocol=wanted, step=checkpoint, jobs=jobs, seed=seed)
         if not as_json:
             _print(ref, out[ref])
     if as_json:
         typer.echo(json.dumps(out[refs[0]] if len(refs) == 1 and not all_runs else out, indent=2))
     elif all_runs and not refs:
-        typer.echo("nothing to evaluate: every finished run has metrics for this protocol.")
+        typer.echo("nothing to evaluate: every finished run has metrics for its protocol.")
 
 
 def _print(ref: str, r: dict) -> None:

@@ -54,6 +54,9 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
+    from fqvae_cli.console import log_interval
+
+    log_interval()  # environment settings are checked before any command starts work
 
 
 for _name in COMMAND_MODULES:

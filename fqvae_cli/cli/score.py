@@ -43,6 +43,7 @@ def score(
 
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.inputs import check_seed
     from fqvae_cli.metrics import SCORE_KEYS, score_all, score_steps
     from fqvae_cli.metrics.checks import (
         as_codes,
@@ -65,8 +66,7 @@ def score(
                         ("--neighbors", neighbors)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
-    if seed < 0:
-        raise UsageError(f"--seed must be non-negative, got {seed}.")
+    check_seed(seed)
     if jobs == 0 or jobs < -1:
         raise UsageError(f"--jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
     if save_matrices is not None and save_matrices.exists() and not save_matrices.is_dir():

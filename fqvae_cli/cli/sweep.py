@@ -16,7 +16,8 @@ def sweep(
                              "set.beta=1e-4,1e-3' (keys: model, dataset, profile, seed, set.KEY)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Profile of the queued runs."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="With --table: seeds per cell."),
-    yes: bool = typer.Option(False, "--yes", help="Queue a grid larger than the limit (1,000 runs)."),
+    yes: bool = typer.Option(False, "--yes", help="Queue a grid of more than 1,000 runs. No sweep queues more "
+                             "than 100,000 runs, even with --yes (the grid is counted before it is expanded)."),
     executor: str = typer.Option(None, "--executor", help="Also start workers: local or slurm (default: only queue)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Number of workers to start."),
     device: str = typer.Option("auto", "--device", help="Device for the workers."),
@@ -30,7 +31,7 @@ def sweep(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.paths import registry_url, workspace
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import GRID_CAP, queue_grid, queue_table
+    from fqvae_cli.sweep import queue_grid, queue_table
     from fqvae_cli.workers import start_local_workers, submit_slurm_workers, wait_all
 
     if (table is None) == (grid is None):
@@ -43,16 +44,17 @@ def sweep(
         report = queue_table(reg, table, profile, seeds=seeds)
         queued = report.queued
     else:
-        queued = queue_grid(reg, grid, profile=profile, cap=None if yes else GRID_CAP)
+        queued = queue_grid(reg, grid, profile=profile, confirmed=yes)
     console.info(f"{len(queued)} run(s) queued")
     typer.echo("\n".join(queued))
     if executor == "local":
-        codes = wait_all(start_local_workers(workers, db_url=url, device=device))
+        # The workers started here execute this sweep's runs only; others stay queued for theirs.
+        codes = wait_all(start_local_workers(workers, db_url=url, device=device, only=queued))
         if any(codes):
             raise UsageError(f"a worker failed (exit codes {codes}).")
     elif executor == "slurm":
         jobs = submit_slurm_workers(workers, db_url=url, folder=str(workspace() / "slurm"), device=device,
-                                    partition=partition, gpus=gpus, time_min=time_min)
+                                    partition=partition, gpus=gpus, time_min=time_min, only=queued)
         console.info(f"submitted worker job(s): {', '.join(str(j.job_id) for j in jobs)}")
     else:
         console.info("start workers with `fqvae worker` (any machine that reaches the registry).")
@@ -62,7 +64,11 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Execute one run, then exit."),
     max_runs: int = typer.Option(None, "--max-runs", min=1, help="Exit after this many runs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads for this worker."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads for this worker; at most the "
+                                "cores it may use (a larger value is lowered to that, with a warning)."),
+    runs: str = typer.Option(None, "--runs", help="Claim only these queued runs (ids, short ids or names, "
+                             "comma-separated; `-` reads them from standard input, one per line, e.g. piped "
+                             "from `fqvae sweep`); others stay queued. Default: any queued run."),
     stale_after: float = typer.Option(300.0, "--stale-after", min=0.0,
                                       help="Requeue running runs whose heartbeat is older than this many seconds "
                                            "(their worker died); a run whose process is alive on this machine "
@@ -76,24 +82,39 @@ def worker(
     db: str = typer.Option(None, "--db", help="Registry URL."),
 ) -> None:
     """Claim queued runs from the registry, train and evaluate them, until the queue is empty."""
+    import re
+    import sys
+
     from fqvae_cli import console
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
+    from fqvae_cli.inputs import bounded_by_cores
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.workers import dci_jobs, die_with_parent, run_worker
+    from fqvae_cli.workers import WorkerStopped, dci_jobs, die_with_parent, run_worker
 
     die_with_parent()
     if threads:
         import torch
 
+        threads = bounded_by_cores(threads, "--threads")
         torch.set_num_threads(threads)
+    only = None
+    if runs is not None:
+        refs = sys.stdin.read().split() if runs.strip() == "-" else [r for r in runs.split(",") if r.strip()]
+        only = [r.strip() for r in refs]
     reg = Registry(db)
+    if only is not None:
+        # Ids and short ids are taken as they are (a worker may be handed thousands); names and prefixes
+        # are looked up, so a typo is refused here rather than silently claiming nothing.
+        only = [r if re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{32}", r) else reg.get_run(r).short_id for r in only]
     dev = resolve_device(device)
     try:
         n = run_worker(reg, dev, once=once, max_runs=max_runs, stale_after_s=stale_after,
                        jobs=jobs or dci_jobs(dev, threads), show_progress=not quiet,
-                       on_run=lambda r: console.info(f"worker: run {r.short_id} done") if quiet else None)
+                       on_run=lambda r: console.info(f"worker: run {r.short_id} done") if quiet else None,
+                       only=only)
+    except WorkerStopped as stop:
+        raise Interrupted(f"worker stopped; {stop.outcome}.") from None
     except KeyboardInterrupt:
-        raise Interrupted("worker stopped; its run was marked interrupted and resumes from its last checkpoint "
-                          "when a worker claims it again.") from None
+        raise Interrupted("worker stopped while it held no run.") from None
     console.info(f"worker: {n} run(s) executed; queue empty" if not (once or max_runs) else f"worker: {n} run(s)")

@@ -15,14 +15,15 @@ def train(
                                 help="Dataset name; default the profile's (synth3d, built in)."),
     profile: str = typer.Option(None, "--profile", "-p", help="Profile in experiments.yaml: quick or paper "
                                 "[default: quick]."),
-    seed: int = typer.Option(None, "--seed", min=0, help="Seed of initialisation, data order and noise "
-                             "[default: 0]."),
+    seed: int = typer.Option(None, "--seed", help="Seed of initialisation, data order and noise, 0 to "
+                             "4294967295 [default: 0]."),
     steps: int = typer.Option(None, "--steps", help="Training iterations (overrides the profile)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size B (Factor models draw 2B)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a setting: key=value, e.g. "
                                         "--set model.beta=1e-3 --set train.lr=5e-4 (bare keys like beta work)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to)."),
+    name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to; not "
+                             "another run's id or the start of one)."),
     resume: str = typer.Option(None, "--resume", help="Continue RUN from its newest checkpoint that verifies "
                                "(same data order and random streams), with the settings it was created with."),
     checkpoint: int = typer.Option(None, "--checkpoint", min=0, help="With --resume: continue from the "
@@ -43,6 +44,8 @@ def train(
     from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.inputs import check_seed, run_name
+    from fqvae_cli.models.zoo import check_model_size
     from fqvae_cli.registry.liveness import holder_id
     from fqvae_cli.registry.store import Registry
     from fqvae_cli.training.checkpoint import usable_checkpoint
@@ -52,10 +55,14 @@ def train(
     if resume:
         given = [flag for flag, value in (("--model", model), ("--dataset", dataset), ("--profile", profile),
                                           ("--seed", seed), ("--steps", steps), ("--batch-size", batch_size),
-                                          ("--set", overrides), ("--name", name)) if value]
+                                          ("--set", overrides), ("--name", name)) if value not in (None, [])]
         if given:
             raise UsageError(f"--resume continues a run with the settings it was created with; drop "
                              f"{', '.join(given)} (or start a new run without --resume).")
+    else:
+        # Everything a user typed is checked before the registry, the data or a run is touched.
+        seed = check_seed(0 if seed is None else seed)
+        name = run_name(name)
     reg = Registry(db)
     dev = resolve_device(device)
     if resume:
@@ -75,7 +82,8 @@ def train(
             extra.setdefault("train", {})["steps"] = steps
         if batch_size is not None:
             extra.setdefault("train", {})["batch_size"] = batch_size
-        cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed or 0, extra)
+        cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed, extra)
+        check_model_size(cfg.model)
         # The data first: a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind.
         ds = open_dataset(cfg.dataset)
         require_image_size(ds, cfg.model.image_size, cfg.dataset)
@@ -87,7 +95,8 @@ def train(
     result = _train(reg, cfg, run, dev, resume_from=start if resume else None)
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
                  f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * 1e4:.2f}")
-    console.info(f"next: `fqvae evaluate {run.short_id}`")
+    console.info(f"next: `fqvae evaluate {run.short_id}` (scores it with the {cfg.eval.protocol} protocol of its "
+                 "settings)")
     typer.echo(run.short_id)
 
 

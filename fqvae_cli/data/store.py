@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli import paths
-from fqvae_cli.console import info, progress
+from fqvae_cli.console import info, progress, warn
 from fqvae_cli.data import isaac3d, mpi3d, shapes3d, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
 from fqvae_cli.data.plan import SourcePlan, current_umask, publish_mode
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
-from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, sha256_file
+from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
 
 FORMAT_VERSION = 1
 IMAGES_FILE = "images.npy"
@@ -146,7 +146,7 @@ def source_identity(source: dict[str, Any] | None) -> dict[str, Any]:
 
 @contextmanager
 def _build_lock(root: Path, name: str) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root, f"dataset '{name}'", DataError, "point --root or FQVAE_DATA at a writable folder")
     lock_path = root / f".{name}.lock"
     with open(lock_path, "a+") as fh:
         try:
@@ -192,35 +192,44 @@ def write_store(name: str, plan: SourcePlan, root: Path | str | None = None, *,
             raise UsageError(f"dataset '{name}' already exists at {target}; pass --force to replace it.")
         _remove_stale(root_path, name)
         check_free_space(root_path, n * (s * s * 3 + 8 * plan.space.n_factors), f"preparing {name}")
-        source = dict(plan.source)
-        with atomic_dir(target, replace=existing == "replace") as tmp:
-            images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8,
-                                               shape=(n, s, s, 3))
-            with progress(f"preparing {name}", total=n, unit="img") as bar:
-                plan.fill(images, bar)
-                if bar.completed != n:
-                    raise DataError(f"the source gave {bar.completed:,} images where {n:,} were expected.")
-                bar.status("flushing")
-                images.flush()
-            del images
-            np.save(tmp / CODES_FILE, plan.space.all_codes(), allow_pickle=False)
-            if plan.source_path is not None and source.get("sha256") is None:
-                info(f"hashing {plan.source_path.name} for the record")
-                source["sha256"] = sha256_file(plan.source_path)
-            meta = {
-                "name": name,
-                **plan.space.to_dict(),
-                "n_images": n,
-                "image_size": s,
-                "source": source,
-                "notes": list(plan.notes),
-                **plan.extra,
-                "format_version": FORMAT_VERSION,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            # meta.json last: a folder without it is never taken for a prepared dataset.
-            atomic_write_json(tmp / META_FILE, meta)
-            _publish_modes(tmp)
+        try:
+            source = dict(plan.source)
+            with atomic_dir(target, replace=existing == "replace") as tmp:
+                images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8,
+                                                   shape=(n, s, s, 3))
+                with progress(f"preparing {name}", total=n, unit="img") as bar:
+                    plan.fill(images, bar)
+                    if bar.completed != n:
+                        raise DataError(f"the source gave {bar.completed:,} images where {n:,} were expected.")
+                    bar.status("flushing")
+                    images.flush()
+                del images
+                np.save(tmp / CODES_FILE, plan.space.all_codes(), allow_pickle=False)
+                if plan.source_path is not None and source.get("sha256") is None:
+                    info(f"hashing {plan.source_path.name} for the record")
+                    source["sha256"] = sha256_file(plan.source_path)
+                meta = {
+                    "name": name,
+                    **plan.space.to_dict(),
+                    "n_images": n,
+                    "image_size": s,
+                    "source": source,
+                    "notes": list(plan.notes),
+                    **plan.extra,
+                    "format_version": FORMAT_VERSION,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+                # meta.json last: a folder without it is never taken for a prepared dataset.
+                atomic_write_json(tmp / META_FILE, meta)
+                _publish_modes(tmp)
+        except KeyboardInterrupt:
+            # atomic_dir has removed the partial folder by now; say so, as the stop may come minutes into a
+            # first-use render that the user never asked for by name.
+            then = ("the copy prepared before is kept as it was" if target.exists()
+                    else "the next command that needs it starts over")
+            warn(f"stopped preparing dataset '{name}' before it was complete; nothing was kept half-written (its "
+                 f"partial files were removed) and {then}.")
+            raise
         return PreparedDataset(target), True
 
 

@@ -24,14 +24,23 @@ def as_matrix(a: object, name: str) -> np.ndarray:
     return arr
 
 
+# The DCI classifiers (scikit-learn's trees) work in float32: a code beyond its range becomes infinite there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def as_codes(a: object, name: str = "codes") -> np.ndarray:
-    """A 2-D numeric array of finite values."""
+    """A 2-D numeric array of finite values within float32's range."""
     arr = as_matrix(a, name)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise DataError(f"{name} contains NaN or infinite values (the first at row {row}, column {col}).")
+        huge = np.abs(arr) > FLOAT32_MAX
+        if huge.any():
+            row, col = np.argwhere(huge)[0]
+            raise DataError(f"{name} holds {arr[row, col]:.3g} at row {row}, column {col}, beyond float32's range "
+                            f"(±{FLOAT32_MAX:.3g}) in which the metrics are computed; rescale the codes.")
     return arr
 
 

@@ -18,6 +18,7 @@ version, so many processes opening a fresh database at once create it exactly on
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 import weakref
@@ -33,7 +34,7 @@ from sqlalchemy.pool import NullPool
 import fqvae_cli
 from fqvae_cli import paths
 from fqvae_cli.errors import RegistryError
-from fqvae_cli.io import atomic_path
+from fqvae_cli.io import atomic_path, make_dirs
 from fqvae_cli.registry.schema import HEAD, REVISIONS
 
 # Seconds one statement waits for SQLite's write lock before the store retries with backoff.
@@ -70,11 +71,16 @@ def parse_url(url: str) -> Any:
 
 
 def display_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
+    """The URL as the user typed it, for messages, with any password masked (***). Re-rendering it
+    through SQLAlchemy would percent-encode it (sqlite:///:memory: would read sqlite:///%3Amemory%3A)."""
     try:
-        return parse_url(url).render_as_string(hide_password=True)
+        parsed = parse_url(url)
     except RegistryError:
         return url
+    if parsed.password is None:
+        return url
+    masked, n = re.subn(r"^([^:/?#]+://[^:@/?#]*:)[^@/?#]*@", r"\1***@", url, count=1)
+    return masked if n else parsed.render_as_string(hide_password=True)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -105,7 +111,8 @@ def make_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> 
     if sqlite:
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent, f"the registry file {path.name}", RegistryError,
+                      "choose another registry with --db or FQVAE_DB, or another workspace with FQVAE_HOME")
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
     elif u.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
@@ -214,15 +221,23 @@ class UpgradeResult:
     backup: Path | None
 
 
+def check_not_foreign(state: SchemaState, url: str) -> None:
+    """Raise when a database without an fqvae schema version holds tables: it is something else's (on
+    SQLite, any table; on a shared server, only tables of fqvae's names would clash)."""
+    if state.revision is not None:
+        return
+    tables = state.tables - {"alembic_version"}
+    foreign = tables & _OUR_TABLES if not is_sqlite(url) else tables
+    if foreign:
+        raise RegistryError(f"{_where(url)} holds tables ({', '.join(sorted(foreign))}) but no fqvae schema "
+                            "version; it is not an fqvae registry, so it was left as it is.")
+
+
 def _check(state: SchemaState, url: str, *, explicit: bool) -> None:
     """Raise when the schema must not be touched by this process."""
     rev = state.revision
     if rev is None:
-        tables = state.tables - {"alembic_version"}
-        foreign = tables & _OUR_TABLES if not is_sqlite(url) else tables
-        if foreign:
-            raise RegistryError(f"{_where(url)} holds tables ({', '.join(sorted(foreign))}) but no fqvae schema "
-                                "version; it is not an fqvae registry, so it was left as it is.")
+        check_not_foreign(state, url)
         return
     if rev not in REVISIONS:
         raise RegistryError(f"{_where(url)} has schema revision {rev}, newer than this fqvae knows "
@@ -339,7 +354,8 @@ def upgrade(url: str | None = None, *, target: str = HEAD) -> UpgradeResult:
 
 
 def current_revision(url: str | None = None) -> str | None:
-    """The revision stamped in the registry, without creating or changing anything (None: none yet)."""
+    """The revision stamped in the registry, without creating or changing anything (None: none yet).
+    A database that holds someone else's tables is refused, as opening it would be."""
     url = paths.registry_url(url)
     path = sqlite_path(url)
     if path is not None and (not path.exists() or path.stat().st_size == 0):
@@ -348,7 +364,9 @@ def current_revision(url: str | None = None) -> str | None:
     try:
         with engine.connect() as conn:
             with conn.begin():
-                return read_state(conn).revision
+                state = read_state(conn)
+        check_not_foreign(state, url)
+        return state.revision
     except (DBAPIError, sqlite3.Error) as exc:
         raise registry_error(exc, url) from exc
     finally:

@@ -12,14 +12,15 @@ import difflib
 import re
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
+from fqvae_cli.inputs import check_seed, run_name
 from fqvae_cli.registry import liveness
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, json_text
 from fqvae_cli.registry.records import (
@@ -41,6 +42,8 @@ __all__ = ["ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Regist
 # A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
 DEFAULT_STALE_S = 300.0
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+# Values bound in one IN (...) list (SQLite allows 32,766 bound values per statement).
+IN_SLICE = 500
 
 
 def run_dir(run: RunRecord) -> Path:
@@ -52,10 +55,41 @@ def run_dir(run: RunRecord) -> Path:
     return paths.runs_root() / run.id
 
 
+def _slices(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i:i + IN_SLICE] for i in range(0, len(values), IN_SLICE)]
+
+
+def _refuse_id_like_name(conn: Any, name: str) -> None:
+    """get_run matches an exact id or short id before a name, and a name before an id prefix: a name that
+    is an existing run's id, or the start of one, would make one of the two unreachable."""
+    if not re.fullmatch(r"[0-9a-f]{2,32}", name):
+        return
+    clash = conn.execute(select(RUNS.c.short_id).where(RUNS.c.id.startswith(name)).limit(1)).scalar()
+    if clash is not None:
+        raise UsageError(f"the run name '{name}' is the id of run {clash} or the start of it, so one of the two "
+                         "could not be referred to; choose another name.")
+
+
 def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise UsageError(f"unknown run status '{status}'; choose one of: {', '.join(STATUSES)}.")
     return status
+
+
+def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
+                 status: str = "running", worker: str | None = None,
+                 dataset_fingerprint: dict | None = None) -> dict[str, Any]:
+    """The checked columns of a new run (create_runs); only a running run has a holder (worker)."""
+    if status not in ("running", "queued"):
+        raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
+    for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
+        if opt_text(value, what, limit) is None:
+            raise UsageError(f"{what} is required.")
+    return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
+            "status": status, "config": json_text(config, "run config"), "name": run_name(name),
+            "worker": opt_text(worker, "worker", 255) if status == "running" else None,
+            "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
+                                                                                      "dataset fingerprint")}
 
 
 class Registry(Results):
@@ -68,39 +102,67 @@ class Registry(Results):
                    name: str | None = None, status: str = "running", worker: str | None = None,
                    dataset_fingerprint: dict | None = None) -> RunRecord:
         """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
-        "queued": a sweep worker will)."""
-        if status not in ("running", "queued"):
-            raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
-        for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
-            if opt_text(value, what, limit) is None:
-                raise UsageError(f"{what} is required.")
-        seed = opt_int(seed, "seed")
-        if seed is None or seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, not {seed!r}.")
-        config_text = json_text(config, "run config")
-        fp_text = None if dataset_fingerprint is None else json_text(dataset_fingerprint, "dataset fingerprint")
-        name, worker = opt_text(name, "name", 200), opt_text(worker, "worker", 255)
+        "queued": a sweep worker will). The name goes through inputs.run_name (stripped; no control
+        characters; never one that reads as a run id)."""
+        (run,) = self.create_runs([{
+            "model": model, "dataset": dataset, "profile": profile, "seed": seed, "config": config, "name": name,
+            "status": status, "worker": worker, "dataset_fingerprint": dataset_fingerprint}])
+        return run
+
+    def create_runs(self, runs: Sequence[dict[str, Any]]) -> list[RunRecord]:
+        """Record several new runs, each given as create_run's arguments, in one transaction (a sweep
+        queues a large grid in batches this way); every one is checked before any is written. Rows of
+        one status are inserted in one executemany, in the order given."""
+        rows = [_new_run_row(**r) for r in runs]
         revision = code_revision()
 
-        def fn(conn: Any) -> RunRecord:
-            for _ in range(20):
-                run_id = uuid.uuid4().hex
-                taken = conn.execute(select(RUNS.c.id).where(RUNS.c.short_id == run_id[:8])).first()
-                if taken is None:
-                    break
-            else:  # pragma: no cover - needs ~10^9 runs
-                raise RegistryError("could not find a free short run id.")
-            now = self._now()
-            running = status == "running"
-            conn.execute(insert(RUNS).values(
-                id=run_id, short_id=run_id[:8], name=name, model=model, dataset=dataset, profile=profile,
-                seed=seed, status=status, config=config_text, created_at=now,
-                started_at=now if running else None, heartbeat_at=now if running else None,
-                host=socket.gethostname() if running else None, version=__version__,
-                code_revision=revision, worker=worker if running else None, dataset_fingerprint=fp_text))
-            return self._get(conn, run_id)
+        names = [row["name"] for row in rows if row["name"] is not None]
+
+        def fn(conn: Any) -> list[RunRecord]:
+            for name in names:
+                _refuse_id_like_name(conn, name)
+            ids = self._free_run_ids(conn, len(rows), avoid=set(names))
+            for status in ("running", "queued"):
+                params = [{**row, "id": run_id, "short_id": run_id[:8]}
+                          for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
+                if not params:
+                    continue
+                times = ("created_at", "started_at", "heartbeat_at") if status == "running" else ("created_at",)
+                stmt = insert(RUNS).values(version=__version__, code_revision=revision,
+                                           host=socket.gethostname() if status == "running" else None)
+                if self._sqlite:  # one time per row, increasing: a shared one would tie the batch in the queue
+                    params = [{**p, **dict.fromkeys(times, self._now())} for p in params]
+                else:  # now() is the transaction's start; clock_timestamp() is read per row
+                    stmt = stmt.values(**dict.fromkeys(times, func.clock_timestamp()))
+                conn.execute(stmt, params)
+            found: dict[str, RunRecord] = {}
+            for part in _slices(ids):
+                rows_back = conn.execute(select(RUNS).where(RUNS.c.id.in_(part)))
+                found.update((r.id, RunRecord.from_row(r)) for r in rows_back)
+            return [found[run_id] for run_id in ids]
 
         return self._tx(fn, write=True)
+
+    @staticmethod
+    def _free_run_ids(conn: Any, n: int, avoid: set[str]) -> list[str]:
+        """`n` new run ids whose short forms (their first 8 digits) are distinct and are no other run's
+        short id or name (nor one of `avoid`, the names of runs being created with them)."""
+        ids: list[str] = []
+        for _ in range(20):
+            fresh = [uuid.uuid4().hex for _ in range(n - len(ids))]
+            shorts = [f[:8] for f in fresh]
+            taken = set(avoid)
+            for part in _slices(shorts):
+                taken.update(v for row in conn.execute(select(RUNS.c.short_id, RUNS.c.name).where(
+                    or_(RUNS.c.short_id.in_(part), RUNS.c.name.in_(part)))) for v in row)
+            seen = {i[:8] for i in ids}
+            for f in fresh:
+                if f[:8] not in taken and f[:8] not in seen:
+                    ids.append(f)
+                    seen.add(f[:8])
+            if len(ids) == n:
+                return ids
+        raise RegistryError("could not find free short run ids.")  # pragma: no cover - needs ~10^9 runs
 
     def start(self, run_id: str, *, host: str | None = None, device: str | None = None) -> None:
         """Mark a run as running here (host defaults to this machine's name)."""
@@ -273,19 +335,28 @@ class Registry(Results):
 
     # -- one writer per run -------------------------------------------------------------------------
 
-    def claim_next_queued(self, worker: str) -> RunRecord | None:
+    def claim_next_queued(self, worker: str, *, only: Collection[str] | None = None) -> RunRecord | None:
         """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
-        PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises claims
-        through its write lock."""
+        `only`: take none but these runs (full or short ids), e.g. the runs of one table; any other queued
+        run stays queued. PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
+        serialises claims through its write lock."""
         worker = opt_text(worker, "worker", 255)
+        queued = select(RUNS.c.id, RUNS.c.created_at).where(RUNS.c.status == "queued")
+        if only is None:
+            choices = [queued]
+        else:
+            refs = sorted({str(r) for r in only})
+            # In slices, so a long list stays within the engines' limits on bound parameters.
+            choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part)))
+                       for part in _slices(refs)]
 
         def fn(conn: Any) -> RunRecord | None:
-            run_id = conn.execute(
-                select(RUNS.c.id).where(RUNS.c.status == "queued")
-                .order_by(RUNS.c.created_at, RUNS.c.id).limit(1).with_for_update(skip_locked=True)
-            ).scalar()
-            if run_id is None:
+            oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
+                                   .with_for_update(skip_locked=True)).first() for stmt in choices]
+            oldest = [row for row in oldest if row is not None]
+            if not oldest:
                 return None
+            run_id = min(oldest, key=lambda row: (row.created_at, row.id)).id
             now = self._now()
             conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
                 status="running", worker=worker, started_at=now, heartbeat_at=now, finished_at=None,

@@ -28,6 +28,7 @@ from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import describe, native_bf16
 from fqvae_cli.errors import TrainingError
+from fqvae_cli.inputs import bounded_by_cores
 from fqvae_cli.io import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
 from fqvae_cli.models.specs import get_model_spec
@@ -57,7 +58,7 @@ def iterations_for(train: TrainConfig, factor: bool) -> tuple[int, int]:
 def configure_backend(train: TrainConfig, device: Any) -> None:
     """Process-wide settings a run asks for: CPU threads; on CUDA, cuDNN autotuning and TF32."""
     if train.threads:
-        torch.set_num_threads(train.threads)
+        torch.set_num_threads(bounded_by_cores(train.threads, "train.threads"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = train.tf32
