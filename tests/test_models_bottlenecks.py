@@ -1,4 +1,4 @@
-"""Bottleneck and regularizer maths on hand-made examples (REFERENCE.md section 3)."""
+"""Bottleneck and regularizer maths on hand-made examples (docs/architecture.md)."""
 
 from __future__ import annotations
 

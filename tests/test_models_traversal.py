@@ -1,4 +1,4 @@
-"""Traversal values per REFERENCE.md section 5 and `fqvae models`."""
+"""Traversal values per docs/evaluation.md (Figures) and `fqvae models`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper trunk against Appendix A.3 (REFERENCE.md section 2) and the compact trunk's shapes."""
+"""The paper trunk against Appendix A.3 (docs/architecture.md) and the compact trunk's shapes."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_paper_trunk_parameter_count_and_one_step_at_64():
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="ae", trunk="paper", image_size=64, latent_dim=12))
     enc, dec = appendix_a3_counts(12)
-    assert (enc, dec) == (19_092_556, 2_871_619)  # REFERENCE.md: 19.09M + 2.87M
+    assert (enc, dec) == (19_092_556, 2_871_619)  # docs/architecture.md: 19.09M + 2.87M
     assert abs((enc + dec) - 22e6) / 22e6 < 0.02
     assert count_parameters(model.encoder) == enc
     assert count_parameters(model.decoder) == dec

@@ -106,7 +106,7 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def traversal_values(self, i: int, z_row: Tensor, steps: int = 8) -> Tensor:
-        """(steps, C) values for latent i (REFERENCE.md section 5); see each bottleneck's docstring."""
+        """(steps, C) values for latent i (docs/evaluation.md, Figures); see each bottleneck's docstring."""
         if not 0 <= i < self.bottleneck.n_latents:
             raise ConfigError(f"latent {i} is out of range; the model has {self.bottleneck.n_latents} latents.")
         return self.bottleneck.traversal_values(i, z_row, steps)

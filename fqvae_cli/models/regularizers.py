@@ -1,4 +1,4 @@
-"""Loss terms beyond reconstruction (REFERENCE.md section 3), each returning already-weighted tensors.
+"""Loss terms beyond reconstruction (docs/architecture.md), each returning already-weighted tensors.
 
 A regularizer reads the statistics its bottleneck exposes ('logits', 'mu'/'logvar', 'z', 'z_e'/'q') and
 returns {part name: weighted loss}. Each regularizer is its own settings (a ComponentConfig of plain float

@@ -1,6 +1,6 @@
 """Encoder/decoder trunks shared by every model; only their input/output widths differ per bottleneck.
 
-`paper`: the DALL-E style residual trunk of the paper's Appendix A.3 (REFERENCE.md section 2).
+`paper`: the DALL-E style residual trunk of the paper's Appendix A.3 (docs/architecture.md).
 `compact`: a small strided-conv trunk that trains at CPU speed (32x32 and 64x64), with the paper's
 dense head (Dense_m then Linear_o), so every bottleneck sees the same kind of encoder output."""
 

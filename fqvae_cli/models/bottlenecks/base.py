@@ -1,4 +1,4 @@
-"""What every bottleneck shares (REFERENCE.md section 3, the paper's Section 4).
+"""What every bottleneck shares (docs/architecture.md, the paper's Section 4).
 
 Every bottleneck answers the same questions through one output type, BottleneckOutput:
   z         the decoder input, (B, d*C)
