@@ -102,7 +102,7 @@ def test_extra_row_for_a_model_outside_the_paper(tmp_path):
     cfg = resolve_run_config("vqvae", None, "quick", 0)
     run = reg.create_run(model="vqvae", dataset="synth3d", profile="quick", seed=0, config=cfg.model_dump(mode="json"))
     reg.log_metrics(run.id, [(c, 0.4, None, "eval", "quick") for c in COLUMNS])
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     t = build_table(reg, "1", "quick", protocol="quick", rows=["vqvae", "ae"])
     assert [k for k, _ in t.rows] == ["vqvae", "ae"]
     assert t.cells[("synth3d", "vqvae")].n == 1 and t.cells[("synth3d", "vqvae")].published is None
@@ -129,7 +129,7 @@ def test_delete_never_removes_a_folder_outside_the_runs_folder(cli, workspace, t
 
     reg = Registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="evil")
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     reg.close()
     victim = workspace / "victim"
     victim.mkdir(parents=True)
@@ -176,7 +176,7 @@ def test_resume_claim_refuses_a_live_holder_and_names_it(workspace):
         holder.wait()
     claimed = reg.claim_for_resume(run.id, pid=os.getpid())  # its process is gone: take it over
     assert claimed.status == "running" and claimed.worker.endswith(f":{os.getpid()}")
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     with pytest.raises(Exception, match="already finished"):
         reg.claim_for_resume(run.id)
 

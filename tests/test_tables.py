@@ -22,7 +22,7 @@ def _add_run(reg, model, values, *, seed=0, dataset="synth3d", profile="quick", 
 
     cfg = resolve_run_config(model, dataset, profile, seed, {"model": model_set or {}})
     run = reg.create_run(model=model, dataset=dataset, profile=profile, seed=seed, config=cfg.model_dump(mode="json"))
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     reg.log_metrics(run.id, [(c, v, 1, "eval", protocol) for c, v in zip(COLUMNS, values, strict=True)])
     return run
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fqvae_cli.errors import DataError, FqvaeError, UsageError
+from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord
-from fqvae_cli.registry.schema import HEAD, REVISIONS, TERMINAL_STATUSES
+from fqvae_cli.registry.schema import HEAD, REVISIONS
 from fqvae_cli.registry.store import run_dir
 
 FORMAT = "fqvae-bundle"
@@ -92,7 +93,7 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
     if not (isinstance(run.short_id, str) and re.fullmatch(r"[0-9a-f]{8}", run.short_id)
             and (run.name is None or isinstance(run.name, str))):
         raise _bad(bundle, "its manifest has a malformed run row (short id or name)")
-    if run.status not in TERMINAL_STATUSES:
+    if run.status not in ENDED:
         raise _bad(bundle, f"run {run.short_id} is '{run.status}'; only stopped runs travel")
     try:
         cfg = build_run_config(run.config)

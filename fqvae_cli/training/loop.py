@@ -33,6 +33,7 @@ from fqvae_cli.io import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import build_model
+from fqvae_cli.registry.lifecycle import FAILED, FINISHED, RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
@@ -171,7 +172,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     def snapshot() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
 
-    reg.start(run.id, host=socket.gethostname(), device=describe(device))
+    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=describe(device))
     model.train()
     t0 = time.monotonic()
     with recorder.session(f"train {cfg.model.name}", n_iter, start, model, snapshot, watch.healthy,
@@ -196,7 +197,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])
     if not test_mse:
-        reg.finish(run.id)
+        reg.transition(run.id, FINISHED)
         return TrainResult(run.id, recorder.done, None, ips)
     return _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
 
@@ -208,7 +209,7 @@ def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
     reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")])
     if not math.isfinite(mse):
-        reg.fail(run.id, f"test MSE is not finite after training ({mse}).")
+        reg.transition(run.id, FAILED, error=f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")
-    reg.finish(run.id)
+    reg.transition(run.id, FINISHED)
     return TrainResult(run.id, done, mse, ips)
