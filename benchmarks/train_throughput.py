@@ -81,7 +81,7 @@ def step_gflop(model, x, half: int) -> float:
     with FlopCounterMode(display=False) as counter:
         total, _, tc_input = model.training_step_losses(x[:half], 0.5)
         total.backward()
-        if model.spec.factor:
+        if model.spec.total_correlation:
             model.discriminator_loss(tc_input, x[half:], 0.5).backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops()) / 1e9
@@ -89,8 +89,8 @@ def step_gflop(model, x, half: int) -> float:
 
 def measure(name: str, variant: str, args, device: torch.device, ds, split) -> dict:
     """Time --iters iterations after --warmup; returns the figures of one (model, variant)."""
-    from fqvae_cli.config import resolve_run_config
     from fqvae_cli.data.sampler import BatchSampler
+    from fqvae_cli.experiments import resolve_run_config
     from fqvae_cli.models.zoo import build_model
     from fqvae_cli.training.loop import configure_backend, data_on_device
     from fqvae_cli.training.step import Optimizers, TrainStep
@@ -108,7 +108,7 @@ def measure(name: str, variant: str, args, device: torch.device, ds, split) -> d
     model = build_model(cfg.model).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    factor = model.spec.factor
+    factor = model.spec.total_correlation
     per_iter = 2 * args.batch if factor else args.batch
     resident = data_on_device("auto", device, len(split), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split, per_iter, seed=0, device=device, on_device=resident,

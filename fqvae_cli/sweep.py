@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli import console
-from fqvae_cli.config import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
 from fqvae_cli.errors import ConfigError, UsageError
 from fqvae_cli.evaluation import evaluate_run
+from fqvae_cli.experiments import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
 from fqvae_cli.inputs import available_cores, check_seed
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import check_model_size
@@ -70,7 +70,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         identity = dataset_identity(ds)
         # Factor models first: they cost twice a plain model's step, and workers take runs in the order
         # they were queued, so the long runs start early and the short ones fill in at the end.
-        for row in sorted(chosen, key=lambda r: not get_model_spec(r["model"]).factor):
+        for row in sorted(chosen, key=lambda r: not get_model_spec(r["model"]).total_correlation):
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)

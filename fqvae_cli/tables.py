@@ -24,12 +24,12 @@ from typing import Any
 
 from rich.table import Table as RichTable
 
-from fqvae_cli.config import build_run_config, deep_merge, load_experiments, resolve_run_config
+from fqvae_cli.config import build_run_config, runtime_only
 from fqvae_cli.data.catalog import get_dataset_spec
 from fqvae_cli.data.identity import dataset_fingerprint
 from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
 from fqvae_cli.errors import ConfigError, FqvaeError, UsageError
-from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
+from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS, deep_merge, load_experiments, resolve_run_config
 from fqvae_cli.models.specs import ZOO
 
 SCALE = {"mse": 1e4}  # MSE is reported x 10^4
@@ -64,10 +64,6 @@ class Table:
 
 
 # Train settings that change how a run is executed, not what it learns.
-RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "log_every", "data_on_device",
-                           "compile", "channels_last", "cudnn_benchmark", "tf32", "bf16"})
-
-
 def training_setup(config: Any) -> dict | None:
     """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
     validating it with today's code); None when today's code cannot read the stored config."""
@@ -77,7 +73,7 @@ def training_setup(config: Any) -> dict | None:
         except ConfigError:
             return None
     data = config.model_dump(mode="json")
-    train = {k: v for k, v in data["train"].items() if k not in RUNTIME_ONLY}
+    train = {k: v for k, v in data["train"].items() if not runtime_only(k)}
     return {"model": data["model"], "train": train, "dataset": data["dataset"], "profile": data["profile"]}
 
 

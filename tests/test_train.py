@@ -32,7 +32,7 @@ def test_plain_and_factor_model_train_and_are_recorded(cli, small_data, model):
     assert run.config["train"]["steps"] == 6 and run.config["model"]["name"] == model
     names = {m.name for m in reg.metrics(run.id)}
     assert "loss/total" in names and "loss/recon" in names
-    if ZOO[model].factor:
+    if ZOO[model].total_correlation:
         assert "loss/tc" in names and "loss/disc" in names
     mse = [m for m in reg.metrics(run.id, name="mse") if m.split == "test"]
     assert len(mse) == 1 and 0 < mse[0].value < 1

@@ -67,8 +67,8 @@ def table(
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them."""
-    from fqvae_cli.config import load_experiments, parse_overrides
     from fqvae_cli.errors import ConfigError
+    from fqvae_cli.experiments import load_experiments, parse_overrides
     from fqvae_cli.registry.store import Registry
 
     extra = parse_overrides(overrides or [])
@@ -111,9 +111,9 @@ def reproduce(
     import os
 
     from fqvae_cli import console
-    from fqvae_cli.config import parse_overrides
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
+    from fqvae_cli.experiments import parse_overrides
     from fqvae_cli.paths import registry_url
     from fqvae_cli.registry.store import Registry
     from fqvae_cli.sweep import ReproduceRequest

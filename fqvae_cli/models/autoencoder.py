@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.models.bottlenecks import Bottleneck, BottleneckOutput
 from fqvae_cli.models.discriminator import TotalCorrelation
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ModelSpec
 
 

@@ -50,9 +50,9 @@ class TrainResult:
     images_per_s: float
 
 
-def iterations_for(train: TrainConfig, factor: bool) -> tuple[int, int]:
+def iterations_for(train: TrainConfig, total_correlation: bool) -> tuple[int, int]:
     """(number of iterations, counted steps per iteration) under the run's step convention."""
-    per = 2 if (factor and train.step_convention == "optimizer_steps") else 1
+    per = 2 if (total_correlation and train.step_convention == "optimizer_steps") else 1
     return max(1, train.steps // per), per
 
 
@@ -152,15 +152,15 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     ds = open_dataset(cfg.dataset)
     require_image_size(ds, cfg.model.image_size, cfg.dataset)
     split = ds.split(seed=1)
-    n_iter, per_iter = iterations_for(train, spec.factor)
+    n_iter, per_iter = iterations_for(train, spec.total_correlation)
     anneal_steps, decay = train.effective_schedule()
-    images_per_iter = 2 * train.batch_size if spec.factor else train.batch_size
+    images_per_iter = 2 * train.batch_size if spec.total_correlation else train.batch_size
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opts = Optimizers.for_model(model, train, spec.factor)
+    opts = Optimizers.for_model(model, train, spec.total_correlation)
     on_device = data_on_device(train.data_on_device, device, len(split["train"]), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split["train"], images_per_iter, seed=cfg.seed, device=device,
                            on_device=on_device, channels_last=train.channels_last)

@@ -53,8 +53,8 @@ class Optimizers:
     clip_value: float | None
 
     @classmethod
-    def for_model(cls, model: Any, train: TrainConfig, factor: bool) -> Optimizers:
-        disc = torch.optim.Adam(model.discriminator_parameters(), lr=train.lr) if factor else None
+    def for_model(cls, model: Any, train: TrainConfig, total_correlation: bool) -> Optimizers:
+        disc = torch.optim.Adam(model.discriminator_parameters(), lr=train.lr) if total_correlation else None
         clip = ADAMW_CLIP_VALUE if train.optimizer == "adamw" else None
         return cls(vae_optimizer(model, train), disc, clip)
 
