@@ -167,7 +167,7 @@ def main() -> None:
         layout(args)
         return
 
-    from fqvae_cli.device import describe, resolve_device
+    from fqvae_cli.device import device_label, resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads:
@@ -184,7 +184,7 @@ def main() -> None:
              "bf16": matmul_peak_tflops(device, torch.bfloat16, n=n)}
     if device.type == "cuda":
         peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True, n=n)
-    print(f"torch {torch.__version__} on {describe(device)}; matmul peak measured here: "
+    print(f"torch {torch.__version__} on {device_label(device)}; matmul peak measured here: "
           + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()))
     print(f"trunk {args.trunk}, {args.image_size}x{args.image_size}, batch {args.batch} "
           f"(Factor models draw 2x), {args.iters} timed iterations after {args.warmup} warm-up")

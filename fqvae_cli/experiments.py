@@ -75,6 +75,7 @@ def _check_section(section: str, values: dict, info: ValidationInfo | None = Non
 
 class ProfileSpec(_Strict):
     description: str = ""
+    extends: str | None = None  # another profile this one starts from (its sections merged key by key)
     dataset: str | None = None
     model: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
@@ -135,6 +136,18 @@ class Experiments(_Strict):
     hyperparameters: dict[str, dict[str, dict]]
     protocols: dict[str, ProtocolSpec]
     tables: dict[str, TableSpec]
+
+    @model_validator(mode="after")
+    def _extends(self) -> Experiments:
+        for name in self.profiles:
+            seen = [name]
+            while (base := self.profiles[seen[-1]].extends) is not None:
+                if base not in self.profiles:
+                    raise ValueError(f"profiles.{seen[-1]}.extends: unknown profile '{base}'")
+                if base in seen:
+                    raise ValueError(f"profiles.{name}.extends: a cycle ({' -> '.join(seen + [base])})")
+                seen.append(base)
+        return self
 
     @field_validator("hyperparameters")
     @classmethod
@@ -291,7 +304,9 @@ def profile_of(exp: dict, name: str) -> dict:
     profiles = exp.get("profiles", {})
     if name not in profiles:
         raise ConfigError(f"unknown profile '{name}'; choose one of: {', '.join(profiles)}.")
-    return profiles[name] or {}
+    prof = dict(profiles[name] or {})
+    base = prof.pop("extends", None)
+    return deep_merge(profile_of(exp, base), prof) if base else prof
 
 
 def table_of(exp: dict, number: str) -> dict:

@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli import console
-from fqvae_cli.errors import ConfigError, UsageError
+from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
-from fqvae_cli.experiments import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
+from fqvae_cli.experiments import (
+    deep_merge,
+    load_experiments,
+    parse_overrides,
+    parse_value,
+    resolve_run_config,
+    table_of,
+)
 from fqvae_cli.inputs import available_cores, check_seed
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import check_model_size
@@ -57,10 +64,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
     Idempotent: finished runs are kept, interrupted ones (and running ones whose process is gone) are
     requeued to resume, nothing is redone. A cell takes only runs of its exact training setup (tables.py)."""
-    exp = load_experiments()
-    if number not in exp["tables"]:
-        raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
-    chosen = table_rows(exp["tables"][number], number, rows, models)
+    chosen = table_rows(table_of(load_experiments(), number), number, rows, models)
     datasets = datasets or default_datasets(number, profile)
     check_queue_size(len(datasets) * len(chosen) * seeds, f"table {number} with {seeds} seed(s)", confirmed=True)
     report = QueueReport([], [], [], [], [])

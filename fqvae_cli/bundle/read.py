@@ -100,10 +100,10 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
     except FqvaeError as exc:
         raise _bad(bundle, f"run {run.short_id}'s config does not fit this fqvae ({exc})") from None
     if run.dataset_fingerprint is not None:
-        from fqvae_cli.data.identity import describe
+        from fqvae_cli.data.identity import fingerprint_text
 
         try:
-            describe(run.dataset_fingerprint)
+            fingerprint_text(run.dataset_fingerprint)
         except (AttributeError, TypeError, ValueError):
             raise _bad(bundle, f"run {run.short_id}'s dataset fingerprint is malformed") from None
     if (cfg.model.name, cfg.dataset) != (run.model, run.dataset):
@@ -135,7 +135,7 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], bu
     except ValueError as exc:
         raise _bad(bundle, f"its {MANIFEST} is not JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _bad(bundle, f"its {MANIFEST} does not describe an fqvae bundle")
+        raise _bad(bundle, f"its {MANIFEST} does not fingerprint_text an fqvae bundle")
     version, revision = manifest.get("format_version"), manifest.get("schema_revision")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _bad(bundle, f"its format version {version!r} is not a version number")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="train")(train)
@@ -21,14 +23,14 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size B (Factor models draw 2B)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a setting: key=value, e.g. "
                                         "--set model.beta=1e-3 --set train.lr=5e-4 (bare keys like beta work)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = DEVICE_OPTION,
     name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to; not "
                              "another run's id or the start of one)."),
     resume: str = typer.Option(None, "--resume", help="Continue RUN from its newest checkpoint that verifies "
                                "(same data order and random streams), with the settings it was created with."),
     checkpoint: int = typer.Option(None, "--checkpoint", min=0, help="With --resume: continue from the "
                                    "checkpoint at this iteration (newer ones are set aside, not deleted)."),
-    db: str = typer.Option(None, "--db", help="Registry URL (default $FQVAE_DB or the workspace's SQLite file)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Train one model and record it in the registry.
 
@@ -42,6 +44,7 @@ def train(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.experiments import parse_overrides, resolve_run_config
     from fqvae_cli.inputs import check_seed, run_name
+    from fqvae_cli.metrics import MSE_SCALE
     from fqvae_cli.registry.store import Registry
     from fqvae_cli.training import launch
 
@@ -77,7 +80,7 @@ def train(
                      f"{cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
     result = launch.train_to_end(reg, cfg, run, dev, resume_from=start)
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
-                 f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * 1e4:.2f}")
+                 f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * MSE_SCALE:.2f}")
     console.info(f"next: `fqvae evaluate {run.short_id}` (scores it with the {cfg.eval.protocol} protocol of its "
                  "settings)")
     typer.echo(run.short_id)

@@ -26,7 +26,7 @@ from fqvae_cli.config import RunConfig, TrainConfig
 from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
-from fqvae_cli.device import describe, native_bf16
+from fqvae_cli.device import device_label, native_bf16
 from fqvae_cli.errors import TrainingError
 from fqvae_cli.inputs import bounded_by_cores
 from fqvae_cli.io import atomic_write_json
@@ -98,7 +98,7 @@ def rng_state(device: Any) -> dict:
     return state
 
 
-def restore(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
+def load_resume_state(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
     """Load checkpoint `ckpt` into model and optimizers and reset the RNG; set aside any newer checkpoint
     (the run continues from `ckpt` and rewrites them). Returns its iteration."""
     load_weights(Path(ckpt.weights.path), model, ckpt.weights.sha256, device=device)
@@ -151,7 +151,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
 
     ds = open_dataset(cfg.dataset)
     require_image_size(ds, cfg.model.image_size, cfg.dataset)
-    split = ds.split(seed=1)
+    split = ds.split()
     n_iter, per_iter = iterations_for(train, spec.total_correlation)
     anneal_steps, decay = train.effective_schedule()
     images_per_iter = 2 * train.batch_size if spec.total_correlation else train.batch_size
@@ -164,7 +164,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     on_device = data_on_device(train.data_on_device, device, len(split["train"]), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split["train"], images_per_iter, seed=cfg.seed, device=device,
                            on_device=on_device, channels_last=train.channels_last)
-    start = restore(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
+    start = load_resume_state(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints)
@@ -172,7 +172,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     def snapshot() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
 
-    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=describe(device))
+    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=device_label(device))
     model.train()
     t0 = time.monotonic()
     with recorder.session(f"train {cfg.model.name}", n_iter, start, model, snapshot, watch.healthy,

@@ -31,7 +31,7 @@ def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
 
 def vae_optimizer(model: Any, train: TrainConfig) -> torch.optim.Optimizer:
     """Adam over encoder, decoder and codebook; with `adamw`, decay on weight matrices and kernels only."""
-    named = [(n, p) for n, p in model.named_parameters() if not n.startswith("tc.")]
+    named = model.named_vae_parameters()
     if train.optimizer == "adamw":
         groups = [
             {"params": [p for n, p in named if not _no_decay(n, p)], "weight_decay": train.weight_decay},
