@@ -63,7 +63,7 @@ from pathlib import Path
 
 import yaml
 
-from fqvae_cli.config import experiments_path
+from fqvae_cli.experiments import experiments_path
 
 data = yaml.safe_load(experiments_path().read_text())
 data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300}

@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from fqvae_cli.config import ModelConfig, load_experiments
+from fqvae_cli.experiments import load_experiments
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.trunks import count_parameters
 from fqvae_cli.models.zoo import build_model
@@ -27,14 +28,14 @@ SETUPS = {"compact": {"image_size": 32, "batch": 64, "steps": 10},
 def make_config(name: str, trunk: str, image_size: int, latent_dim: int) -> ModelConfig:
     table = (load_experiments().get("hyperparameters") or {}).get("shapes3d", {}) or {}
     fields = {**ZOO[name].defaults, **(table.get(name) or {})}
-    return ModelConfig(name=name, trunk=trunk, image_size=image_size, latent_dim=latent_dim, **fields)
+    return ModelConfig.from_flat(name=name, trunk=trunk, image_size=image_size, latent_dim=latent_dim, **fields)
 
 
 def time_model(cfg: ModelConfig, batch: int, steps: int, warmup: int = 2) -> tuple[float, int, int]:
     """(seconds per step, images per step, parameters)."""
     model = build_model(cfg).train()
     vae_opt = torch.optim.Adam(model.vae_parameters(), lr=1e-3)
-    disc_opt = torch.optim.Adam(model.discriminator_parameters(), lr=1e-3) if model.spec.factor else None
+    disc_opt = torch.optim.Adam(model.discriminator_parameters(), lr=1e-3) if model.spec.total_correlation else None
     per_step = 2 * batch if disc_opt else batch
     x_all = torch.rand(per_step, 3, cfg.image_size, cfg.image_size) - 0.5
 

@@ -81,7 +81,7 @@ def step_gflop(model, x, half: int) -> float:
     with FlopCounterMode(display=False) as counter:
         total, _, tc_input = model.training_step_losses(x[:half], 0.5)
         total.backward()
-        if model.spec.factor:
+        if model.spec.total_correlation:
             model.discriminator_loss(tc_input, x[half:], 0.5).backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops()) / 1e9
@@ -89,8 +89,8 @@ def step_gflop(model, x, half: int) -> float:
 
 def measure(name: str, variant: str, args, device: torch.device, ds, split) -> dict:
     """Time --iters iterations after --warmup; returns the figures of one (model, variant)."""
-    from fqvae_cli.config import resolve_run_config
     from fqvae_cli.data.sampler import BatchSampler
+    from fqvae_cli.experiments import resolve_run_config
     from fqvae_cli.models.zoo import build_model
     from fqvae_cli.training.loop import configure_backend, data_on_device
     from fqvae_cli.training.step import Optimizers, TrainStep
@@ -108,7 +108,7 @@ def measure(name: str, variant: str, args, device: torch.device, ds, split) -> d
     model = build_model(cfg.model).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    factor = model.spec.factor
+    factor = model.spec.total_correlation
     per_iter = 2 * args.batch if factor else args.batch
     resident = data_on_device("auto", device, len(split), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split, per_iter, seed=0, device=device, on_device=resident,
@@ -167,7 +167,7 @@ def main() -> None:
         layout(args)
         return
 
-    from fqvae_cli.device import describe, resolve_device
+    from fqvae_cli.device import device_label, resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads:
@@ -184,7 +184,7 @@ def main() -> None:
              "bf16": matmul_peak_tflops(device, torch.bfloat16, n=n)}
     if device.type == "cuda":
         peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True, n=n)
-    print(f"torch {torch.__version__} on {describe(device)}; matmul peak measured here: "
+    print(f"torch {torch.__version__} on {device_label(device)}; matmul peak measured here: "
           + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()))
     print(f"trunk {args.trunk}, {args.image_size}x{args.image_size}, batch {args.batch} "
           f"(Factor models draw 2x), {args.iters} timed iterations after {args.warmup} warm-up")

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli import console
-from fqvae_cli.config import build_run_config, load_experiments
+from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
+from fqvae_cli.experiments import load_experiments
 from fqvae_cli.io import atomic_path, sha256_file
 from fqvae_cli.metrics.codes import encode_codes, held_out_subset, reconstruction_mse, sample_indices
 from fqvae_cli.models.zoo import build_model

@@ -1,14 +1,23 @@
-"""Validation of experiments.yaml: profiles, Table A.3 hyperparameters, protocols and table layouts.
-A typo anywhere is refused with one sentence naming the key (e.g. 'profiles.quick.train.stpes').
+"""experiments.yaml (the profiles, Table A.3, the metric protocols, the paper's table layouts) and `--set`
+overrides: where a run's configuration comes from, and where the flat way people write a model's settings
+is translated, once, into the nested form a run stores (fqvae_cli.models.settings.nest).
 
-The run settings under a profile's model/train/eval (and a table row's `set`) are checked against the
-section classes of fqvae_cli.config, which loads this file and passes them in (validation context
-`sections`), so this module does not import the config."""
+Resolution order (later wins): the defaults of fqvae_cli.config < the model's own defaults (e.g.
+codebook_dim 8 for vqvae) < the profile < the Table A.3 hyperparameters for (dataset, model) <
+command-line options and `--set` overrides.
+
+A typo anywhere in experiments.yaml is refused with one sentence naming the key (e.g.
+'profiles.quick.train.stpes')."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, get_args
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,9 +28,20 @@ from pydantic import (
     model_validator,
 )
 
-from fqvae_cli.data.catalog import DATASETS
+from fqvae_cli.config import (
+    SECTION_KEYS,
+    SECTIONS,
+    TOP_LEVEL,
+    EvalConfig,
+    RunConfig,
+    TrainConfig,
+    _valid_keys_hint,
+    build_run_config,
+)
+from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.settings import OWNERS, check_flat, nest
+from fqvae_cli.models.specs import ZOO, get_model_spec
 
 COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
 COLUMN_TITLES = ("D", "I", "C", "InfoM", "InfoE", "InfoC", "MSE×10⁴")
@@ -31,22 +51,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_section(section: str, values: dict, info: ValidationInfo) -> dict:
-    cls: Any = (info.context or {})["sections"][section]
+def _check_section(section: str, values: dict, info: ValidationInfo | None = None) -> dict:
+    """A profile's (or a table row's, or a Table A.3 entry's) settings of one section, checked key by key:
+    the model section in its flat form (models.settings), train and eval against their classes."""
+    if section == "model":
+        try:
+            check_flat(values)
+        except ValueError as exc:
+            raise ValueError(f"model.{exc}") from None
+        return values
+    cls = {"train": TrainConfig, "eval": EvalConfig}[section]
     names = cls.setting_names()
     unknown = [k for k in values if k not in names]
     if unknown:
         raise ValueError(f"{section}.{unknown[0]}: unknown key (valid: {', '.join(names)})")
-    try:
-        cls.check_settings(values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ValueError(f"{section}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    for key, value in values.items():
+        try:
+            cls.__pydantic_validator__.validate_assignment(cls.model_construct(), key, value)
+        except ValidationError as exc:
+            raise ValueError(f"{section}.{key}: {exc.errors()[0]['msg']}") from None
     return values
 
 
 class ProfileSpec(_Strict):
     description: str = ""
+    extends: str | None = None  # another profile this one starts from (its sections merged key by key)
     dataset: str | None = None
     model: dict = Field(default_factory=dict)
     train: dict = Field(default_factory=dict)
@@ -108,6 +137,18 @@ class Experiments(_Strict):
     protocols: dict[str, ProtocolSpec]
     tables: dict[str, TableSpec]
 
+    @model_validator(mode="after")
+    def _extends(self) -> Experiments:
+        for name in self.profiles:
+            seen = [name]
+            while (base := self.profiles[seen[-1]].extends) is not None:
+                if base not in self.profiles:
+                    raise ValueError(f"profiles.{seen[-1]}.extends: unknown profile '{base}'")
+                if base in seen:
+                    raise ValueError(f"profiles.{name}.extends: a cycle ({' -> '.join(seen + [base])})")
+                seen.append(base)
+        return self
+
     @field_validator("hyperparameters")
     @classmethod
     def _hp(cls, v: dict, info: ValidationInfo) -> dict:
@@ -127,10 +168,9 @@ class Experiments(_Strict):
 
 
 
-def validate(data: dict, path: str, sections: dict[str, type[BaseModel]]) -> Experiments:
-    """sections: fqvae_cli.config.SECTIONS (model, train, eval -> their settings classes)."""
+def validate(data: dict, path: str) -> Experiments:
     try:
-        return Experiments.model_validate(data, context={"sections": sections})
+        return Experiments.model_validate(data)
     except ValidationError as exc:
         # A misspelt key shows up as both "unknown key" and "field required": name the misspelling.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
@@ -140,3 +180,167 @@ def validate(data: dict, path: str, sections: dict[str, type[BaseModel]]) -> Exp
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         raise ConfigError(f"experiments file {path}: {where}: {msg}.") from None
+
+
+# ---------------------------------------------------------------- the file
+
+
+def experiments_path() -> Path:
+    env = os.environ.get("FQVAE_EXPERIMENTS")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).with_name("experiments.yaml")
+
+
+@lru_cache(maxsize=4)
+def _load_yaml(path: str, mtime: float) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"experiments file {path} does not exist.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiments file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiments file {path} must hold a mapping at the top level.")
+    validate(data, path)
+    return data
+
+
+def load_experiments() -> dict:
+    """The experiments.yaml mapping, validated once per file version."""
+    p = experiments_path()
+    if p.is_dir():
+        raise ConfigError(f"experiments file {p} is a folder; FQVAE_EXPERIMENTS must name a .yaml file.")
+    try:
+        mtime = p.stat().st_mtime
+    except FileNotFoundError:
+        raise ConfigError(f"experiments file {p} does not exist.") from None
+    return _load_yaml(str(p), mtime)
+
+
+# ---------------------------------------------------------------- the edge: --set overrides
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: an int, a float (1e-4 included, which YAML 1.1 would keep as a string),
+    true/false, null, else the string itself."""
+    t = text.strip()
+    for conv in (int, float):
+        try:
+            return conv(t)
+        except ValueError:
+            pass
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none", "~"):
+        return None
+    return t
+
+
+def _resolve_key(key: str) -> tuple[str, ...]:
+    """'model.beta' -> ('model', 'beta'); a bare 'beta' is looked up in every section."""
+    parts = tuple(key.split("."))
+    if len(parts) == 1:
+        if parts[0] in TOP_LEVEL:
+            return parts
+        owners = [s for s, names in SECTION_KEYS.items() if parts[0] in names]
+        if len(owners) == 1:
+            return (owners[0], parts[0])
+        if len(owners) > 1:
+            raise ConfigError(f"'{key}' is ambiguous; write one of: {', '.join(f'{o}.{key}' for o in owners)}.")
+        raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
+    if len(parts) == 2 and parts[0] in SECTION_KEYS and parts[1] in SECTION_KEYS[parts[0]]:
+        return parts
+    raise ConfigError(f"unknown setting '{key}'; {_valid_keys_hint()}")
+
+
+def _takes_bool(path: tuple[str, ...]) -> bool:
+    """Whether the setting at `path` is a true/false one; pydantic would quietly read true as 1 for a
+    number, so --set refuses true/false anywhere else."""
+    if len(path) == 1:
+        fields = [RunConfig.model_fields[path[0]]]
+    else:
+        cls = SECTIONS[path[0]]
+        fields = [cls.model_fields[path[1]]] if path[1] in cls.model_fields else \
+            [owner.model_fields[path[1]] for owner in OWNERS.get(path[1], [])]
+    return any(f.annotation is bool or bool in get_args(f.annotation) for f in fields)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """['model.beta=1e-3', 'steps=100'] -> nested dict {'model': {'beta': 0.001}, 'train': {'steps': 100}}."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'.")
+        key, _, raw = pair.partition("=")
+        path = _resolve_key(key.strip())
+        value = parse_value(raw.strip())
+        if isinstance(value, bool) and not _takes_bool(path):
+            raise ConfigError(f"--set {key.strip()}: '{raw.strip()}' is not a valid value; "
+                              f"{'.'.join(path)} is not a true/false setting.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--set {key}: the value must be a finite number.")
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def profile_of(exp: dict, name: str) -> dict:
+    """The profile `name` of experiments.yaml, or one sentence naming the valid ones."""
+    profiles = exp.get("profiles", {})
+    if name not in profiles:
+        raise ConfigError(f"unknown profile '{name}'; choose one of: {', '.join(profiles)}.")
+    prof = dict(profiles[name] or {})
+    base = prof.pop("extends", None)
+    return deep_merge(profile_of(exp, base), prof) if base else prof
+
+
+def table_of(exp: dict, number: str) -> dict:
+    """The layout of paper table `number`, or one sentence naming the valid ones."""
+    if number not in exp["tables"]:
+        raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
+    return exp["tables"][number]
+
+
+def resolve_run_config(
+    model: str,
+    dataset: str | None = None,
+    profile: str = "quick",
+    seed: int = 0,
+    overrides: dict | None = None,
+) -> RunConfig:
+    """Compose the run configuration from experiments.yaml and overrides (see the module docstring): the
+    model's flat settings are gathered in order, then nested once."""
+    spec = get_model_spec(model)
+    exp = load_experiments()
+    prof = profile_of(exp, profile)
+    dataset = dataset or prof.get("dataset") or DEFAULT_DATASET
+    ds = get_dataset_spec(dataset)
+    table = (exp.get("hyperparameters", {}) or {}).get(ds.hyperparameters, {}) or {}
+    overrides = overrides or {}
+
+    flat = {"name": model, "image_size": ds.image_size, "latent_dim": ds.latent_dim, **spec.defaults,
+            **(prof.get("model") or {}), **(table.get(model) or {}), **(overrides.get("model") or {})}
+    data: dict = {"dataset": dataset, "profile": profile, "seed": seed}
+    for section in ("train", "eval"):
+        data[section] = deep_merge(prof.get(section) or {}, overrides.get(section) or {})
+    data.update({k: v for k, v in overrides.items() if k in TOP_LEVEL})
+    try:
+        data["model"] = nest(flat)
+    except ValueError as exc:
+        raise ConfigError(str(exc) + ".") from None
+    return build_run_config(data)

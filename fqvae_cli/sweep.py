@@ -11,13 +11,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli import console
-from fqvae_cli.config import deep_merge, load_experiments, parse_overrides, parse_value, resolve_run_config
-from fqvae_cli.errors import ConfigError, UsageError
+from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
+from fqvae_cli.experiments import (
+    deep_merge,
+    load_experiments,
+    parse_overrides,
+    parse_value,
+    resolve_run_config,
+    table_of,
+)
 from fqvae_cli.inputs import available_cores, check_seed
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import check_model_size
 from fqvae_cli.paths import workspace
+from fqvae_cli.registry.lifecycle import FINISHED, NEXT_STEPS, QUEUED, RUNNING, next_step
 from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
 from fqvae_cli.workers import run_worker, start_local_workers, submit_slurm_workers, wait_all
 
@@ -56,10 +64,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
     Idempotent: finished runs are kept, interrupted ones (and running ones whose process is gone) are
     requeued to resume, nothing is redone. A cell takes only runs of its exact training setup (tables.py)."""
-    exp = load_experiments()
-    if number not in exp["tables"]:
-        raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
-    chosen = table_rows(exp["tables"][number], number, rows, models)
+    chosen = table_rows(table_of(load_experiments(), number), number, rows, models)
     datasets = datasets or default_datasets(number, profile)
     check_queue_size(len(datasets) * len(chosen) * seeds, f"table {number} with {seeds} seed(s)", confirmed=True)
     report = QueueReport([], [], [], [], [])
@@ -69,7 +74,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         identity = dataset_identity(ds)
         # Factor models first: they cost twice a plain model's step, and workers take runs in the order
         # they were queued, so the long runs start early and the short ones fill in at the end.
-        for row in sorted(chosen, key=lambda r: not get_model_spec(r["model"]).factor):
+        for row in sorted(chosen, key=lambda r: not get_model_spec(r["model"]).total_correlation):
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
@@ -82,34 +87,25 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
 
 
 def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_failed: bool, protocol: str) -> None:
-    by_status: dict[str, list[Any]] = {}
+    """Give a cell what its runs need (lifecycle.next_step; the most advanced run of the cell decides): a
+    stopped run, or a running one whose holder is gone, is requeued to resume; a failed one is reported,
+    or replaced by a new run with retry_failed; a cell without runs gets one."""
+    found: dict[str, Any] = {}
     for r in existing:
-        if r.status == "running" and reg.holder_state(r) != "alive":
-            by_status.setdefault("interrupted", []).append(r)  # its process is gone: resume it
-            continue
-        by_status.setdefault(r.status, []).append(r)
-    for r in by_status.get("finished", []):
-        if reg.latest_metrics(r.id, protocol):
-            report.done.append(r.short_id)
-            return
-    if by_status.get("finished"):
-        report.to_evaluate.append(by_status["finished"][0].short_id)
-        return
-    if by_status.get("queued"):
-        report.queued.append(by_status["queued"][0].short_id)
-        return
-    if by_status.get("running"):
-        report.busy.append(by_status["running"][0].short_id)
-        return
-    if by_status.get("interrupted"):
-        r = by_status["interrupted"][0]
-        reg.set_status(r.id, "queued")
-        report.queued.append(r.short_id)
-        return
-    if by_status.get("failed") and not retry_failed:
-        report.failed.append(by_status["failed"][0].short_id)
-        return
-    report.queued.append(reg.create_run(**_queued_run(cfg)).short_id)
+        step = next_step(r.status, holder_alive=r.status != RUNNING or reg.holder_state(r) == "alive",
+                         evaluated=r.status == FINISHED and bool(reg.latest_metrics(r.id, protocol)))
+        found.setdefault(step, r)
+    step = next((s for s in NEXT_STEPS if s in found), None)
+    run = found.get(step)
+    if step == "resume":
+        reg.transition(run.id, QUEUED)
+        report.queued.append(run.short_id)
+    elif step in ("done", "evaluate", "queued", "busy") or (step == "failed" and not retry_failed):
+        lists = {"done": report.done, "evaluate": report.to_evaluate, "queued": report.queued, "busy": report.busy,
+                 "failed": report.failed}
+        lists[step].append(run.short_id)
+    else:
+        report.queued.append(reg.create_run(**_queued_run(cfg)).short_id)
 
 
 # ------------------------------------------------------------------ grids

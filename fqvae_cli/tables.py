@@ -22,17 +22,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.table import Table as RichTable
-
-from fqvae_cli.config import build_run_config, deep_merge, load_experiments, resolve_run_config
+from fqvae_cli.config import build_run_config, runtime_only
 from fqvae_cli.data.catalog import get_dataset_spec
 from fqvae_cli.data.identity import dataset_fingerprint
 from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
 from fqvae_cli.errors import ConfigError, FqvaeError, UsageError
-from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
+from fqvae_cli.experiments import (
+    COLUMN_TITLES,
+    COLUMNS,
+    deep_merge,
+    load_experiments,
+    profile_of,
+    resolve_run_config,
+    table_of,
+)
+from fqvae_cli.metrics import MSE_SCALE
 from fqvae_cli.models.specs import ZOO
 
-SCALE = {"mse": 1e4}  # MSE is reported x 10^4
+SCALE = {"mse": MSE_SCALE}
 
 
 @dataclass
@@ -64,10 +71,6 @@ class Table:
 
 
 # Train settings that change how a run is executed, not what it learns.
-RUNTIME_ONLY = frozenset({"threads", "checkpoint_every", "keep_checkpoints", "log_every", "data_on_device",
-                           "compile", "channels_last", "cudnn_benchmark", "tf32", "bf16"})
-
-
 def training_setup(config: Any) -> dict | None:
     """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
     validating it with today's code); None when today's code cannot read the stored config."""
@@ -77,7 +80,7 @@ def training_setup(config: Any) -> dict | None:
         except ConfigError:
             return None
     data = config.model_dump(mode="json")
-    train = {k: v for k, v in data["train"].items() if k not in RUNTIME_ONLY}
+    train = {k: v for k, v in data["train"].items() if not runtime_only(k)}
     return {"model": data["model"], "train": train, "dataset": data["dataset"], "profile": data["profile"]}
 
 
@@ -137,20 +140,17 @@ def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: l
 
 def default_datasets(table_number: str, profile: str) -> list[str]:
     exp = load_experiments()
-    prof = exp["profiles"][profile]
+    prof = profile_of(exp, profile)
     if prof.get("dataset"):
         return [prof["dataset"]]
-    return list(exp["tables"][table_number]["datasets"])
+    return list(table_of(exp, table_number)["datasets"])
 
 
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None) -> Table:
     exp = load_experiments()
-    if number not in exp["tables"]:
-        raise ConfigError(f"unknown paper table '{number}'; choose one of: {', '.join(exp['tables'])}.")
-    if profile not in exp["profiles"]:
-        raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(exp['profiles'])}.")
-    spec = exp["tables"][number]
+    spec = table_of(exp, number)
+    profile_of(exp, profile)
     datasets = datasets or default_datasets(number, profile)
     chosen = table_rows(spec, number, rows)
     rows = [(r["key"], r["label"]) for r in chosen]
@@ -249,7 +249,7 @@ def header_lines(t: Table) -> list[str]:
     return lines
 
 
-def _fmt(cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
+def format_cell(cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
     dec = 1 if COLUMNS[j] == "mse" else 2
     if cell.mean is None:
         return "—" if cell.published is None else f"— ({cell.published[j]:.{dec}f})"
@@ -307,7 +307,7 @@ def _markdown(t: Table) -> str:
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            vals = [_fmt(c, j, j in marks, bold=("**", "**")) for j in range(len(COLUMNS))]
+            vals = [format_cell(c, j, j in marks, bold=("**", "**")) for j in range(len(COLUMNS))]
             lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
     lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
               "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
@@ -324,27 +324,8 @@ def _latex(t: Table) -> str:
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            vals = [_fmt(c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
+            vals = [format_cell(c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
                     for j in range(len(COLUMNS))]
             lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
-
-
-def render_rich(t: Table) -> Any:
-    rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
-                   "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
-                   + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
-    rt.add_column("model", no_wrap=True)
-    rt.add_column("n", justify="right")
-    for title in COLUMN_TITLES:
-        rt.add_column(title, justify="right")
-    for ds in t.datasets:
-        rt.add_section()
-        rt.add_row(f"[bold]{ds}[/bold]", "", *["" for _ in COLUMNS])
-        for key, label in t.rows:
-            c = t.cells[(ds, key)]
-            marks = t.best.get((ds, key), set())
-            rt.add_row(label, str(c.n), *[_fmt(c, j, j in marks, bold=("[bold]", "[/bold]"))
-                                          for j in range(len(COLUMNS))])
-    return rt

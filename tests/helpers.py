@@ -30,7 +30,7 @@ def write_tiny_protocol(path: Path) -> Path:
     """A copy of experiments.yaml with an extra, very small metric protocol `tiny` for fast tests."""
     import yaml
 
-    from fqvae_cli.config import experiments_path
+    from fqvae_cli.experiments import experiments_path
 
     data = yaml.safe_load(experiments_path().read_text())
     data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300}
@@ -57,3 +57,18 @@ def fqvae_killed_after_first_checkpoint(*args: str, env: dict | None = None) -> 
     full_env = {**os.environ, **(env or {}), "FQVAE_PLAIN_PROGRESS": "1"}
     return subprocess.run([sys.executable, "-c", _KILL_AFTER_FIRST_CHECKPOINT, *args], env=full_env,
                           capture_output=True, text=True, timeout=600)
+
+
+def stop_after_checkpoint(monkeypatch, iteration: int) -> None:
+    """In this process, a Ctrl-C lands right after the checkpoint at `iteration` is complete: the run
+    ends interrupted there, as a user would leave it."""
+    from fqvae_cli.training import recorder
+
+    save = recorder.Recorder.checkpoint
+
+    def checkpoint(self, it, model, state):
+        save(self, it, model, state)
+        if it == iteration:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)

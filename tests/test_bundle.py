@@ -242,7 +242,7 @@ def neighbour(workspace) -> Path:
         path.parent.mkdir(parents=True)
         path.write_bytes(b"png")
         reg.add_artifact(run.id, kind="figure", path=path, bytes=3, sha256=hashlib.sha256(b"png").hexdigest())
-        reg.finish(run.id)
+        reg.transition(run.id, "finished")
     return path
 
 
@@ -290,7 +290,7 @@ def test_a_stray_run_folder_is_not_overwritten(cli, source, workspace):
 def test_short_id_and_name_collisions_are_said(cli, source, workspace, tmp_path):
     with Registry() as reg:
         local = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="fq")
-        reg.finish(local.id)
+        reg.transition(local.id, "finished")
     old, new = source["run"].id, local.short_id + source["run"].id[8:]
 
     def renamed(manifest: dict, files: dict) -> None:
@@ -331,7 +331,7 @@ def _fake_run(workspace: Path, status: str = "finished"):
             reg.add_artifact(run.id, kind=kind, path=folder / rel, bytes=len(data),
                              sha256=hashlib.sha256(data).hexdigest(), step=4)
         if status != "running":
-            reg.set_status(run.id, status)
+            reg.transition(run.id, status)
     return run, folder
 
 

@@ -249,7 +249,7 @@ def test_a_worker_says_interrupted_only_for_a_run_it_interrupted(cli, monkeypatc
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, status="queued")
 
     def trained_then_stopped_while_evaluating(reg, claimed, device, **kw):
-        reg.finish(claimed.id)
+        reg.transition(claimed.id, "finished")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(workers, "execute", trained_then_stopped_while_evaluating)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, fqvae_subprocess
+from helpers import TINY, fqvae_subprocess, stop_after_checkpoint
 
 # ----------------------------------------------------------------------------- one check for every --out
 
@@ -191,17 +191,19 @@ def test_protocol_rows_are_distinct_images_and_refused_beyond_the_dataset():
 # ----------------------------------------------------------------------------- resume from the newest good checkpoint
 
 @pytest.fixture
-def stopped_run(cli, small_data, workspace):
-    """A tiny run trained 9 iterations with checkpoints at 3, 6 and 9, then recorded as stopped."""
+def stopped_run(cli, small_data, workspace, monkeypatch):
+    """A tiny 12-iteration run stopped (Ctrl-C) right after its checkpoint at 9, with checkpoints at 3, 6, 9."""
     from fqvae_cli.registry.store import Registry
 
-    res = cli("train", "--model", "ae", *TINY, "--steps", "9", "--set", "train.keep_checkpoints=3", "--name", "r")
-    assert res.exit_code == 0, res.stderr
+    with monkeypatch.context() as m:
+        stop_after_checkpoint(m, 9)
+        res = cli("train", "--model", "ae", *TINY, "--steps", "12", "--set", "train.keep_checkpoints=4",
+                  "--name", "r")
+    assert res.exit_code == 130, res.stderr
     with Registry() as reg:
         run = reg.get_run("r")
-        reg.set_status(run.id, "interrupted")
         weights = {a.step: Path(a.path) for a in reg.artifacts(run.id, kind="checkpoint")}
-    assert sorted(weights) == [3, 6, 9]
+    assert run.status == "interrupted" and sorted(weights) == [3, 6, 9]
     return run, weights
 
 

@@ -29,7 +29,7 @@ OLD_QUICK_TRAIN = {"steps": 3500, "batch_size": 64, "anneal_steps": 100000, "tem
 def old_quick_profile(tmp_path, monkeypatch):
     import yaml
 
-    from fqvae_cli.config import experiments_path
+    from fqvae_cli.experiments import experiments_path
 
     data = yaml.safe_load(experiments_path().read_text())
     data["profiles"]["quick"]["train"] = dict(OLD_QUICK_TRAIN)
@@ -95,14 +95,14 @@ def test_a_run_on_other_data_leaves_the_cell(small_data, tmp_path):
 
 
 def test_extra_row_for_a_model_outside_the_paper(tmp_path):
-    from fqvae_cli.config import resolve_run_config
+    from fqvae_cli.experiments import resolve_run_config
     from fqvae_cli.tables import build_table
 
     reg = _old_registry(tmp_path)
     cfg = resolve_run_config("vqvae", None, "quick", 0)
     run = reg.create_run(model="vqvae", dataset="synth3d", profile="quick", seed=0, config=cfg.model_dump(mode="json"))
     reg.log_metrics(run.id, [(c, 0.4, None, "eval", "quick") for c in COLUMNS])
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     t = build_table(reg, "1", "quick", protocol="quick", rows=["vqvae", "ae"])
     assert [k for k, _ in t.rows] == ["vqvae", "ae"]
     assert t.cells[("synth3d", "vqvae")].n == 1 and t.cells[("synth3d", "vqvae")].published is None
@@ -129,7 +129,7 @@ def test_delete_never_removes_a_folder_outside_the_runs_folder(cli, workspace, t
 
     reg = Registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="evil")
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     reg.close()
     victim = workspace / "victim"
     victim.mkdir(parents=True)
@@ -176,7 +176,7 @@ def test_resume_claim_refuses_a_live_holder_and_names_it(workspace):
         holder.wait()
     claimed = reg.claim_for_resume(run.id, pid=os.getpid())  # its process is gone: take it over
     assert claimed.status == "running" and claimed.worker.endswith(f":{os.getpid()}")
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     with pytest.raises(Exception, match="already finished"):
         reg.claim_for_resume(run.id)
 
@@ -187,7 +187,7 @@ def test_resume_of_a_live_run_is_refused_through_the_cli(cli, workspace, small_d
     try:
         import socket
 
-        from fqvae_cli.config import resolve_run_config
+        from fqvae_cli.experiments import resolve_run_config
 
         cfg = resolve_run_config("ae", None, "quick", 0)
         run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, name="live",
@@ -205,7 +205,7 @@ def test_resume_of_a_live_run_is_refused_through_the_cli(cli, workspace, small_d
 # ---- item 5: data that matches its run ------------------------------------------------------------
 
 def test_resume_against_other_data_is_refused_naming_both(cli, workspace, small_data):
-    from fqvae_cli.config import resolve_run_config
+    from fqvae_cli.experiments import resolve_run_config
     from fqvae_cli.tables import dataset_identity
 
     reg = Registry()
@@ -231,7 +231,7 @@ def test_unprepared_dataset_leaves_no_run(cli, workspace):
 def test_a_dead_local_run_can_be_deleted_and_is_requeued(cli, workspace):
     import socket
 
-    from fqvae_cli.config import resolve_run_config
+    from fqvae_cli.experiments import resolve_run_config
     from fqvae_cli.sweep import queue_table
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -258,7 +258,7 @@ def test_true_false_is_refused_for_numbers(cli, setting):
 
 
 def test_misspelt_dataset_column_is_refused(cli, tmp_path, monkeypatch):
-    from fqvae_cli.config import experiments_path
+    from fqvae_cli.experiments import experiments_path
 
     text = experiments_path().read_text()
     assert "\n  shapes3d:\n" in text

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.models.bottlenecks.fsq import FSQ
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.zoo import build_model
 
@@ -17,7 +17,7 @@ D = 3
 
 
 def tiny_fsq(levels: int = 5) -> torch.nn.Module:
-    return build_model(ModelConfig(name="fsq", latent_dim=D, width=4, hidden=8, levels=levels))
+    return build_model(ModelConfig.from_flat(name="fsq", latent_dim=D, width=4, hidden=8, levels=levels))
 
 
 @pytest.mark.parametrize(("levels", "lowest"), [(5, -2), (8, -4)])
@@ -69,7 +69,7 @@ def test_fsq_trains_a_few_steps_with_finite_gradients():
 
 def test_fsq_is_discrete_and_traverses_its_levels():
     spec = ZOO["fsq"]
-    assert spec.title == "FSQ" and spec.discrete and not spec.global_codebook and not spec.factor
+    assert spec.title == "FSQ" and spec.discrete and not spec.global_codebook and not spec.total_correlation
     model = tiny_fsq(levels=5).eval()
     assert model.bottleneck.discrete
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) - 0.5

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.models.discriminator import Discriminator, TotalCorrelation, permute_latents
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.zoo import build_model
 
 B, D, K = 512, 3, 4
@@ -89,7 +89,7 @@ def test_tc_terms_match_their_definitions():
 @pytest.mark.parametrize("name", ["factorqvae", "factorvae"])
 def test_each_step_moves_only_its_own_parameters(name):
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, latent_dim=D, width=4, hidden=8, codebook_size=K, beta=0.1, gamma=0.5,
+    cfg = ModelConfig.from_flat(name=name, latent_dim=D, width=4, hidden=8, codebook_size=K, beta=0.1, gamma=0.5,
                       disc_width=16)
     model = build_model(cfg).train()
     vae_opt = torch.optim.Adam(model.vae_parameters(), lr=1e-2)

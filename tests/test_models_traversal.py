@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.zoo import build_model
 
@@ -17,7 +17,7 @@ def model_for(name: str, **extra):
     fields = dict(ZOO[name].defaults)
     fields.update(latent_dim=3, width=4, hidden=8, codebook_size=4, n_values=4, disc_width=8)
     fields.update(extra)
-    return build_model(ModelConfig(name=name, **fields)).eval()
+    return build_model(ModelConfig.from_flat(name=name, **fields)).eval()
 
 
 def set_codebook(model, values) -> None:
@@ -81,7 +81,7 @@ def test_models_json_lists_the_zoo_with_table_a3(cli):
     by = {row["name"]: row for row in rows}
     fq = by["factorqvae"]
     assert fq["bottleneck"] == "relaxed_codebook" and fq["regularizers"] == ["kl_uniform", "total_correlation"]
-    assert fq["encoder_output"] == "d*C" and fq["factor"] and fq["discrete"]
+    assert fq["encoder_output"] == "d*C" and fq["total_correlation"] and fq["discrete"]
     assert fq["hyperparameters"]["shapes3d"] == {"beta": 1e-3, "gamma": 1e-4}
     assert fq["hyperparameters"]["isaac3d"] == {"beta": 5e-5, "gamma": 5e-5}
     assert fq["hyperparameters"]["mpi3d"] == {"beta": 5e-5, "gamma": 1e-6}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.trunks import _ResBlock, build_trunk, count_parameters
 from fqvae_cli.models.zoo import build_model
 
@@ -46,7 +46,7 @@ def appendix_a3_counts(d: int, n: int = 128, m: int = 128) -> tuple[int, int]:
 
 def test_paper_trunk_parameter_count_and_one_step_at_64():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="ae", trunk="paper", image_size=64, latent_dim=12))
+    model = build_model(ModelConfig.from_flat(name="ae", trunk="paper", image_size=64, latent_dim=12))
     enc, dec = appendix_a3_counts(12)
     assert (enc, dec) == (19_092_556, 2_871_619)  # docs/architecture.md: 19.09M + 2.87M
     assert abs((enc + dec) - 22e6) / 22e6 < 0.02
@@ -62,7 +62,7 @@ def test_paper_trunk_parameter_count_and_one_step_at_64():
 
 def test_paper_trunk_init_gain_and_output_widths():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="ae", trunk="paper", image_size=32, latent_dim=5, width=16, hidden=8)
+    cfg = ModelConfig.from_flat(name="ae", trunk="paper", image_size=32, latent_dim=5, width=16, hidden=8)
     enc, dec = build_trunk(cfg, 7, 3)
     layers = [m for m in [*enc.modules(), *dec.modules()] if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert all(not m.bias.detach().any() for m in layers)
@@ -79,7 +79,7 @@ def test_paper_trunk_init_gain_and_output_widths():
 
 @pytest.mark.parametrize("size,stages", [(32, 3), (64, 4)])
 def test_compact_trunk_downsamples_to_4x4(size, stages):
-    cfg = ModelConfig(name="ae", trunk="compact", image_size=size, latent_dim=4, width=8, hidden=16)
+    cfg = ModelConfig.from_flat(name="ae", trunk="compact", image_size=size, latent_dim=4, width=8, hidden=16)
     enc, dec = build_trunk(cfg, 6, 4)
     convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == stages and all(c.stride == (2, 2) for c in convs)
@@ -90,6 +90,6 @@ def test_compact_trunk_downsamples_to_4x4(size, stages):
 
 @pytest.mark.parametrize("trunk,size", [("compact", 48), ("paper", 30)])
 def test_unsupported_image_size_is_one_sentence(trunk, size):
-    cfg = ModelConfig(name="ae", trunk=trunk, image_size=size, latent_dim=4)
+    cfg = ModelConfig.from_flat(name="ae", trunk=trunk, image_size=size, latent_dim=4)
     with pytest.raises(ConfigError, match="image size"):
         build_model(cfg)

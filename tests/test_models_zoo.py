@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.zoo import build_model
 
@@ -34,7 +34,7 @@ def tiny_config(name: str, **extra) -> ModelConfig:
     fields.update(trunk="compact", image_size=32, latent_dim=D, width=4, hidden=8, codebook_size=8,
                   n_values=5, beta=0.5, gamma=0.5, disc_width=16)
     fields.update(extra)
-    return ModelConfig(name=name, **fields)
+    return ModelConfig.from_flat(name=name, **fields)
 
 
 def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -69,7 +69,7 @@ def test_one_step_gradients_and_save_load(name, tmp_path):
     # the VAE loss leaves the discriminator untouched, so its own step starts clean
     assert all(p.grad is None for p in model.discriminator_parameters())
 
-    if spec.factor:
+    if spec.total_correlation:
         vae_grads = [p.grad.clone() for p in model.vae_parameters()]
         d_loss = model.discriminator_loss(tc_input, x_other, 0.7)
         assert torch.isfinite(d_loss)
@@ -143,7 +143,7 @@ def test_continuous_codes_are_the_decoder_input(name):
 
 def test_build_model_needs_a_latent_size():
     with pytest.raises(ConfigError, match="latent_dim"):
-        build_model(ModelConfig(name="qvae"))
+        build_model(ModelConfig.from_flat(name="qvae"))
 
 
 # A model config as runs stored it before the model settings were composed of component settings.
@@ -156,15 +156,16 @@ FLAT_FACTORQVAE = {
 
 
 def test_a_flat_stored_model_config_loads_into_the_composed_one():
-    from fqvae_cli.config import build_run_config, resolve_run_config
+    from fqvae_cli.config import build_run_config
+    from fqvae_cli.experiments import resolve_run_config
 
-    old = ModelConfig.model_validate(FLAT_FACTORQVAE)
+    old = ModelConfig.from_flat(**FLAT_FACTORQVAE)
     assert old == resolve_run_config("factorqvae", "synth3d", "quick").model
     assert old.bottleneck.kind == "relaxed_codebook" and old.bottleneck.codebook_size == 64
     assert old.regularizer("total_correlation").disc_width == 256
     assert old.regularizer("kl_uniform").beta == 0.001
     # the settings the flat form held for other models' components (n_values, nonneg...) are dropped
-    assert old.settings() == {k: v for k, v in FLAT_FACTORQVAE.items()
+    assert old.flat() == {k: v for k, v in FLAT_FACTORQVAE.items()
                               if k not in ("n_values", "nonneg", "activity", "quantize", "commit", "eval_code")}
     # a whole stored run config too, and the nested form round-trips
     run = build_run_config({"model": dict(FLAT_FACTORQVAE, name="qlae"), "dataset": "synth3d"})

@@ -38,7 +38,7 @@ def test_revisions_constant_matches_the_migration_scripts():
 
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert [r.revision for r in reversed(list(script.walk_revisions()))] == list(REVISIONS)
-    assert script.get_current_head() == HEAD == "0003"
+    assert script.get_current_head() == HEAD == "0004"
 
 
 def test_orm_and_migrations_agree(db_url):
@@ -75,7 +75,7 @@ def test_downgrade_to_base_and_back(db_url):
 
 
 RUN_0001 = ("INSERT INTO runs (id, short_id, name, model, dataset, profile, seed, status, config, created_at) "
-            "VALUES (:id, :short, 'old', 'qvae', 'synth3d', 'quick', 3, 'finished', :config, :created)")
+            "VALUES (:id, :short, 'old', 'qvae', 'synth3d', 'quick', 3, 'interrupted', :config, :created)")
 METRIC_0001 = ("INSERT INTO metrics (run_id, name, value, value_text, step, split, protocol) "
                "VALUES (:id, 'dci_d', NULL, 'nan', 7, 'test', 'paper'), (:id, 'loss', 0.25, NULL, 7, NULL, NULL)")
 ARTIFACT_0001 = ("INSERT INTO artifacts (run_id, kind, path, bytes, sha256, step, created_at) "
@@ -99,7 +99,7 @@ def _check_rows_kept(reg: Registry, rid: str) -> None:
     assert math.isnan(values["dci_d"]) and values["loss"] == 0.25
     assert [(a.kind, a.bytes, a.step) for a in reg.artifacts(rid)] == [("checkpoint", 5, 7)]
     # the 0002 column works on the upgraded rows
-    reg.set_status(rid, "queued")
+    reg.transition(rid, "queued")
     assert reg.claim_next_queued("w").worker == "w"
 
 
@@ -122,7 +122,7 @@ def test_sqlite_behind_head_is_upgraded_automatically_after_a_backup(tmp_path):
 @pytest.mark.postgres
 def test_postgres_behind_head_needs_db_upgrade(pg_url, cli):
     rid = _fill_at_0001(pg_url)
-    with pytest.raises(RegistryError, match="has schema revision 0001 but this fqvae needs 0003") as err:
+    with pytest.raises(RegistryError, match=f"has schema revision 0001 but this fqvae needs {HEAD}") as err:
         Registry(pg_url)
     assert "fqvae db upgrade" in str(err.value)
     assert _exec(pg_url, "SELECT version_num FROM alembic_version")[0] == [("0001",)]
@@ -130,7 +130,7 @@ def test_postgres_behind_head_needs_db_upgrade(pg_url, cli):
     assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "fqvae db upgrade" in res.stderr
     assert "behind head" in cli("db", "current", "--db", pg_url).stdout
     res = cli("db", "upgrade", "--db", pg_url)
-    assert res.exit_code == 0 and "upgraded from revision 0001 to 0003" in res.stdout
+    assert res.exit_code == 0 and f"upgraded from revision 0001 to {HEAD}" in res.stdout
     with Registry(pg_url) as reg:
         _check_rows_kept(reg, rid)
 

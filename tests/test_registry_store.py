@@ -64,7 +64,7 @@ def test_unknown_run_in_an_empty_registry(reg):
     with pytest.raises(NotFoundError, match="the registry has no runs"):
         reg.get_run("abcd1234")
     with pytest.raises(NotFoundError):
-        reg.finish("0" * 32)
+        reg.transition("0" * 32, "finished")
     with pytest.raises(NotFoundError):
         reg.log_metrics("0" * 32, [("loss", 1.0)])
 
@@ -72,26 +72,27 @@ def test_unknown_run_in_an_empty_registry(reg):
 def test_lifecycle_sets_status_times_and_errors(reg):
     run = _new(reg, status="queued")
     assert run.status == "queued" and run.started_at is None and run.heartbeat_at is None
-    reg.start(run.id, host="node7", device="cuda:1")
+    reg.transition(run.id, "running", host="node7", device="cuda:1")
     got = reg.get_run(run.id)
     assert (got.status, got.host, got.device) == ("running", "node7", "cuda:1")
     assert got.started_at is not None and got.heartbeat_at is not None
     assert reg.heartbeat(run.id) is True
     assert reg.get_run(run.id).heartbeat_at >= got.heartbeat_at
-    reg.fail(run.id, "loss became NaN at step 12")
+    reg.transition(run.id, "failed", error="loss became NaN at step 12")
     got = reg.get_run(run.id)
     assert (got.status, got.error) == ("failed", "loss became NaN at step 12") and got.finished_at is not None
     assert reg.heartbeat(run.id) is False  # a finished run tells its worker to stop
-    reg.set_status(run.id, "queued")
+    reg.transition(run.id, "queued")
     got = reg.get_run(run.id)
     assert (got.status, got.error, got.started_at, got.finished_at) == ("queued", None, None, None)
-    reg.start(run.id)
-    reg.interrupt(run.id)
+    reg.transition(run.id, "running")
+    reg.transition(run.id, "interrupted")
     assert reg.get_run(run.id).status == "interrupted"
-    reg.finish(run.id)
+    reg.transition(run.id, "running")  # resumed
+    reg.transition(run.id, "finished")
     assert reg.get_run(run.id).status == "finished"
     with pytest.raises(UsageError, match="unknown run status 'done'"):
-        reg.set_status(run.id, "done")
+        reg.transition(run.id, "done")
     reg.update_config(run.id, {"new": True})
     assert reg.get_run(run.id).config == {"new": True}
 

@@ -31,8 +31,8 @@ def filled(workspace):
     outside = workspace / "shared-figure.png"
     outside.write_bytes(b"png")
     reg.add_artifact(a.id, kind="figure", path=outside, bytes=3, sha256="2" * 64)
-    reg.finish(a.id)
-    reg.finish(b.id)
+    reg.transition(a.id, "finished")
+    reg.transition(b.id, "finished")
     reg.close()
     return a, b, q
 

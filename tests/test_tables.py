@@ -18,11 +18,11 @@ def _registry():
 
 
 def _add_run(reg, model, values, *, seed=0, dataset="synth3d", profile="quick", protocol="paper", model_set=None):
-    from fqvae_cli.config import resolve_run_config
+    from fqvae_cli.experiments import resolve_run_config
 
     cfg = resolve_run_config(model, dataset, profile, seed, {"model": model_set or {}})
     run = reg.create_run(model=model, dataset=dataset, profile=profile, seed=seed, config=cfg.model_dump(mode="json"))
-    reg.finish(run.id)
+    reg.transition(run.id, "finished")
     reg.log_metrics(run.id, [(c, v, 1, "eval", protocol) for c, v in zip(COLUMNS, values, strict=True)])
     return run
 
@@ -120,7 +120,7 @@ def test_table_cli_formats_and_errors(cli, tmp_path):
 
 
 def test_experiments_typo_names_the_key(cli, tmp_path, monkeypatch):
-    from fqvae_cli.config import experiments_path
+    from fqvae_cli.experiments import experiments_path
 
     text = experiments_path().read_text()
     bad = tmp_path / "experiments.yaml"

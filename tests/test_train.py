@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess
+from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess, stop_after_checkpoint
 
 from fqvae_cli.models.specs import ZOO
 
@@ -32,7 +32,7 @@ def test_plain_and_factor_model_train_and_are_recorded(cli, small_data, model):
     assert run.config["train"]["steps"] == 6 and run.config["model"]["name"] == model
     names = {m.name for m in reg.metrics(run.id)}
     assert "loss/total" in names and "loss/recon" in names
-    if ZOO[model].factor:
+    if ZOO[model].total_correlation:
         assert "loss/tc" in names and "loss/disc" in names
     mse = [m for m in reg.metrics(run.id, name="mse") if m.split == "test"]
     assert len(mse) == 1 and 0 < mse[0].value < 1
@@ -115,12 +115,14 @@ def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_
         assert sha256_file(a.path) == a.sha256
 
 
-def test_tampered_checkpoint_is_refused_on_resume(cli, small_data):
-    res = cli("train", "--model", "ae", *TINY, "--name", "tamper")
-    assert res.exit_code == 0, res.stderr
+def test_tampered_checkpoint_is_refused_on_resume(cli, small_data, monkeypatch):
+    with monkeypatch.context() as m:
+        stop_after_checkpoint(m, 6)
+        res = cli("train", "--model", "ae", *TINY, "--steps", "9", "--name", "tamper")
+    assert res.exit_code == 130, res.stderr
     reg = _registry()
     run = reg.get_run("tamper")
-    reg.set_status(run.id, "interrupted")
+    assert run.status == "interrupted"
     for ckpt in reg.artifacts(run.id, kind="checkpoint"):  # every one: none is left to fall back to
         data = bytearray(Path(ckpt.path).read_bytes())
         data[-1] ^= 0x01

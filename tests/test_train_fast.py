@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from fqvae_cli.config import resolve_run_config
 from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.device import resolve_device
+from fqvae_cli.experiments import resolve_run_config
 from fqvae_cli.models.zoo import build_model
 from fqvae_cli.training.loop import data_on_device
 from fqvae_cli.training.step import Optimizers, TrainStep
@@ -43,7 +43,7 @@ def _losses(model_name: str, after_step=None, **train) -> list[float]:
     model = build_model(cfg.model)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    factor = model.spec.factor
+    factor = model.spec.total_correlation
     pool = Pool()
     resident = data_on_device(cfg.train.data_on_device, cpu, len(pool.images), pool.images[0].nbytes)
     sampler = BatchSampler(pool, np.arange(len(pool.images)), 2 * BATCH if factor else BATCH, seed=0,
@@ -117,7 +117,7 @@ def test_adamw_decays_weights_only_and_clips_elementwise():
     assert "encoder.head.1.weight" in decayed and not any(n.startswith("tc.") for n in decayed | kept)
     # Elementwise clipping inside the real step: after a step on a loss scaled up 1e6, every gradient
     # the optimizer saw lies in [-1, 1] (unclipped, they reach far beyond).
-    opts = Optimizers.for_model(model, cfg.train, factor=False)
+    opts = Optimizers.for_model(model, cfg.train, total_correlation=False)
     assert opts.clip_value == ADAMW_CLIP_VALUE == 1.0
     step = TrainStep(model, opts, cfg.train, resolve_device("cpu"), half=8)
     x = torch.rand(8, 3, 32, 32) - 0.5

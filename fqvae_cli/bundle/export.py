@@ -20,8 +20,9 @@ from fqvae_cli import __version__
 from fqvae_cli.bundle.read import CHECKPOINT_KINDS, FORMAT, FORMAT_VERSION, MANIFEST
 from fqvae_cli.errors import CheckpointError, DataError, UsageError
 from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import RunRecord
-from fqvae_cli.registry.schema import HEAD, TERMINAL_STATUSES
+from fqvae_cli.registry.schema import HEAD
 from fqvae_cli.registry.store import run_dir
 
 
@@ -49,7 +50,7 @@ def _plain_file(path: Path) -> bool:
 
 def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, dict[str, tuple[Path, str]], list]:
     """A run's manifest entry, its files {member name: (source, sha256)}, and notes on what was left out."""
-    if run.status not in TERMINAL_STATUSES:
+    if run.status not in ENDED:
         raise UsageError(f"run {run.short_id} is {run.status}; only a stopped run (finished, failed or "
                          "interrupted) can be bundled.")
     folder = run_dir(run)

@@ -116,14 +116,14 @@ def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], li
 
 def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
     """Refuse a run whose dataset is prepared here with another fingerprint; note the ones not prepared."""
-    from fqvae_cli.data.identity import dataset_fingerprint, describe
+    from fqvae_cli.data.identity import dataset_fingerprint, fingerprint_text
     from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
 
     notes = []
     for plan in plans:
         run, recorded = plan.run, plan.run.dataset_fingerprint
         if not is_prepared(run.dataset):
-            what = describe(recorded) if recorded else f"'{run.dataset}'"
+            what = fingerprint_text(recorded) if recorded else f"'{run.dataset}'"
             grid = str(((recorded or {}).get("source") or {}).get("grid", ""))
             grid = f" --grid {grid}" if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", grid) else ""
             notes.append(f"dataset {what} is not prepared here; evaluating or drawing run {run.short_id} needs it "
@@ -131,8 +131,8 @@ def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
             continue
         ds = PreparedDataset(dataset_dir(run.dataset))
         if recorded and dataset_fingerprint(ds) != recorded:
-            raise bundle.bad(f"run {run.short_id} was trained on {describe(recorded)} but the dataset prepared "
-                             f"here at {ds.path} is {describe(dataset_fingerprint(ds))}")
+            raise bundle.bad(f"run {run.short_id} was trained on {fingerprint_text(recorded)} but the dataset prepared "
+                             f"here at {ds.path} is {fingerprint_text(dataset_fingerprint(ds))}")
     return notes
 
 

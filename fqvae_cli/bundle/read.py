@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fqvae_cli.errors import DataError, FqvaeError, UsageError
+from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord
-from fqvae_cli.registry.schema import HEAD, REVISIONS, TERMINAL_STATUSES
+from fqvae_cli.registry.schema import HEAD, REVISIONS
 from fqvae_cli.registry.store import run_dir
 
 FORMAT = "fqvae-bundle"
@@ -92,17 +93,17 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
     if not (isinstance(run.short_id, str) and re.fullmatch(r"[0-9a-f]{8}", run.short_id)
             and (run.name is None or isinstance(run.name, str))):
         raise _bad(bundle, "its manifest has a malformed run row (short id or name)")
-    if run.status not in TERMINAL_STATUSES:
+    if run.status not in ENDED:
         raise _bad(bundle, f"run {run.short_id} is '{run.status}'; only stopped runs travel")
     try:
         cfg = build_run_config(run.config)
     except FqvaeError as exc:
         raise _bad(bundle, f"run {run.short_id}'s config does not fit this fqvae ({exc})") from None
     if run.dataset_fingerprint is not None:
-        from fqvae_cli.data.identity import describe
+        from fqvae_cli.data.identity import fingerprint_text
 
         try:
-            describe(run.dataset_fingerprint)
+            fingerprint_text(run.dataset_fingerprint)
         except (AttributeError, TypeError, ValueError):
             raise _bad(bundle, f"run {run.short_id}'s dataset fingerprint is malformed") from None
     if (cfg.model.name, cfg.dataset) != (run.model, run.dataset):
@@ -134,7 +135,7 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], bu
     except ValueError as exc:
         raise _bad(bundle, f"its {MANIFEST} is not JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _bad(bundle, f"its {MANIFEST} does not describe an fqvae bundle")
+        raise _bad(bundle, f"its {MANIFEST} does not fingerprint_text an fqvae bundle")
     version, revision = manifest.get("format_version"), manifest.get("schema_revision")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _bad(bundle, f"its format version {version!r} is not a version number")

@@ -175,7 +175,7 @@ def info_(
 
     from fqvae_cli.data.store import open_dataset
 
-    d = open_dataset(name, root).describe()
+    d = open_dataset(name, root).summary()
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///WORKSPACE/registry.db`)."
+from fqvae_cli.cli.options import DB_OPTION
 
 db_app = typer.Typer(
     help="Operate the results registry database: its location, schema revision and upgrades.",
@@ -13,7 +13,7 @@ db_app = typer.Typer(
 
 
 @db_app.command("path")
-def path(db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False)) -> None:
+def path(db: str = DB_OPTION) -> None:
     """Print the registry URL (password hidden) and, for SQLite, the file."""
     from fqvae_cli import paths
     from fqvae_cli.registry import migrate
@@ -27,7 +27,7 @@ def path(db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False))
 
 
 @db_app.command("current")
-def current(db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False)) -> None:
+def current(db: str = DB_OPTION) -> None:
     """Print the registry's schema revision and whether it is the one this fqvae needs."""
     from fqvae_cli import paths
     from fqvae_cli.registry import migrate
@@ -47,7 +47,7 @@ def current(db: str = typer.Option(None, "--db", help=DB_HELP, show_default=Fals
 
 
 @db_app.command("upgrade")
-def upgrade(db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False)) -> None:
+def upgrade(db: str = DB_OPTION) -> None:
     """Create the registry, or upgrade it to this fqvae's schema (SQLite: after a backup copy)."""
     from fqvae_cli import paths
     from fqvae_cli.registry import migrate

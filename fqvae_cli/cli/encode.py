@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="encode")(encode)
@@ -19,8 +21,8 @@ def encode(
     n: int = typer.Option(None, "--n", min=1, help="Draw this many rows instead of a protocol's."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed, 0 to 4294967295 (default the run's eval.seed, 0)."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    device: str = DEVICE_OPTION,
+    db: str = DB_OPTION,
 ) -> None:
     """Write the codes `evaluate` scores, with their factors, so other tools can score them.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="evaluate")(evaluate)
@@ -17,14 +19,14 @@ def evaluate(
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor DCI fits (same numbers as 1)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed, 0 to 4294967295 (default the run's eval.seed, 0)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = DEVICE_OPTION,
     all_runs: bool = typer.Option(False, "--all", help="Evaluate every finished run (see --missing)."),
     missing: bool = typer.Option(True, "--missing/--again",
                                  help="With --all: only runs without metrics for the protocol (default)."),
     model: str = typer.Option(None, "--model", help="With --all: only this model."),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    db: str = DB_OPTION,
 ) -> None:
     """Evaluate runs and record DCI (D, I, C), InfoMEC (InfoM, InfoE, InfoC) and MSE in the registry.
 
@@ -76,6 +78,8 @@ def evaluate(
 
 
 def _print(ref: str, r: dict) -> None:
+    from fqvae_cli.metrics import MSE_SCALE
+
     typer.echo(f"{ref}: D {r['dci_d']:.3f}  I {r['dci_i']:.3f}  C {r['dci_c']:.3f}  "
                f"InfoM {r['infom']:.3f}  InfoE {r['infoe']:.3f}  InfoC {r['infoc']:.3f}  "
-               f"MSE x1e4 {r['mse'] * 1e4:.2f}")
+               f"MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")

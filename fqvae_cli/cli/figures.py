@@ -7,16 +7,15 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, RUN_ARGUMENT
+
 figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run.", no_args_is_help=True)
 
 # Options shared by the figure commands (typer builds each command's parameters from these anew).
-RUN_ARG = typer.Argument(..., help="Run id, short id, prefix or name.")
 CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last).")
 FORMAT_OPT = typer.Option("png", "--format", help="png (default), pdf or svg.")
 OUT_OPT = typer.Option(None, "--out", help="Output file, or - for standard output (default: the run's figures "
                        "folder, recorded with the run).")
-DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-DB_OPT = typer.Option(None, "--db", help="Registry URL.")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,15 +68,15 @@ def _publish(reg, run, kind: str, step: int, fmt: str, target: Path | None, draw
 
 
 def traverse(
-    run: str = RUN_ARG,
+    run: str = RUN_ARGUMENT,
     image: int = typer.Option(None, "--image", help="Dataset index of the image (default: first test image)."),
     factors: str = typer.Option(None, "--factors", help="The image by factor codes, e.g. 0,3,5,2,1,7."),
     steps: int = typer.Option(8, "--steps", min=2, max=32, help="Values per latent."),
     checkpoint: int = CHECKPOINT_OPT,
     fmt: str = FORMAT_OPT,
     out: Path = OUT_OPT,
-    device: str = DEVICE_OPT,
-    db: str = DB_OPT,
+    device: str = DEVICE_OPTION,
+    db: str = DB_OPTION,
 ) -> None:
     """Latent traversal (Figs. 2-4): rows = latents, columns = the original then `steps` values
     (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
@@ -90,20 +89,20 @@ def traverse(
     reg = Registry(db)
     target = _target(out, fmt, reg)
     dev = resolve_device(device)
-    lr = load_run(reg, run, dev, step=checkpoint)
-    idx = pick_image(lr.dataset, image, factors)
-    img = traversal_figure(reg, lr, idx, steps, dev)
-    _publish(reg, lr.run, f"traverse_img{idx}", lr.step, fmt, target, lambda p: write_image(img, p, fmt))
+    loaded = load_run(reg, run, dev, step=checkpoint)
+    idx = pick_image(loaded.dataset, image, factors)
+    img = traversal_figure(reg, loaded, idx, steps, dev)
+    _publish(reg, loaded.run, f"traverse_img{idx}", loaded.step, fmt, target, lambda p: write_image(img, p, fmt))
 
 
 def swap(
-    run: str = RUN_ARG,
+    run: str = RUN_ARGUMENT,
     pair: str = typer.Option(None, "--pair", help="Two dataset indices i,j (default: two test images)."),
     checkpoint: int = CHECKPOINT_OPT,
     fmt: str = FORMAT_OPT,
     out: Path = OUT_OPT,
-    device: str = DEVICE_OPT,
-    db: str = DB_OPT,
+    device: str = DEVICE_OPTION,
+    db: str = DB_OPTION,
 ) -> None:
     """Latent swap (Fig. 8): column z shows both inputs; column z_i decodes image A with latent i taken
     from image B (first row) and B with latent i from A (second row)."""
@@ -118,11 +117,11 @@ def swap(
     reg = Registry(db)
     target = _target(out, fmt, reg)
     dev = resolve_device(device)
-    lr = load_run(reg, run, dev, step=checkpoint)
-    n = len(lr.dataset)
+    loaded = load_run(reg, run, dev, step=checkpoint)
+    n = len(loaded.dataset)
     if pair is None:
         # two random test images (the split is stored in factor order: neighbours look alike)
-        a, b = (int(v) for v in held_out_subset(lr.dataset, 2, seed=1))
+        a, b = (int(v) for v in held_out_subset(loaded.dataset, 2, seed=1))
     else:
         try:
             a, b = (int(v) for v in pair.split(","))
@@ -131,8 +130,8 @@ def swap(
         for v in (a, b):
             if not 0 <= v < n:
                 raise UsageError(f"image index {v} is out of range; the dataset has {n} images (0..{n - 1}).")
-    img = swap_figure(lr, a, b, dev)
-    _publish(reg, lr.run, f"swap_{a}_{b}", lr.step, fmt, target, lambda p: write_image(img, p, fmt))
+    img = swap_figure(loaded, a, b, dev)
+    _publish(reg, loaded.run, f"swap_{a}_{b}", loaded.step, fmt, target, lambda p: write_image(img, p, fmt))
 
 
 @figures_app.command("heatmap")
@@ -141,7 +140,7 @@ def heatmap(
     matrix: str = typer.Option("nmi", "--matrix", help="nmi (InfoMEC, Fig. 5) or importance (DCI, Figs. 6-7)."),
     fmt: str = FORMAT_OPT,
     out: Path = OUT_OPT,
-    db: str = DB_OPT,
+    db: str = DB_OPTION,
 ) -> None:
     """Factors x latents heatmap of the NMI matrix or the DCI importance matrix, annotated."""
     import numpy as np
@@ -179,8 +178,8 @@ def codebook(
     checkpoint: int = CHECKPOINT_OPT,
     fmt: str = FORMAT_OPT,
     out: Path = OUT_OPT,
-    device: str = DEVICE_OPT,
-    db: str = DB_OPT,
+    device: str = DEVICE_OPTION,
+    db: str = DB_OPTION,
 ) -> None:
     """Codebook usage (Fig. 9): per latent, how often each global codebook entry is chosen on the test split."""
     from fqvae_cli.device import resolve_device
@@ -195,11 +194,11 @@ def codebook(
     reg = Registry(db)
     target = _target(out, fmt, reg)
     dev = resolve_device(device)
-    lr = load_run(reg, run, dev, step=checkpoint)
-    if not lr.model.spec.global_codebook:
-        raise UsageError(f"model {lr.cfg.model.name} has no global codebook; codebook usage applies to "
+    loaded = load_run(reg, run, dev, step=checkpoint)
+    if not loaded.model.spec.global_codebook:
+        raise UsageError(f"model {loaded.cfg.model.name} has no global codebook; codebook usage applies to "
                          f"{', '.join(global_codebook_models())}.")
-    d = lr.cfg.model.latent_dim
+    d = loaded.cfg.model.latent_dim
     if latents:
         try:
             chosen = [int(v) for v in latents.split(",")]
@@ -210,8 +209,9 @@ def codebook(
             raise UsageError(f"latent index {bad[0]} is out of range; this model has {d} latents (0..{d - 1}).")
     else:
         chosen = list(range(d))
-    test = held_out_subset(lr.dataset, images, seed=0)
-    codes = encode_codes(lr.model, lr.dataset, test, dev, batch_size=lr.cfg.eval.batch_size)
-    title = f"codebook usage: {lr.cfg.model.name} on {lr.cfg.dataset} ({lr.run.short_id}), {len(test)} test images"
-    _publish(reg, lr.run, "codebook", lr.step, fmt, target,
-             lambda p: codebook_usage(codes, chosen, lr.model.bottleneck.n_entries, p, title=title, fmt=fmt))
+    test = held_out_subset(loaded.dataset, images, seed=0)
+    codes = encode_codes(loaded.model, loaded.dataset, test, dev, batch_size=loaded.cfg.eval.batch_size)
+    title = (f"codebook usage: {loaded.cfg.model.name} on {loaded.cfg.dataset} ({loaded.run.short_id}), "
+             f"{len(test)} test images")
+    _publish(reg, loaded.run, "codebook", loaded.step, fmt, target,
+             lambda p: codebook_usage(codes, chosen, loaded.model.bottleneck.n_entries, p, title=title, fmt=fmt))

@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         per dataset ('-' where Table A.3 has no entry and the model's defaults apply)."""
         import json
 
-        from fqvae_cli.config import load_experiments
         from fqvae_cli.data.catalog import DATASETS
+        from fqvae_cli.experiments import load_experiments
         from fqvae_cli.models.specs import describe_models
 
         rows = describe_models(load_experiments().get("hyperparameters") or {})

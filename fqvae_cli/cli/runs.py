@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DB_HELP = "Registry database URL (default: `$FQVAE_DB`, else `sqlite:///WORKSPACE/registry.db`)."
-RUN_HELP = "Run id, short id, unique id prefix, or name."
+from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT, RUN_HELP
 
 runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
 
@@ -43,7 +42,7 @@ def list_runs(
     status: str = typer.Option(None, "--status", help="Only this status (queued, running, finished, "
                                                         "failed, interrupted)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """List runs, oldest first."""
     from fqvae_cli.console import info, out
@@ -72,10 +71,10 @@ def list_runs(
 
 @runs_app.command("show")
 def show(
-    run: str = typer.Argument(..., help=RUN_HELP),
+    run: str = RUN_ARGUMENT,
     history: bool = typer.Option(False, "--history", help="Every metric row, not only the latest of each."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (run, metrics, artifacts)."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """Show one run: its fields, config, metrics (latest of each by default) and artifacts."""
     from fqvae_cli.console import out
@@ -117,10 +116,10 @@ def show(
 
 @runs_app.command("delete")
 def delete(
-    run: str = typer.Argument(..., help=RUN_HELP),
+    run: str = RUN_ARGUMENT,
     yes: bool = typer.Option(False, "--yes", help="Really delete (rows and the run's folder)."),
     force: bool = typer.Option(False, "--force", help="Also delete a run whose status is 'running'."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it.
     Nothing outside the workspace's runs folder is ever removed, whatever id a registry row holds."""
@@ -192,7 +191,7 @@ def export(
     dataset: str = typer.Option(None, "--dataset", help="Only this dataset."),
     profile: str = typer.Option(None, "--profile", help="Only this profile."),
     status: str = typer.Option(None, "--status", help="Only this status."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """Export one row per run with its latest metrics (metric columns are named protocol:name@split), or
     with --bundle the runs themselves, to import elsewhere with `fqvae runs import`."""
@@ -282,7 +281,7 @@ def _export_bundle(refs, bundle: str, all_checkpoints: bool, filters: tuple, db:
 @runs_app.command("import")
 def import_(
     bundle: str = typer.Argument(..., help="A bundle written by `fqvae runs export --bundle`."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """Import the runs of a bundle, keeping their ids. Every file is checked against its sha256 first; a
     bundle with unsafe members (absolute paths, `..`, links, devices), changed files, a newer format, a
@@ -322,7 +321,7 @@ def plot(
     out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
     smooth_window: int = typer.Option(1, "--smooth", min=1, help="Trailing mean over this many logged points."),
     log: str = typer.Option("auto", "--log", help="Log y scale: auto (where a metric spans decades), on or off."),
-    db: str = typer.Option(None, "--db", help=DB_HELP, show_default=False),
+    db: str = DB_OPTION,
 ) -> None:
     """Draw training curves from the registry: one panel per metric, the runs overlaid and labelled."""
     import numpy as np

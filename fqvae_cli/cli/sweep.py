@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="sweep")(sweep)
@@ -24,7 +26,7 @@ def sweep(
     partition: str = typer.Option(None, "--partition", help="Slurm partition."),
     gpus: int = typer.Option(0, "--gpus", help="Slurm: GPUs per worker job."),
     time_min: int = typer.Option(600, "--time", help="Slurm: time limit per worker job in minutes."),
-    db: str = typer.Option(None, "--db", help="Registry URL (workers on other machines need PostgreSQL)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Queue runs (a paper table or a grid) and optionally start workers to execute them."""
     from fqvae_cli import console
@@ -63,7 +65,7 @@ def sweep(
 def worker(
     once: bool = typer.Option(False, "--once", help="Execute one run, then exit."),
     max_runs: int = typer.Option(None, "--max-runs", min=1, help="Exit after this many runs."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = DEVICE_OPTION,
     threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads for this worker; at most the "
                                 "cores it may use (a larger value is lowered to that, with a warning)."),
     runs: str = typer.Option(None, "--runs", help="Claim only these queued runs (ids, short ids or names, "
@@ -79,7 +81,7 @@ def worker(
                                   "keep the GPU waiting; on the CPU 1, the other cores training sibling "
                                   "workers' runs."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars (one line per run)."),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    db: str = DB_OPTION,
 ) -> None:
     """Claim queued runs from the registry, train and evaluate them, until the queue is empty."""
     import re

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="table")(table)
@@ -24,7 +26,7 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.outputs import check_output, write_bytes
-    from fqvae_cli.tables import build_table, render_rich, render_text
+    from fqvae_cli.tables import build_table, render_text
 
     if fmt not in ("rich", "markdown", "latex", "csv", "json"):
         raise UsageError(f"unknown format '{fmt}'; choose rich, markdown, latex, csv or json.")
@@ -35,7 +37,7 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
         to_stdout = out is None
     t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides)
     if fmt == "rich" and to_stdout:
-        console.out().print(render_rich(t))
+        console.out().print(_render_rich(t))
         if t.missing:
             console.out().print(f"\n{len(t.missing)} empty cell(s); to fill them:")
             for cmd in t.missing[:12]:
@@ -63,22 +65,18 @@ def table(
                                  help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
-    db: str = typer.Option(None, "--db", help="Registry URL."),
+    db: str = DB_OPTION,
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them."""
-    from fqvae_cli.config import load_experiments, parse_overrides
-    from fqvae_cli.errors import ConfigError
+    from fqvae_cli.experiments import load_experiments, parse_overrides, profile_of
     from fqvae_cli.registry.store import Registry
 
     extra = parse_overrides(overrides or [])
     if protocol is None and (extra.get("eval") or {}).get("protocol"):
         protocol = extra["eval"]["protocol"]
     if protocol is None:
-        profiles = load_experiments()["profiles"]
-        if profile not in profiles:
-            raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(profiles)}.")
-        protocol = (profiles[profile].get("eval") or {}).get("protocol", "paper")
+        protocol = (profile_of(load_experiments(), profile).get("eval") or {}).get("protocol", "paper")
     _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
                  overrides=extra)
 
@@ -96,11 +94,11 @@ def reproduce(
     executor: str = typer.Option("local", "--executor", help="local or slurm."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a setting for every run, key=value."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Start failed cells again from scratch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = DEVICE_OPTION,
     partition: str = typer.Option(None, "--partition", help="Slurm partition."),
     gpus: int = typer.Option(0, "--gpus", help="Slurm: GPUs per worker job."),
     time_min: int = typer.Option(600, "--time", help="Slurm: time limit per worker job in minutes."),
-    db: str = typer.Option(None, "--db", help="Registry URL (a cluster needs a shared PostgreSQL URL)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Queue the runs of a paper table, train and evaluate them, then print the table.
 
@@ -111,9 +109,9 @@ def reproduce(
     import os
 
     from fqvae_cli import console
-    from fqvae_cli.config import parse_overrides
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
+    from fqvae_cli.experiments import parse_overrides
     from fqvae_cli.paths import registry_url
     from fqvae_cli.registry.store import Registry
     from fqvae_cli.sweep import ReproduceRequest
@@ -141,3 +139,27 @@ def reproduce(
                           "resume when you run the same command again.") from None
     _print_table(reg, paper_table, profile, _split(datasets), report.protocol, "rich", None, rows=_split(rows),
                  overrides=extra)
+
+
+def _render_rich(t):
+    from rich.table import Table as RichTable
+
+    from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
+    from fqvae_cli.tables import format_cell, header_lines, undecided_lines
+
+    rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
+                   "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
+                   + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
+    rt.add_column("model", no_wrap=True)
+    rt.add_column("n", justify="right")
+    for title in COLUMN_TITLES:
+        rt.add_column(title, justify="right")
+    for ds in t.datasets:
+        rt.add_section()
+        rt.add_row(f"[bold]{ds}[/bold]", "", *["" for _ in COLUMNS])
+        for key, label in t.rows:
+            c = t.cells[(ds, key)]
+            marks = t.best.get((ds, key), set())
+            rt.add_row(label, str(c.n), *[format_cell(c, j, j in marks, bold=("[bold]", "[/bold]"))
+                                          for j in range(len(COLUMNS))])
+    return rt

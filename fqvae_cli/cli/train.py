@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="train")(train)
@@ -21,14 +23,14 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size B (Factor models draw 2B)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a setting: key=value, e.g. "
                                         "--set model.beta=1e-3 --set train.lr=5e-4 (bare keys like beta work)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = DEVICE_OPTION,
     name: str = typer.Option(None, "--name", help="A name for the run (unique names are easy to refer to; not "
                              "another run's id or the start of one)."),
     resume: str = typer.Option(None, "--resume", help="Continue RUN from its newest checkpoint that verifies "
                                "(same data order and random streams), with the settings it was created with."),
     checkpoint: int = typer.Option(None, "--checkpoint", min=0, help="With --resume: continue from the "
                                    "checkpoint at this iteration (newer ones are set aside, not deleted)."),
-    db: str = typer.Option(None, "--db", help="Registry URL (default $FQVAE_DB or the workspace's SQLite file)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Train one model and record it in the registry.
 
@@ -36,19 +38,15 @@ def train(
     `fqvae train --model qvae --dataset shapes3d --profile paper --device cuda`,
     `fqvae train --resume 3fa2c1d9`, `fqvae train --resume 3fa2c1d9 --checkpoint 2000`.
     """
-    import os
 
     from fqvae_cli import console
-    from fqvae_cli.config import build_run_config, parse_overrides, resolve_run_config
-    from fqvae_cli.data.identity import dataset_fingerprint, require_image_size, require_same_dataset
-    from fqvae_cli.data.store import open_dataset
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
+    from fqvae_cli.experiments import parse_overrides, resolve_run_config
     from fqvae_cli.inputs import check_seed, run_name
-    from fqvae_cli.models.zoo import check_model_size
-    from fqvae_cli.registry.liveness import holder_id
+    from fqvae_cli.metrics import MSE_SCALE
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.training.checkpoint import usable_checkpoint
+    from fqvae_cli.training import launch
 
     if checkpoint is not None and not resume:
         raise UsageError("--checkpoint chooses where --resume continues from; give --resume RUN too.")
@@ -65,15 +63,9 @@ def train(
         name = run_name(name)
     reg = Registry(db)
     dev = resolve_device(device)
+    start = None
     if resume:
-        run = reg.get_run(resume)
-        cfg = build_run_config(run.config)
-        ds = open_dataset(cfg.dataset)
-        require_same_dataset(run, ds, "resume")
-        reg.require_resumable(run)  # finished, or held by a live process: said before anything else
-        # Chosen (and its files verified) before the claim: a refused resume leaves the run as it was.
-        start = usable_checkpoint(reg, run, step=checkpoint, warn=console.warn)
-        run = reg.claim_for_resume(run.id, pid=os.getpid())  # one writer per run
+        run, cfg, start = launch.claim_to_resume(reg, resume, checkpoint)
         console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) from "
                      f"iteration {start.step}")
     else:
@@ -83,40 +75,12 @@ def train(
         if batch_size is not None:
             extra.setdefault("train", {})["batch_size"] = batch_size
         cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed, extra)
-        check_model_size(cfg.model)
-        # The data first: a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind.
-        ds = open_dataset(cfg.dataset)
-        require_image_size(ds, cfg.model.image_size, cfg.dataset)
-        run = reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
-                             config=cfg.model_dump(mode="json"), name=name, worker=holder_id(),
-                             dataset_fingerprint=dataset_fingerprint(ds))
+        run = launch.create(reg, cfg, name)
         console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile {cfg.profile}, "
                      f"{cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
-    result = _train(reg, cfg, run, dev, resume_from=start if resume else None)
+    result = launch.train_to_end(reg, cfg, run, dev, resume_from=start)
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
-                 f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * 1e4:.2f}")
+                 f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * MSE_SCALE:.2f}")
     console.info(f"next: `fqvae evaluate {run.short_id}` (scores it with the {cfg.eval.protocol} protocol of its "
                  "settings)")
     typer.echo(run.short_id)
-
-
-def _train(reg, cfg, run, dev, *, resume_from):
-    """train_run, making sure the run ends interrupted or failed on every way out, and saying truthfully
-    what was saved."""
-    from fqvae_cli.errors import Interrupted
-    from fqvae_cli.registry.liveness import settle_run
-    from fqvae_cli.training.checkpoint import recorded_checkpoints
-    from fqvae_cli.training.loop import train_run
-
-    try:
-        return train_run(cfg, reg, run, dev, resume_from=resume_from)
-    except KeyboardInterrupt:
-        settle_run(reg, run.id, "interrupted")
-        found = recorded_checkpoints(reg, run.id)
-        saved = (f"its last checkpoint is at iteration {found[0].step}" if found
-                 else "it had no checkpoint yet and starts from the beginning")
-        raise Interrupted(f"interrupted; run {run.short_id} is marked interrupted and {saved}; continue it "
-                          f"with `fqvae train --resume {run.short_id}`.") from None
-    except BaseException as exc:
-        settle_run(reg, run.id, "failed", f"{type(exc).__name__}: {exc}")
-        raise

@@ -21,7 +21,7 @@ def dataset_fingerprint(ds: Any) -> dict[str, Any]:
             "factor_sizes": [int(s) for s in ds.space.sizes], "source": dict(meta.get("source") or {})}
 
 
-def describe(fp: dict[str, Any]) -> str:
+def fingerprint_text(fp: dict[str, Any]) -> str:
     """'synth3d (648 images 32x32, factors 3x3x3x2x4x3, small grid)' for messages."""
     src = fp.get("source") or {}
     parts = [f"{fp.get('n_images', 0):,} images {fp.get('image_size')}x{fp.get('image_size')}",
@@ -41,8 +41,8 @@ def require_same_dataset(run: Any, ds: Any, action: str) -> None:
         return
     current = dataset_fingerprint(ds)
     if current != recorded:
-        raise DataError(f"cannot {action} run {run.short_id}: it was trained on {describe(recorded)} but the "
-                        f"prepared dataset at {ds.path} is {describe(current)}; point --root or FQVAE_DATA at "
+        raise DataError(f"cannot {action} run {run.short_id}: it was trained on {fingerprint_text(recorded)} but the "
+                        f"prepared dataset at {ds.path} is {fingerprint_text(current)}; point --root or FQVAE_DATA at "
                         "the data it was trained on.")
 
 

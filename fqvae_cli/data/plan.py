@@ -1,10 +1,8 @@
 """What a converter hands the store (fqvae_cli.data.store): a SourcePlan, checked before anything is
-written; and publish_mode for the files the data commands write. Converters import this, never the
-store, so the store can import every converter."""
+written. Converters import this, never the store, so the store can import every converter."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +30,4 @@ class SourcePlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
-
-def publish_mode(path: Path) -> None:
-    """Give a file the mode the umask allows: temporary files are created private (0600), which
-    would make a prepared dataset or a figure unreadable to the rest of a shared group."""
-    os.chmod(path, 0o666 & ~current_umask())

@@ -102,7 +102,3 @@ class BatchSampler:
     def batch(self, step: int):
         """The batch of `step` as float32 (B, 3, H, W) in [-0.5, 0.5] on the device."""
         return to_float(self.uint8_batch(step), self.device, self.channels_last)
-
-    def codes_for(self, step: int) -> np.ndarray:
-        """Factor codes (B, F) of the batch of `step`."""
-        return np.asarray(self.ds.codes[self.indices_for(step)])

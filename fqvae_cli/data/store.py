@@ -29,7 +29,7 @@ from fqvae_cli.console import info, progress, warn
 from fqvae_cli.data import isaac3d, mpi3d, shapes3d, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan, current_umask, publish_mode
+from fqvae_cli.data.plan import SourcePlan
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
 from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
 
@@ -38,6 +38,8 @@ IMAGES_FILE = "images.npy"
 CODES_FILE = "codes.npy"
 META_FILE = "meta.json"
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+# The authors' split: one permutation with seed 1; every train/test split of a dataset is this one.
+SPLIT_SEED = 1
 
 
 def dataset_dir(name: str, root: Path | str | None = None) -> Path:
@@ -89,7 +91,7 @@ class PreparedDataset:
     def __repr__(self) -> str:
         return f"PreparedDataset({self.name!r}, n={len(self)}, image_size={self.image_size}, {self.space!r})"
 
-    def split(self, seed: int = 1) -> dict[str, np.ndarray]:
+    def split(self, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
         """Deterministic 80/10/10 train/val/test split: a permutation seeded by `seed`, cut in three.
         Each part is returned sorted (memory-map friendly); the same seed gives the same parts."""
         if seed not in self._splits:
@@ -118,7 +120,7 @@ class PreparedDataset:
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
-    def describe(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """Everything `fqvae data info --json` prints."""
         splits = self.split()
         return {
@@ -168,12 +170,12 @@ def _remove_stale(root: Path, name: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _publish_modes(folder: Path) -> None:
+def _fsync_files(folder: Path) -> None:
+    """On disk before the folder is renamed into place (its files already have the umask's mode:
+    numpy creates them as any file is, and atomic_dir gives the folder its mode)."""
     for p in folder.iterdir():
         with open(p, "rb") as fh:
             os.fsync(fh.fileno())
-        publish_mode(p)
-    os.chmod(folder, 0o777 & ~current_umask())
 
 
 def write_store(name: str, plan: SourcePlan, root: Path | str | None = None, *,
@@ -221,7 +223,7 @@ def write_store(name: str, plan: SourcePlan, root: Path | str | None = None, *,
                 }
                 # meta.json last: a folder without it is never taken for a prepared dataset.
                 atomic_write_json(tmp / META_FILE, meta)
-                _publish_modes(tmp)
+                _fsync_files(tmp)
         except KeyboardInterrupt:
             # atomic_dir has removed the partial folder by now; say so, as the stop may come minutes into a
             # first-use render that the user never asked for by name.

@@ -27,7 +27,7 @@ from fqvae_cli.console import progress
 from fqvae_cli.data import synth_shapes as shapes
 from fqvae_cli.data.catalog import SHAPES3D_FACTORS
 from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan, publish_mode
+from fqvae_cli.data.plan import SourcePlan
 from fqvae_cli.errors import UsageError
 from fqvae_cli.io import atomic_path
 
@@ -291,7 +291,6 @@ def write_h5(out: Path | str, *, image_size: int = 64, grid: str = "official", c
         for start, block in render_chunks(space, s, workers=workers, progress=bar.status):
             images[start:start + len(block)] = block
             bar.advance(len(block))
-        publish_mode(tmp)
     return out
 
 

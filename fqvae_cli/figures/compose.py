@@ -36,7 +36,7 @@ def pick_image(ds: Any, image: int | None, factors: str | None) -> int:
                              f"({', '.join(ds.space.names)}).")
         return int(ds.space.ravel(np.asarray([codes]))[0])
     if image is None:
-        return int(ds.split(seed=1)["test"][0])
+        return int(ds.split()["test"][0])
     if not 0 <= image < len(ds):
         raise UsageError(f"image index {image} is out of range; the dataset has {len(ds)} images (0..{len(ds) - 1}).")
     return image

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.models.bottlenecks import Bottleneck, BottleneckOutput
 from fqvae_cli.models.discriminator import TotalCorrelation
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.specs import ModelSpec
 
 
@@ -73,9 +73,13 @@ class Autoencoder(nn.Module):
             other = self.bottleneck(self.encoder(x_other), temperature).tc_input
         return self.tc.discriminator_loss(tc_input, other)
 
+    def named_vae_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Encoder, decoder and codebook, by name: what the VAE optimizer steps (everything but the TC
+        discriminator, which is the `tc` submodule)."""
+        return [(name, p) for name, p in self.named_parameters() if not name.startswith("tc.")]
+
     def vae_parameters(self) -> list[nn.Parameter]:
-        """Encoder, decoder and codebook: what the VAE optimizer steps."""
-        return [p for name, p in self.named_parameters() if not name.startswith("tc.")]
+        return [p for _, p in self.named_vae_parameters()]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [] if self.tc is None else list(self.tc.parameters())

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# json_schema_extra of a component field that Table A.3 sets per dataset (a loss weight, QLAE's n_v):
+# a model's Table A.3 settings are read from its components (ModelSpec.hyperparameters).
+TABLE_A3 = {"table_a3": True}
+
 
 class ComponentConfig(BaseModel):
     """Subclasses declare `kind: Literal[NAME] = NAME` and their own fields, each with a default."""

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from fqvae_cli.models.component import ComponentConfig
+from fqvae_cli.models.component import TABLE_A3, ComponentConfig
 from fqvae_cli.models.regularizers import full_precision
 from fqvae_cli.models.trunks import init_paper_weights
 
@@ -77,7 +77,7 @@ class TotalCorrelationConfig(ComponentConfig):
     """The TC term's weight and its discriminator's size (Algorithm 1)."""
 
     kind: Literal["total_correlation"] = "total_correlation"
-    gamma: float = Field(0.0, ge=0)
+    gamma: float = Field(0.0, ge=0, json_schema_extra=TABLE_A3)
     disc_width: int = Field(1000, gt=0)
     disc_layers: int = Field(6, ge=2)
 

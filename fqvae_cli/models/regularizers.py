@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from fqvae_cli.models.component import ComponentConfig
+from fqvae_cli.models.component import TABLE_A3, ComponentConfig
 
 
 def full_precision(t: Tensor) -> Tensor:
@@ -42,7 +42,7 @@ class KLUniform(ComponentConfig):
     """beta * KL to the uniform categorical prior (dVAE, QVAE and their Factor/vector variants)."""
 
     kind: Literal["kl_uniform"] = "kl_uniform"
-    beta: float = Field(0.0, ge=0)
+    beta: float = Field(0.0, ge=0, json_schema_extra=TABLE_A3)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"kl": self.beta * kl_uniform(stats["logits"])}
@@ -52,7 +52,7 @@ class KLGaussian(ComponentConfig):
     """beta * KL to N(0, I) (beta-VAE, FactorVAE)."""
 
     kind: Literal["kl_gaussian"] = "kl_gaussian"
-    beta: float = Field(0.0, ge=0)
+    beta: float = Field(0.0, ge=0, json_schema_extra=TABLE_A3)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"kl": self.beta * kl_gaussian(stats["mu"], stats["logvar"])}
@@ -62,8 +62,8 @@ class BioPenalties(ComponentConfig):
     """BioAE: nonnegativity mean(max(-z, 0)) and activity mean(z^2), each with its weight."""
 
     kind: Literal["bio"] = "bio"
-    nonneg: float = Field(1.0, ge=0)
-    activity: float = Field(1e-2, ge=0)
+    nonneg: float = Field(1.0, ge=0, json_schema_extra=TABLE_A3)
+    activity: float = Field(1e-2, ge=0, json_schema_extra=TABLE_A3)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         z = full_precision(stats["z"])
@@ -74,8 +74,8 @@ class QuantizeCommit(ComponentConfig):
     """QLAE: quantize mean((q - sg(z))^2) moves the codebook, commit mean((z - sg(q))^2) the encoder."""
 
     kind: Literal["quantize_commit"] = "quantize_commit"
-    quantize: float = Field(1e-2, ge=0)
-    commit: float = Field(1e-2, ge=0)
+    quantize: float = Field(1e-2, ge=0, json_schema_extra=TABLE_A3)
+    commit: float = Field(1e-2, ge=0, json_schema_extra=TABLE_A3)
 
     def __call__(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         z, q = full_precision(stats["z_e"]), full_precision(stats["q"])

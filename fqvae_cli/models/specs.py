@@ -31,13 +31,19 @@ class ModelSpec:
     title: str  # as printed in the paper's tables
     bottleneck: str  # a key of BOTTLENECKS
     regularizers: tuple[str, ...]  # keys of REGULARIZERS
-    hyperparameters: tuple[str, ...]  # the ModelConfig fields Table A.3 sets for this model
-    defaults: dict = field(default_factory=dict)  # ModelConfig defaults particular to this model
+    defaults: dict = field(default_factory=dict)  # settings particular to this model (flat names)
 
     def __post_init__(self) -> None:
         unknown = [k for k in (self.bottleneck, *self.regularizers) if k not in BOTTLENECKS and k not in REGULARIZERS]
         if unknown:
             raise ValueError(f"model '{self.name}': unknown component '{unknown[0]}'")
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        """The settings Table A.3 gives this model: its components' fields marked TABLE_A3."""
+        classes = [REGULARIZERS[r] for r in self.regularizers] + [BOTTLENECKS[self.bottleneck].config]
+        return tuple(name for cls in classes for name, f in cls.model_fields.items()
+                     if (f.json_schema_extra or {}).get("table_a3"))
 
     @property
     def kind(self) -> BottleneckKind:
@@ -48,7 +54,7 @@ class ModelSpec:
         return self.kind.discrete
 
     @property
-    def factor(self) -> bool:
+    def total_correlation(self) -> bool:
         """Trained with Algorithm 1 (TC discriminator, two half-batches per step)."""
         return TOTAL_CORRELATION in self.regularizers
 
@@ -65,28 +71,23 @@ class ModelSpec:
 ZOO: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        ModelSpec("ae", "AE", "identity", (), ()),
-        ModelSpec("betavae", "β-VAE", "gaussian", (KL_GAUSSIAN,), ("beta",)),
-        ModelSpec("factorvae", "FactorVAE", "gaussian", (KL_GAUSSIAN, TOTAL_CORRELATION), ("beta", "gamma")),
-        ModelSpec("bioae", "BioAE", "identity", (BIO,), ("nonneg", "activity")),
-        ModelSpec("qlae", "QLAE", "per_latent_codebook", (QUANTIZE_COMMIT,), ("quantize", "commit", "n_values")),
-        ModelSpec("dvae", "dVAE", "gumbel_categorical", (KL_UNIFORM,), ("beta",)),
-        ModelSpec("qvae", "QVAE", "relaxed_codebook", (KL_UNIFORM,), ("beta",)),
-        ModelSpec("factordvae", "FactordVAE", "gumbel_categorical", (KL_UNIFORM, TOTAL_CORRELATION),
-                  ("beta", "gamma")),
-        ModelSpec("factorqvae", "FactorQVAE", "relaxed_codebook", (KL_UNIFORM, TOTAL_CORRELATION),
-                  ("beta", "gamma")),
+        ModelSpec("ae", "AE", "identity", ()),
+        ModelSpec("betavae", "β-VAE", "gaussian", (KL_GAUSSIAN,)),
+        ModelSpec("factorvae", "FactorVAE", "gaussian", (KL_GAUSSIAN, TOTAL_CORRELATION)),
+        ModelSpec("bioae", "BioAE", "identity", (BIO,)),
+        ModelSpec("qlae", "QLAE", "per_latent_codebook", (QUANTIZE_COMMIT,)),
+        ModelSpec("dvae", "dVAE", "gumbel_categorical", (KL_UNIFORM,)),
+        ModelSpec("qvae", "QVAE", "relaxed_codebook", (KL_UNIFORM,)),
+        ModelSpec("factordvae", "FactordVAE", "gumbel_categorical", (KL_UNIFORM, TOTAL_CORRELATION)),
+        ModelSpec("factorqvae", "FactorQVAE", "relaxed_codebook", (KL_UNIFORM, TOTAL_CORRELATION)),
         # Table 2: the same models with a K x C vector codebook (C > 1).
-        ModelSpec("vqvae", "VQVAE", "relaxed_codebook", (KL_UNIFORM,), ("beta",), {"codebook_dim": 8}),
+        ModelSpec("vqvae", "VQVAE", "relaxed_codebook", (KL_UNIFORM,), {"codebook_dim": 8}),
         ModelSpec("factorvqvae", "FactorVQVAE", "relaxed_codebook", (KL_UNIFORM, TOTAL_CORRELATION),
-                  ("beta", "gamma"), {"codebook_dim": 8}),
+                  {"codebook_dim": 8}),
         # Beyond the paper's tables: finite scalar quantization (Mentzer et al. 2023), no codebook loss.
-        ModelSpec("fsq", "FSQ", "fsq", (), ()),
+        ModelSpec("fsq", "FSQ", "fsq", ()),
     ]
 }
-
-TABLE1_MODELS = ("ae", "betavae", "factorvae", "bioae", "qlae", "dvae", "qvae", "factordvae", "factorqvae")
-
 
 def get_model_spec(name: str) -> ModelSpec:
     try:
@@ -113,7 +114,7 @@ def describe_models(hyperparameters: dict) -> list[dict]:
             "regularizers": list(spec.regularizers),
             "encoder_output": spec.encoder_output,
             "discrete": spec.discrete,
-            "factor": spec.factor,
+            "total_correlation": spec.total_correlation,
             "defaults": dict(spec.defaults),
             "hyperparameter_names": list(spec.hyperparameters),
             "hyperparameters": per_dataset,

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from fqvae_cli.config import ModelConfig
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.models import specs
 from fqvae_cli.models.autoencoder import Autoencoder
 from fqvae_cli.models.bottlenecks import BOTTLENECKS
 from fqvae_cli.models.discriminator import TotalCorrelationConfig
+from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.trunks import build_trunk
 
 

@@ -10,9 +10,7 @@ a SQLite registry is one file on one machine, whose clock is used."""
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -68,22 +66,19 @@ class Connection:
         self.close()
 
     def _tx(self, fn: Callable[[Any], T], *, write: bool) -> T:
-        """Run fn(connection) in one transaction, retrying lock conflicts with jittered backoff."""
-        deadline = time.monotonic() + LOCK_PATIENCE_S
-        delay = 0.01
-        while True:
-            try:
-                with self._engine.connect() as conn:
-                    if write:
-                        conn = conn.execution_options(**{migrate.WRITE: True})
-                    with conn.begin():
-                        return fn(conn)
-            except (DBAPIError, sqlite3.Error) as exc:
-                if migrate.is_transient(exc) and time.monotonic() < deadline:
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise migrate.registry_error(exc, self.url) from exc
+        """Run fn(connection) in one transaction, retrying lock conflicts (migrate.with_retries)."""
+        def attempt() -> T:
+            with self._engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{migrate.WRITE: True})
+                with conn.begin():
+                    return fn(conn)
+
+        try:
+            return migrate.with_retries(attempt, LOCK_PATIENCE_S, lambda exc: isinstance(
+                exc, (DBAPIError, sqlite3.Error)) and migrate.is_transient(exc))
+        except (DBAPIError, sqlite3.Error) as exc:
+            raise migrate.registry_error(exc, self.url) from exc
 
     def _now(self) -> Any:
         """The current time as the server sees it: now() on PostgreSQL, this machine's UTC for SQLite

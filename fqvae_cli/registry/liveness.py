@@ -59,8 +59,6 @@ def settle_run(reg: Any, run_id: str, status: str, error: str = "", holder: str 
     'failed'. The training loop settles the run itself once inside; this covers the steps around it.
     Best effort: it is called while another error is already on its way out."""
     try:
-        current = reg.get_run(run_id)
-        if current.status == "running" and (holder is None or current.worker == holder):
-            reg.fail(run_id, error) if status == "failed" else reg.interrupt(run_id)
+        reg.transition(run_id, status, error=error or None, only_from=("running",), holder=holder)
     except Exception:  # noqa: BLE001 - never hide the error being handled
         pass

@@ -18,13 +18,15 @@ version, so many processes opening a fresh database at once create it exactly on
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import column, create_engine, event, func, inspect, select, table
 from sqlalchemy.engine import make_url
@@ -36,6 +38,8 @@ from fqvae_cli import paths
 from fqvae_cli.errors import RegistryError
 from fqvae_cli.io import atomic_path, make_dirs
 from fqvae_cli.registry.schema import HEAD, REVISIONS
+
+T = TypeVar("T")
 
 # Seconds one statement waits for SQLite's write lock before the store retries with backoff.
 BUSY_TIMEOUT_S = 10.0
@@ -306,21 +310,28 @@ def _ensure_wal(conn: Any) -> None:
 SCHEMA_RETRY_S = 30.0
 
 
+def with_retries(fn: Callable[[], T], patience_s: float, transient: Callable[[BaseException], bool]) -> T:
+    """fn(), retried with jittered exponential backoff (up to 1 s apart) while the error it raises is a
+    transient lock conflict and `patience_s` seconds have not passed; any other error at once."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+
 def ensure_schema(engine: Any, url: str, *, explicit: bool = False, target: str = HEAD) -> UpgradeResult:
     """Bring the database to `target` according to the policy above; cheap when it is already there.
     Creation and upgrade are idempotent (the state is re-read under the lock), so a lock conflict is
     retried until SCHEMA_RETRY_S has passed."""
-    deadline = time.monotonic() + SCHEMA_RETRY_S
-    delay = 0.02
-    while True:
-        try:
-            return _ensure_schema_once(engine, url, explicit=explicit, target=target)
-        except RegistryError as exc:
-            cause = exc.__cause__
-            if cause is None or not is_transient(cause) or time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    return with_retries(lambda: _ensure_schema_once(engine, url, explicit=explicit, target=target), SCHEMA_RETRY_S,
+                        lambda exc: isinstance(exc, RegistryError) and exc.__cause__ is not None
+                        and is_transient(exc.__cause__))
 
 
 def _ensure_schema_once(engine: Any, url: str, *, explicit: bool, target: str) -> UpgradeResult:

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
@@ -31,12 +32,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Migration ids, oldest first; the last one is the head this code expects.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
-HEAD = REVISIONS[-1]
+from fqvae_cli.registry.lifecycle import STATUSES
 
-STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "interrupted")
-TERMINAL_STATUSES: tuple[str, ...] = ("finished", "failed", "interrupted")
+# Migration ids, oldest first; the last one is the head this code expects.
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
+HEAD = REVISIONS[-1]
 
 # Deterministic constraint names, so migrations can refer to them on every engine.
 NAMING = {
@@ -87,6 +87,8 @@ class Run(Base):
         Index("ix_runs_group", "dataset", "model", "profile", "seed"),
         # Workers take the oldest queued run first (0002 replaced the plain status index).
         Index("ix_runs_queue", "status", "created_at"),
+        # 0004: only the lifecycle's statuses (a trigger, not expressible here, refuses illegal moves).
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status"),
     )
 
 

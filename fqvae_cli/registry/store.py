@@ -1,10 +1,7 @@
-"""The results registry store: runs, their status and their one writer; metric rows and artifacts are in
-results.py, the connection plumbing in base.py, the records handed out in records.py.
-
-A run has one writer at a time: a sweep worker takes a queued run with claim_next_queued, and
-`fqvae train --resume` takes one with claim_for_resume; both leave alone a run whose holder is alive
-(liveness.py). One Registry per process (its engine holds a connection pool); after fork() the child
-reconnects."""
+"""The results registry store: creating, finding, importing and deleting runs. Status changes and claims
+are in transitions.py (the rules in lifecycle.py), metric rows and artifacts in results.py, the
+connection plumbing in base.py, the records handed out in records.py. Only the registry package writes
+SQL. One Registry per process (its engine holds a connection pool); after fork() the child reconnects."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ import difflib
 import re
 import socket
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +18,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.inputs import check_seed, run_name
-from fqvae_cli.registry import liveness
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, json_text
+from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
 from fqvae_cli.registry.records import (
     ArtifactRecord,
     ArtifactRow,
@@ -32,18 +29,13 @@ from fqvae_cli.registry.records import (
     opt_int,
     opt_text,
 )
-from fqvae_cli.registry.results import Results
 from fqvae_cli.registry.revision import code_revision
-from fqvae_cli.registry.schema import STATUSES, TERMINAL_STATUSES
+from fqvae_cli.registry.transitions import DEFAULT_STALE_S, Transitions, slices
 
-__all__ = ["ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord", "code_revision",
-           "run_dir"]
+__all__ = ["DEFAULT_STALE_S", "ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord",
+           "code_revision", "run_dir"]
 
-# A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
-DEFAULT_STALE_S = 300.0
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-# Values bound in one IN (...) list (SQLite allows 32,766 bound values per statement).
-IN_SLICE = 500
 
 
 def run_dir(run: RunRecord) -> Path:
@@ -53,10 +45,6 @@ def run_dir(run: RunRecord) -> Path:
         raise RegistryError(f"the registry holds a run id {run.id!r} that is not 32 hex digits; "
                             "refusing to use it as a folder name.")
     return paths.runs_root() / run.id
-
-
-def _slices(values: Sequence[str]) -> list[Sequence[str]]:
-    return [values[i:i + IN_SLICE] for i in range(0, len(values), IN_SLICE)]
 
 
 def _refuse_id_like_name(conn: Any, name: str) -> None:
@@ -70,36 +58,31 @@ def _refuse_id_like_name(conn: Any, name: str) -> None:
                          "could not be referred to; choose another name.")
 
 
-def _check_status(status: str) -> str:
-    if status not in STATUSES:
-        raise UsageError(f"unknown run status '{status}'; choose one of: {', '.join(STATUSES)}.")
-    return status
-
-
 def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
-                 status: str = "running", worker: str | None = None,
+                 status: str = RUNNING, worker: str | None = None,
                  dataset_fingerprint: dict | None = None) -> dict[str, Any]:
     """The checked columns of a new run (create_runs); only a running run has a holder (worker)."""
-    if status not in ("running", "queued"):
+    if status not in (RUNNING, QUEUED):
         raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
     for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
         if opt_text(value, what, limit) is None:
             raise UsageError(f"{what} is required.")
     return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
             "status": status, "config": json_text(config, "run config"), "name": run_name(name),
-            "worker": opt_text(worker, "worker", 255) if status == "running" else None,
+            "worker": opt_text(worker, "worker", 255) if status == RUNNING else None,
             "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
                                                                                       "dataset fingerprint")}
 
 
-class Registry(Results):
-    """The results registry at `url` (default: paths.registry_url()), created at head on first use;
-    runs and their one writer here, metrics and artifacts in Results, plumbing in base.Connection."""
+class Registry(Transitions):
+    """The results registry at `url` (default: paths.registry_url()), created at head on first use:
+    runs here, their status changes and claims in Transitions, metrics and artifacts in Results,
+    plumbing in base.Connection."""
 
     # -- runs ---------------------------------------------------------------------------------------
 
     def create_run(self, *, model: str, dataset: str, profile: str, seed: int, config: dict,
-                   name: str | None = None, status: str = "running", worker: str | None = None,
+                   name: str | None = None, status: str = RUNNING, worker: str | None = None,
                    dataset_fingerprint: dict | None = None) -> RunRecord:
         """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
         "queued": a sweep worker will). The name goes through inputs.run_name (stripped; no control
@@ -122,21 +105,25 @@ class Registry(Results):
             for name in names:
                 _refuse_id_like_name(conn, name)
             ids = self._free_run_ids(conn, len(rows), avoid=set(names))
-            for status in ("running", "queued"):
+            for status in (RUNNING, QUEUED):
                 params = [{**row, "id": run_id, "short_id": run_id[:8]}
                           for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
                 if not params:
                     continue
-                times = ("created_at", "started_at", "heartbeat_at") if status == "running" else ("created_at",)
+                times = ("created_at", "started_at", "heartbeat_at") if status == RUNNING else ("created_at",)
                 stmt = insert(RUNS).values(version=__version__, code_revision=revision,
-                                           host=socket.gethostname() if status == "running" else None)
+                                           host=socket.gethostname() if status == RUNNING else None)
                 if self._sqlite:  # one time per row, increasing: a shared one would tie the batch in the queue
                     params = [{**p, **dict.fromkeys(times, self._now())} for p in params]
-                else:  # now() is the transaction's start; clock_timestamp() is read per row
-                    stmt = stmt.values(**dict.fromkeys(times, func.clock_timestamp()))
+                else:  # now() is the transaction's start; clock_timestamp() is read per row (and per call)
+                    stmt = stmt.values(created_at=func.clock_timestamp())
                 conn.execute(stmt, params)
+                if not self._sqlite and status == RUNNING:  # a running run starts when it is created
+                    for part in slices([p["id"] for p in params]):
+                        conn.execute(update(RUNS).where(RUNS.c.id.in_(part)).values(
+                            started_at=RUNS.c.created_at, heartbeat_at=RUNS.c.created_at))
             found: dict[str, RunRecord] = {}
-            for part in _slices(ids):
+            for part in slices(ids):
                 rows_back = conn.execute(select(RUNS).where(RUNS.c.id.in_(part)))
                 found.update((r.id, RunRecord.from_row(r)) for r in rows_back)
             return [found[run_id] for run_id in ids]
@@ -152,7 +139,7 @@ class Registry(Results):
             fresh = [uuid.uuid4().hex for _ in range(n - len(ids))]
             shorts = [f[:8] for f in fresh]
             taken = set(avoid)
-            for part in _slices(shorts):
+            for part in slices(shorts):
                 taken.update(v for row in conn.execute(select(RUNS.c.short_id, RUNS.c.name).where(
                     or_(RUNS.c.short_id.in_(part), RUNS.c.name.in_(part)))) for v in row)
             seen = {i[:8] for i in ids}
@@ -163,45 +150,6 @@ class Registry(Results):
             if len(ids) == n:
                 return ids
         raise RegistryError("could not find free short run ids.")  # pragma: no cover - needs ~10^9 runs
-
-    def start(self, run_id: str, *, host: str | None = None, device: str | None = None) -> None:
-        """Mark a run as running here (host defaults to this machine's name)."""
-        now = self._now()
-        self._update(run_id, {"status": "running", "started_at": now, "heartbeat_at": now,
-                              "finished_at": None, "error": None,
-                              "host": opt_text(host, "host", 255) or socket.gethostname(),
-                              "device": opt_text(device, "device", 64)})
-
-    def heartbeat(self, run_id: str) -> bool:
-        """Refresh a running run's heartbeat. False when the run is no longer running (finished, or
-        requeued as stale), which tells its worker to stop."""
-        return self._update(run_id, {"heartbeat_at": self._now()}, where=RUNS.c.status == "running") > 0
-
-    def _end(self, run_id: str, status: str, error: str | None) -> None:
-        now = self._now()
-        self._update(run_id, {"status": status, "finished_at": now, "heartbeat_at": now, "error": error})
-
-    def finish(self, run_id: str) -> None:
-        self._end(run_id, "finished", None)
-
-    def fail(self, run_id: str, error: str) -> None:
-        self._end(run_id, "failed", str(error)[:20_000])
-
-    def interrupt(self, run_id: str, reason: str | None = None) -> None:
-        self._end(run_id, "interrupted", None if reason is None else str(reason)[:20_000])
-
-    def set_status(self, run_id: str, status: str) -> None:
-        """Set any status; terminal ones stamp finished_at, "queued" clears the claim so a worker retakes it."""
-        _check_status(status)
-        now = self._now()
-        values: dict[str, Any] = {"status": status}
-        if status in TERMINAL_STATUSES:
-            values["finished_at"] = now
-        elif status == "queued":
-            values.update(worker=None, started_at=None, heartbeat_at=None, finished_at=None, error=None)
-        else:
-            values.update(heartbeat_at=now, finished_at=None)
-        self._update(run_id, values)
 
     def update_config(self, run_id: str, config: dict) -> None:
         self._update(run_id, {"config": json_text(config, "run config")})
@@ -250,7 +198,7 @@ class Registry(Results):
                 stmt = stmt.where(RUNS.c[col] == value)
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
-            stmt = stmt.where(RUNS.c.status.in_([_check_status(s) for s in wanted]))
+            stmt = stmt.where(RUNS.c.status.in_([check_status(s) for s in wanted]))
         stmt = stmt.order_by(RUNS.c.created_at, RUNS.c.id)
         return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
 
@@ -293,7 +241,7 @@ class Registry(Results):
             raise UsageError(f"a run id is 32 hex digits, not {run.id!r}.")
         if not isinstance(run.short_id, str) or not re.fullmatch(r"[0-9a-f]{8}", run.short_id):
             raise UsageError(f"a short run id is 8 hex digits, not {run.short_id!r}.")
-        if run.status not in TERMINAL_STATUSES:
+        if run.status not in ENDED:
             raise UsageError(f"only a stopped run can be imported; run {run.short_id} is '{run.status}'.")
         for what, value, limit in (("model", run.model, 64), ("dataset", run.dataset, 64),
                                    ("profile", run.profile, 32)):
@@ -327,96 +275,3 @@ class Registry(Results):
             return run
 
         return self._tx(fn, write=True)
-
-    def holder_state(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> str:
-        """'alive', 'dead' or 'stale' for a running run (liveness.holder_state by the server's clock)."""
-        now = self._tx(self._clock, write=False)
-        return liveness.run_state(run, now, stale_after_s)
-
-    # -- one writer per run -------------------------------------------------------------------------
-
-    def claim_next_queued(self, worker: str, *, only: Collection[str] | None = None) -> RunRecord | None:
-        """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
-        `only`: take none but these runs (full or short ids), e.g. the runs of one table; any other queued
-        run stays queued. PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
-        serialises claims through its write lock."""
-        worker = opt_text(worker, "worker", 255)
-        queued = select(RUNS.c.id, RUNS.c.created_at).where(RUNS.c.status == "queued")
-        if only is None:
-            choices = [queued]
-        else:
-            refs = sorted({str(r) for r in only})
-            # In slices, so a long list stays within the engines' limits on bound parameters.
-            choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part)))
-                       for part in _slices(refs)]
-
-        def fn(conn: Any) -> RunRecord | None:
-            oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
-                                   .with_for_update(skip_locked=True)).first() for stmt in choices]
-            oldest = [row for row in oldest if row is not None]
-            if not oldest:
-                return None
-            run_id = min(oldest, key=lambda row: (row.created_at, row.id)).id
-            now = self._now()
-            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
-                status="running", worker=worker, started_at=now, heartbeat_at=now, finished_at=None,
-                error=None))
-            return self._get(conn, run_id)
-
-        return self._tx(fn, write=True)
-
-    def claim_for_resume(self, run_id: str, *, host: str | None = None, pid: int | None = None,
-                         stale_after_s: float = DEFAULT_STALE_S) -> RunRecord:
-        """Atomically make this process (host:pid) the one writer of an unfinished run, as a worker's
-        claim does. Refuses a finished run, and a running one whose holder is alive (a live pid on this
-        machine, or a heartbeat fresher than stale_after_s elsewhere), naming the holder."""
-        host = opt_text(host, "host", 255) or socket.gethostname()
-        holder = f"{host}:{liveness.holder_id().rpartition(':')[2] if pid is None else int(pid)}"
-
-        def fn(conn: Any) -> RunRecord:
-            run = self._get(conn, run_id, lock=True)
-            self._require_resumable(conn, run, holder, stale_after_s)
-            now = self._now()
-            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
-                status="running", worker=holder, host=host, started_at=now, heartbeat_at=now, finished_at=None,
-                error=None))
-            return self._get(conn, run_id)
-
-        return self._tx(fn, write=True)
-
-    def require_resumable(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> None:
-        """What claim_for_resume would refuse (a finished run, a live holder), checked without claiming,
-        so a command can say so before any other work."""
-        self._tx(lambda conn: self._require_resumable(conn, run, liveness.holder_id(), stale_after_s), write=False)
-
-    def _require_resumable(self, conn: Any, run: RunRecord, holder: str, stale_after_s: float) -> None:
-        if run.status == "finished":
-            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
-        if run.status == "running" and run.worker != holder:
-            now = self._clock(conn)
-            if liveness.run_state(run, now, stale_after_s) == "alive":
-                beat = run.heartbeat_at or run.started_at
-                age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
-                who = run.worker or run.host or "another process"
-                raise UsageError(f"run {run.short_id} is being trained by {who}{age}; stop it first "
-                                 "(one writer per run).")
-
-    def requeue_stale(self, older_than_s: float) -> list[str]:
-        """Put back in the queue every running run whose holder is gone: a pid on this machine that no
-        longer exists, or a heartbeat older than `older_than_s` seconds by the database server's clock
-        (a live local holder is never taken over). Returns their ids."""
-        if not older_than_s >= 0:
-            raise UsageError(f"the staleness limit must be a non-negative number of seconds, not {older_than_s}.")
-
-        def fn(conn: Any) -> list[str]:
-            now = self._clock(conn)
-            rows = conn.execute(select(RUNS).where(RUNS.c.status == "running").with_for_update()).all()
-            gone = sorted(r.id for r in map(RunRecord.from_row, rows)
-                          if liveness.run_state(r, now, older_than_s) != "alive")
-            if gone:
-                conn.execute(update(RUNS).where(RUNS.c.id.in_(gone), RUNS.c.status == "running")
-                             .values(status="queued", worker=None, started_at=None, heartbeat_at=None))
-            return gone
-
-        return self._tx(fn, write=True)
-

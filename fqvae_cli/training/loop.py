@@ -26,13 +26,14 @@ from fqvae_cli.config import RunConfig, TrainConfig
 from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
-from fqvae_cli.device import describe, native_bf16
+from fqvae_cli.device import device_label, native_bf16
 from fqvae_cli.errors import TrainingError
 from fqvae_cli.inputs import bounded_by_cores
 from fqvae_cli.io import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
 from fqvae_cli.models.specs import get_model_spec
 from fqvae_cli.models.zoo import build_model
+from fqvae_cli.registry.lifecycle import FAILED, FINISHED, RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
@@ -49,9 +50,9 @@ class TrainResult:
     images_per_s: float
 
 
-def iterations_for(train: TrainConfig, factor: bool) -> tuple[int, int]:
+def iterations_for(train: TrainConfig, total_correlation: bool) -> tuple[int, int]:
     """(number of iterations, counted steps per iteration) under the run's step convention."""
-    per = 2 if (factor and train.step_convention == "optimizer_steps") else 1
+    per = 2 if (total_correlation and train.step_convention == "optimizer_steps") else 1
     return max(1, train.steps // per), per
 
 
@@ -97,7 +98,7 @@ def rng_state(device: Any) -> dict:
     return state
 
 
-def restore(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
+def load_resume_state(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
     """Load checkpoint `ckpt` into model and optimizers and reset the RNG; set aside any newer checkpoint
     (the run continues from `ckpt` and rewrites them). Returns its iteration."""
     load_weights(Path(ckpt.weights.path), model, ckpt.weights.sha256, device=device)
@@ -150,20 +151,20 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
 
     ds = open_dataset(cfg.dataset)
     require_image_size(ds, cfg.model.image_size, cfg.dataset)
-    split = ds.split(seed=1)
-    n_iter, per_iter = iterations_for(train, spec.factor)
+    split = ds.split()
+    n_iter, per_iter = iterations_for(train, spec.total_correlation)
     anneal_steps, decay = train.effective_schedule()
-    images_per_iter = 2 * train.batch_size if spec.factor else train.batch_size
+    images_per_iter = 2 * train.batch_size if spec.total_correlation else train.batch_size
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opts = Optimizers.for_model(model, train, spec.factor)
+    opts = Optimizers.for_model(model, train, spec.total_correlation)
     on_device = data_on_device(train.data_on_device, device, len(split["train"]), int(ds.images[0].nbytes))
     sampler = BatchSampler(ds, split["train"], images_per_iter, seed=cfg.seed, device=device,
                            on_device=on_device, channels_last=train.channels_last)
-    start = restore(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
+    start = load_resume_state(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints)
@@ -171,7 +172,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     def snapshot() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
 
-    reg.start(run.id, host=socket.gethostname(), device=describe(device))
+    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=device_label(device))
     model.train()
     t0 = time.monotonic()
     with recorder.session(f"train {cfg.model.name}", n_iter, start, model, snapshot, watch.healthy,
@@ -196,7 +197,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])
     if not test_mse:
-        reg.finish(run.id)
+        reg.transition(run.id, FINISHED)
         return TrainResult(run.id, recorder.done, None, ips)
     return _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
 
@@ -208,7 +209,7 @@ def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
     reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")])
     if not math.isfinite(mse):
-        reg.fail(run.id, f"test MSE is not finite after training ({mse}).")
+        reg.transition(run.id, FAILED, error=f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")
-    reg.finish(run.id)
+    reg.transition(run.id, FINISHED)
     return TrainResult(run.id, done, mse, ips)

@@ -21,6 +21,7 @@ from typing import Any
 from fqvae_cli import console, signals
 from fqvae_cli.errors import StorageError, TrainingError
 from fqvae_cli.io import sha256_file
+from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
 
@@ -99,19 +100,19 @@ class Recorder:
         except KeyboardInterrupt:
             if self.done > self.last_checkpoint and healthy():
                 self.checkpoint(self.done, model, snapshot())
-            self.reg.interrupt(self.run.id)
+            self.reg.transition(self.run.id, INTERRUPTED)
             raise
         except StorageError as exc:
-            self.reg.interrupt(self.run.id, str(exc))
+            self.reg.transition(self.run.id, INTERRUPTED, error=str(exc))
             raise
         except TakenOver:
             raise TrainingError(f"run {self.run.short_id} was requeued elsewhere after a stale heartbeat; "
                                 "this process stops without touching it.") from None
         except TrainingError as exc:
-            self.reg.fail(self.run.id, str(exc))
+            self.reg.transition(self.run.id, FAILED, error=str(exc))
             raise
         except BaseException as exc:
-            self.reg.fail(self.run.id, f"{type(exc).__name__}: {exc}")
+            self.reg.transition(self.run.id, FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
 
     @contextmanager

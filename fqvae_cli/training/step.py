@@ -31,7 +31,7 @@ def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
 
 def vae_optimizer(model: Any, train: TrainConfig) -> torch.optim.Optimizer:
     """Adam over encoder, decoder and codebook; with `adamw`, decay on weight matrices and kernels only."""
-    named = [(n, p) for n, p in model.named_parameters() if not n.startswith("tc.")]
+    named = model.named_vae_parameters()
     if train.optimizer == "adamw":
         groups = [
             {"params": [p for n, p in named if not _no_decay(n, p)], "weight_decay": train.weight_decay},
@@ -53,8 +53,8 @@ class Optimizers:
     clip_value: float | None
 
     @classmethod
-    def for_model(cls, model: Any, train: TrainConfig, factor: bool) -> Optimizers:
-        disc = torch.optim.Adam(model.discriminator_parameters(), lr=train.lr) if factor else None
+    def for_model(cls, model: Any, train: TrainConfig, total_correlation: bool) -> Optimizers:
+        disc = torch.optim.Adam(model.discriminator_parameters(), lr=train.lr) if total_correlation else None
         clip = ADAMW_CLIP_VALUE if train.optimizer == "adamw" else None
         return cls(vae_optimizer(model, train), disc, clip)
 

@@ -19,13 +19,14 @@ from fqvae_cli.models.bottlenecks.base import (
     init_codebook,
     ramp,
 )
+from fqvae_cli.models.component import TABLE_A3
 
 NAME = "per_latent_codebook"
 
 
 class PerLatentCodebookConfig(BottleneckConfig):
     kind: Literal[NAME] = NAME
-    n_values: int = Field(16, gt=1, description="QLAE: values per latent codebook")
+    n_values: int = Field(16, gt=1, description="QLAE: values per latent codebook", json_schema_extra=TABLE_A3)
     codebook_init: Literal["normal", "uniform", "linspace"] = "normal"
 
 

@@ -1,0 +1,149 @@
+"""Every change of a run's status, and who may write a run: the registry side of lifecycle.py.
+
+`transition` is the one method that moves a run from one status to another; the claims (a worker taking
+the oldest queued run, `fqvae train --resume` taking a stopped one) and the requeue of runs whose holder
+is gone are transitions made inside the transaction that decides them. Each checks lifecycle.TRANSITIONS
+and writes lifecycle.columns; the database checks the same moves again (migration 0004).
+
+A run has one writer at a time: both claims leave alone a run whose holder is alive (liveness.py)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from fqvae_cli.errors import UsageError
+from fqvae_cli.registry import lifecycle, liveness
+from fqvae_cli.registry.base import RUNS
+from fqvae_cli.registry.lifecycle import FINISHED, QUEUED, RUNNING
+from fqvae_cli.registry.records import RunRecord, opt_text
+from fqvae_cli.registry.results import Results
+
+# A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
+DEFAULT_STALE_S = 300.0
+# Values bound in one IN (...) list (SQLite allows 32,766 bound values per statement).
+IN_SLICE = 500
+
+
+def slices(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i:i + IN_SLICE] for i in range(0, len(values), IN_SLICE)]
+
+
+class Transitions(Results):
+    """Status changes and claims of runs (the Registry's run-lifecycle half)."""
+
+    def _move(self, conn: Any, run: RunRecord, new: str, **columns: Any) -> RunRecord:
+        lifecycle.require(run.short_id, run.status, new)
+        conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(lifecycle.columns(new, self._now(), **columns)))
+        return self._get(conn, run.id)
+
+    def transition(self, run_id: str, new: str, *, error: str | None = None, host: str | None = None,
+                   device: str | None = None, only_from: Collection[str] | None = None,
+                   holder: str | None = None) -> bool:
+        """Move a run to status `new` (running: host and device where it trains; an end: the error, if
+        any). With `only_from` (and `holder`), nothing happens unless the run is in one of those statuses
+        (and held by that process): returns whether it moved. An illegal move raises UsageError."""
+        host = opt_text(host, "host", 255)
+        device = opt_text(device, "device", 64)
+        if new == RUNNING and host is None:
+            host = socket.gethostname()
+
+        def fn(conn: Any) -> bool:
+            run = self._get(conn, run_id, lock=True)
+            if only_from is not None and run.status not in only_from:
+                return False
+            if holder is not None and run.worker != holder:
+                return False
+            self._move(conn, run, new, error=error, host=host, device=device)
+            return True
+
+        return self._tx(fn, write=True)
+
+    def heartbeat(self, run_id: str) -> bool:
+        """Refresh a running run's heartbeat. False when the run is no longer running (finished, or
+        requeued as stale), which tells its worker to stop."""
+        return self._update(run_id, {"heartbeat_at": self._now()}, where=RUNS.c.status == RUNNING) > 0
+
+    def holder_state(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> str:
+        """'alive', 'dead' or 'stale' for a running run (liveness.run_state by the server's clock)."""
+        now = self._tx(self._clock, write=False)
+        return liveness.run_state(run, now, stale_after_s)
+
+    # -- one writer per run -------------------------------------------------------------------------
+
+    def claim_next_queued(self, worker: str, *, only: Collection[str] | None = None) -> RunRecord | None:
+        """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
+        `only`: take none but these runs (full or short ids), e.g. the runs of one table; any other queued
+        run stays queued. PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
+        serialises claims through its write lock."""
+        worker = opt_text(worker, "worker", 255)
+        queued = select(RUNS.c.id, RUNS.c.created_at).where(RUNS.c.status == QUEUED)
+        if only is None:
+            choices = [queued]
+        else:
+            refs = sorted({str(r) for r in only})
+            # In slices, so a long list stays within the engines' limits on bound parameters.
+            choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part))) for part in slices(refs)]
+
+        def fn(conn: Any) -> RunRecord | None:
+            oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
+                                   .with_for_update(skip_locked=True)).first() for stmt in choices]
+            oldest = [row for row in oldest if row is not None]
+            if not oldest:
+                return None
+            run_id = min(oldest, key=lambda row: (row.created_at, row.id)).id
+            return self._move(conn, self._get(conn, run_id), RUNNING, worker=worker)
+
+        return self._tx(fn, write=True)
+
+    def claim_for_resume(self, run_id: str, *, host: str | None = None, pid: int | None = None,
+                         stale_after_s: float = DEFAULT_STALE_S) -> RunRecord:
+        """Atomically make this process (host:pid) the one writer of an unfinished run, as a worker's
+        claim does. Refuses a finished run, and a running one whose holder is alive (a live pid on this
+        machine, or a heartbeat fresher than stale_after_s elsewhere), naming the holder."""
+        host = opt_text(host, "host", 255) or socket.gethostname()
+        holder = f"{host}:{liveness.holder_id().rpartition(':')[2] if pid is None else int(pid)}"
+
+        def fn(conn: Any) -> RunRecord:
+            run = self._get(conn, run_id, lock=True)
+            self._require_resumable(conn, run, holder, stale_after_s)
+            return self._move(conn, run, RUNNING, worker=holder, host=host)
+
+        return self._tx(fn, write=True)
+
+    def require_resumable(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> None:
+        """What claim_for_resume would refuse (a finished run, a live holder), checked without claiming,
+        so a command can say so before any other work."""
+        self._tx(lambda conn: self._require_resumable(conn, run, liveness.holder_id(), stale_after_s), write=False)
+
+    def _require_resumable(self, conn: Any, run: RunRecord, holder: str, stale_after_s: float) -> None:
+        if run.status == FINISHED:
+            raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
+        if run.status == RUNNING and run.worker != holder:
+            now = self._clock(conn)
+            if liveness.run_state(run, now, stale_after_s) == "alive":
+                beat = run.heartbeat_at or run.started_at
+                age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
+                who = run.worker or run.host or "another process"
+                raise UsageError(f"run {run.short_id} is being trained by {who}{age}; stop it first "
+                                 "(one writer per run).")
+
+    def requeue_stale(self, older_than_s: float) -> list[str]:
+        """Put back in the queue every running run whose holder is gone: a pid on this machine that no
+        longer exists, or a heartbeat older than `older_than_s` seconds by the database server's clock
+        (a live local holder is never taken over). Returns their ids."""
+        if not older_than_s >= 0:
+            raise UsageError(f"the staleness limit must be a non-negative number of seconds, not {older_than_s}.")
+
+        def fn(conn: Any) -> list[str]:
+            now = self._clock(conn)
+            rows = conn.execute(select(RUNS).where(RUNS.c.status == RUNNING).with_for_update()).all()
+            gone = [r for r in map(RunRecord.from_row, rows) if liveness.run_state(r, now, older_than_s) != "alive"]
+            for run in sorted(gone, key=lambda r: r.id):
+                self._move(conn, run, QUEUED)
+            return sorted(r.id for r in gone)
+
+        return self._tx(fn, write=True)
