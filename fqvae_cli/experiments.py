@@ -15,12 +15,14 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from fqvae_cli.data.catalog import DATASETS
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.metrics import PROTOCOL_SIZES, REQUIRED_SIZES
 from fqvae_cli.models.specs import ZOO
 
 COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
@@ -59,10 +61,13 @@ class ProfileSpec(_Strict):
         return self
 
 
-class ProtocolSpec(_Strict):
-    dci_train: int = Field(gt=0)
-    dci_test: int = Field(gt=0)
-    infomec_n: int = Field(gt=0)
+# A protocol's sizes are the names the metrics read (fqvae_cli.metrics.METRICS): those of the paper's DCI
+# and InfoMEC are required, every other metric's are optional (a metric asked for on a protocol without
+# its sizes is refused, naming the missing one).
+ProtocolSpec = create_model(
+    "ProtocolSpec", __base__=_Strict,
+    **{name: (int, Field(gt=0)) if name in REQUIRED_SIZES else (int | None, Field(None, gt=0))
+       for name in PROTOCOL_SIZES})
 
 
 class RowSpec(_Strict):
