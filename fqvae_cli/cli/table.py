@@ -19,7 +19,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None, *,
-                 rows: list[str] | None = None, overrides: dict | None = None) -> None:
+                 rows: list[str] | None = None, overrides: dict | None = None,
+                 metrics: list[str] | None = None) -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import protocol_sizes
@@ -32,7 +33,8 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
     protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
     if out is not None:
         out = check_output(out, reg)
-    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides)
+    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides,
+                    metrics=metrics)
     if fmt == "rich" and out is None:
         console.out().print(render_rich(t))
         if t.missing:
@@ -60,12 +62,16 @@ def table(
                                         "to `fqvae reproduce --set` (key=value)."),
     protocol: str = typer.Option(None, "--protocol",
                                  help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
+    metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
+                                      "modularity (and explicitness), factor_vae, beta_vae, or all "
+                                      "(recorded by `fqvae evaluate --metrics`)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = typer.Option(None, "--db", help="Registry URL."),
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
-    difference beside each cell, best values marked; empty cells list the command that fills them."""
+    difference beside each cell, best values marked; empty cells list the command that fills them.
+    --metrics mig,sap adds those columns (the paper has no published values for them)."""
     from fqvae_cli.config import load_experiments, parse_overrides
     from fqvae_cli.errors import ConfigError
     from fqvae_cli.registry.store import Registry
@@ -79,7 +85,7 @@ def table(
             raise ConfigError(f"unknown profile '{profile}'; choose one of: {', '.join(profiles)}.")
         protocol = (profiles[profile].get("eval") or {}).get("protocol", "paper")
     _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
-                 overrides=extra)
+                 overrides=extra, metrics=_split(metrics))
 
 
 def reproduce(
