@@ -62,3 +62,13 @@ def fqvae_killed_after_first_checkpoint(*args: str, env: dict | None = None) -> 
     full_env = {**os.environ, **(env or {}), "FQVAE_PLAIN_PROGRESS": "1"}
     return subprocess.run([sys.executable, "-c", _KILL_AFTER_FIRST_CHECKPOINT, *args], env=full_env,
                           capture_output=True, text=True, timeout=600)
+
+
+def grid_factors(sizes: tuple[int, ...], reps: int, seed: int = 0):
+    """Every factor combination `reps` times, shuffled: factors exactly balanced and independent."""
+    import numpy as np
+
+    axes = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
+    grid = np.stack(axes, axis=-1).reshape(-1, len(sizes))
+    rows = np.tile(grid, (reps, 1))
+    return rows[np.random.default_rng(seed).permutation(len(rows))]
