@@ -19,7 +19,7 @@ def evaluate(
                                 help="Comma-separated: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, "
                                      "or all [default: dci,infomec, the paper's]."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
-    jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor fits of DCI, SAP and "
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
                                                      "Explicitness (same numbers as 1)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed (default the run's eval.seed, 0)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),

@@ -30,7 +30,7 @@ def score(
     neighbors: int = typer.Option(None, "--neighbors", help="kNN neighbours of the continuous MI estimator "
                                   "(3 FactorQVAE, 10 original) [default: 3]."),
     seed: int = typer.Option(None, "--seed", help="Seed of the classifiers and the kNN estimator [default: 0]."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes for the per-factor fits of DCI, SAP and "
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
                                                      "Explicitness (-1: all cores); the numbers do not depend on it."),
     save_matrices: Path = typer.Option(None, "--save-matrices", metavar="DIR",
                                        help="Write importance.npy, nmi.npy and their heatmap PNGs to DIR."),
