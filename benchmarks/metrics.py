@@ -207,7 +207,10 @@ class ImageEncoder:
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         import torch
 
-        x = torch.sigmoid(torch.from_numpy(self.weights[factors + self.offsets].sum(axis=1))) - 0.5
+        pixels = np.zeros((len(factors), self.weights.shape[1]), dtype=np.float32)
+        for j, offset in enumerate(self.offsets):  # one factor at a time: no (n, F, pixels) temporary
+            pixels += self.weights[factors[:, j] + offset]
+        x = torch.sigmoid(torch.from_numpy(pixels)) - 0.5
         x = x.reshape(len(factors), 3, self.size, self.size)
         with torch.no_grad():
             return np.concatenate([self.model.encode_codes(x[i:i + 1024]).numpy() for i in range(0, len(x), 1024)])
