@@ -14,7 +14,8 @@ sizes. A numpy Generator is accepted too (its `integers` in the same order).
 Batching: the reference calls the representation once per batch of 64 images; here consecutive batches
 are stacked and encoded together, up to `images_per_call` images per call, then split again. Every batch
 gets the codes it would get alone as long as `represent` treats rows independently (eval-mode encoders
-do), so the score is the same, with far fewer, larger forward passes."""
+do, up to the rounding of their batched arithmetic), so the score is the same, with far fewer, larger
+forward passes."""
 
 from __future__ import annotations
 
