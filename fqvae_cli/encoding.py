@@ -1,4 +1,5 @@
-"""A run's representation as plain arrays, for any tool to score: exactly the rows `evaluate` scores.
+"""A run's representation as plain arrays, for any tool to score: exactly the rows `evaluate` scores
+(as many as the protocol's largest metric of codes takes, fqvae_cli.metrics.protocol_rows).
 
 DIR/codes.npy    (n, d) codes: int64 codebook indices for discrete models, float64 values otherwise
 DIR/factors.npy  (n, f) int64 factor codes of the same images
@@ -18,6 +19,7 @@ import numpy as np
 from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import load_run, protocol_sizes
 from fqvae_cli.io import atomic_path, atomic_write_json
+from fqvae_cli.metrics import protocol_rows
 from fqvae_cli.metrics.codes import encode_codes, sample_indices
 
 
@@ -43,7 +45,7 @@ def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper
     seed = cfg.eval.seed if seed is None else seed
     if seed < 0:
         raise UsageError(f"the seed must be non-negative, got {seed}.")
-    rows = n if sizes is None else max(sizes["dci_train"] + sizes["dci_test"], sizes["infomec_n"])
+    rows = n if sizes is None else protocol_rows(sizes)
     indices = sample_indices(ds, rows, seed, what=f"the {protocol} protocol" if sizes is not None else f"--n {n}")
     factors = np.asarray(ds.codes[indices], dtype=np.int64)
     codes = encode_codes(loaded.model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed)

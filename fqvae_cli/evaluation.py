@@ -1,12 +1,14 @@
 """Evaluate a trained run with a published protocol and record the numbers in the registry.
 
 checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly from the whole grid
-(seeded) -> eval-mode codes -> DCI (first dci_train rows train, next dci_test test) and InfoMEC
-(first infomec_n rows) -> registry metrics with the protocol name; importance and NMI matrices as
-artifacts; MSE on the held-out test split."""
+(seeded; as many as the protocol's metrics of codes take) -> eval-mode codes -> `score_all` with the
+chosen metrics (the intervention scores encode their own batches through the dataset and the encoder)
+-> registry metrics with the protocol name; importance and NMI matrices as artifacts; MSE on the
+held-out test split."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,22 @@ from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
 from fqvae_cli.experiments import load_experiments
 from fqvae_cli.io import atomic_path, sha256_file
-from fqvae_cli.metrics.codes import encode_codes, held_out_subset, reconstruction_mse, sample_indices
+from fqvae_cli.metrics import (
+    DEFAULT_METRICS,
+    parse_metrics,
+    protocol_rows,
+    require_sizes,
+    rows_needed,
+    score_all,
+    score_steps,
+)
+from fqvae_cli.metrics.codes import (
+    FactorEncoder,
+    encode_codes,
+    held_out_subset,
+    reconstruction_mse,
+    sample_indices,
+)
 from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.checkpoint import load_weights
@@ -66,50 +83,52 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
 
 
 def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
-                 jobs: int = 1, seed: int | None = None, show_progress: bool = True) -> dict:
-    """Compute and record DCI, InfoMEC and MSE for one run. Returns the numbers."""
-    from fqvae_cli.metrics.dci import compute_dci  # heavy: sklearn; `fqvae table` loads this module
-    from fqvae_cli.metrics.infomec import compute_infomec  # heavy: sklearn, as above
-
+                 jobs: int = 1, seed: int | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
+                 show_progress: bool = True) -> dict:
+    """Compute and record the chosen metrics (default: the paper's DCI and InfoMEC) and the MSE of one run
+    with a protocol's sizes. Returns the numbers, as recorded."""
+    metrics = parse_metrics(list(metrics))
     sizes = protocol_sizes(protocol)
+    require_sizes(sizes, metrics, protocol)
     lr = load_run(reg, ref, device, step=step)
     cfg, ds, model = lr.cfg, lr.dataset, lr.model
     seed = cfg.eval.seed if seed is None else seed
-    n_dci = sizes["dci_train"] + sizes["dci_test"]
-    n = max(n_dci, sizes["infomec_n"])
-    indices = sample_indices(ds, n, seed, what=f"the {protocol} protocol")
-    factors = np.asarray(ds.codes[indices], dtype=np.int64)
-    with _maybe_progress(show_progress, "encode", n, "img") as bar:
-        codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed, progress=bar)
-    discrete = model.bottleneck.discrete  # the bottleneck's own kind record
-
-    tr, te = slice(0, sizes["dci_train"]), slice(sizes["dci_train"], n_dci)
-    with _maybe_progress(show_progress, "DCI (per factor)", ds.space.n_factors, "factor") as bar:
-        dci = compute_dci(codes[tr], factors[tr], codes[te], factors[te], jobs=jobs, seed=seed, progress=bar)
-    m = slice(0, sizes["infomec_n"])
-    info = compute_infomec(codes[m], factors[m], discrete=discrete, n_neighbors=cfg.eval.n_neighbors, seed=seed)
+    n = protocol_rows(sizes)  # the same rows whichever metrics are asked, as `fqvae encode` writes them
+    codes = factors = None
+    if rows_needed(sizes, metrics):
+        indices = sample_indices(ds, n, seed, what=f"the {protocol} protocol")
+        factors = np.asarray(ds.codes[indices], dtype=np.int64)
+        with _maybe_progress(show_progress, "encode", n, "img") as bar:
+            codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed,
+                                 progress=bar)
+    represent = FactorEncoder(model, ds, device, batch_size=cfg.eval.batch_size, seed=seed)
+    with _maybe_progress(show_progress, "metrics", score_steps(ds.space.n_factors, metrics), "step") as bar:
+        scores = score_all(codes, factors, discrete=model.bottleneck.discrete, sizes=sizes, metrics=metrics,
+                           seed=seed, jobs=jobs, n_neighbors=cfg.eval.n_neighbors, progress=bar,
+                           factor_sizes=ds.space.sizes, represent=represent)
 
     test_idx = held_out_subset(ds, cfg.eval.mse_images, seed)
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 
-    results = {
-        "dci_d": dci.d, "dci_i": dci.i, "dci_i_train": dci.i_train, "dci_c": dci.c,
-        "infom": info.infom, "infoe": info.infoe, "infoc": info.infoc,
-        "active_latents": float(info.n_active), "mse": mse,
-    }
-    reg.log_metrics(lr.run.id, [(k, float(v), lr.step, "test" if k == "mse" else "eval", protocol)
+    results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
+    # Each metric row is written here, with the protocol that produced it.
+    reg.log_metrics(lr.run.id, [(k, v, lr.step, "test" if k == "mse" else "eval", protocol)
                                 for k, v in results.items()])
     folder = run_dir(lr.run) / "matrices" / protocol
-    for name, matrix in (("importance", dci.importance), ("nmi", info.nmi)):
+    matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
+    for name, metric, attr in matrices:
+        if metric not in scores.details:
+            continue
         path = folder / f"{name}_step{lr.step}.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(matrix, dtype=np.float64))
+                np.save(fh, np.asarray(getattr(scores.details[metric], attr), dtype=np.float64))
         reg.add_artifact(lr.run.id, kind=f"matrix_{name}", path=str(path), bytes=path.stat().st_size,
                          sha256=sha256_file(path), step=lr.step)
     if show_progress:
-        console.info(f"evaluated run [bold]{lr.run.short_id}[/bold] at step {lr.step} ({protocol} protocol)")
+        console.info(f"evaluated run [bold]{lr.run.short_id}[/bold] at step {lr.step} ({protocol} protocol: "
+                     f"{', '.join(metrics)})")
     return results
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -40,6 +41,7 @@ from fqvae_cli.config import (
 )
 from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
+from fqvae_cli.metrics import PROTOCOL_SIZES, REQUIRED_SIZES
 from fqvae_cli.models.settings import OWNERS, check_flat, nest
 from fqvae_cli.models.specs import ZOO, get_model_spec
 
@@ -88,10 +90,13 @@ class ProfileSpec(_Strict):
         return self
 
 
-class ProtocolSpec(_Strict):
-    dci_train: int = Field(gt=0)
-    dci_test: int = Field(gt=0)
-    infomec_n: int = Field(gt=0)
+# A protocol's sizes are the names the metrics read (fqvae_cli.metrics.METRICS): those of the paper's DCI
+# and InfoMEC are required, every other metric's are optional (a metric asked for on a protocol without
+# its sizes is refused, naming the missing one).
+ProtocolSpec = create_model(
+    "ProtocolSpec", __base__=_Strict,
+    **{name: (int, Field(gt=0)) if name in REQUIRED_SIZES else (int | None, Field(None, gt=0))
+       for name in PROTOCOL_SIZES})
 
 
 class RowSpec(_Strict):

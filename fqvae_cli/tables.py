@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from fqvae_cli.experiments import (
     resolve_run_config,
     table_of,
 )
-from fqvae_cli.metrics import MSE_SCALE
+from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.specs import ZOO
 
 SCALE = {"mse": MSE_SCALE}
@@ -45,9 +46,10 @@ SCALE = {"mse": MSE_SCALE}
 @dataclass
 class Cell:
     runs: list[str] = field(default_factory=list)  # one run per distinct seed
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    published: list[float] | None = None
+    mean: list[float | None] | None = None  # per column; None where no run of the cell has the metric
+    std: list[float | None] | None = None
+    published: list[float | None] | None = None  # None for columns the paper does not report
+    counts: list[int] | None = None  # per column, the seeds that have the metric (extra columns may lack it)
 
     @property
     def n(self) -> int:
@@ -68,9 +70,10 @@ class Table:
     best: dict[tuple[str, str], set[int]]  # (dataset, key) -> column indices marked best
     undecided: dict[str, list[str]] = field(default_factory=dict)  # dataset -> columns with no best, and why
     overrides: list[str] = field(default_factory=list)  # the --set settings the cells' runs were trained with
+    columns: list[str] = field(default_factory=lambda: list(COLUMNS))  # recorded metric keys
+    titles: list[str] = field(default_factory=lambda: list(COLUMN_TITLES))
 
 
-# Train settings that change how a run is executed, not what it learns.
 def training_setup(config: Any) -> dict | None:
     """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
     validating it with today's code); None when today's code cannot read the stored config."""
@@ -146,8 +149,15 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
     return list(table_of(exp, table_number)["datasets"])
 
 
+def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(key, title) of the columns the chosen metrics add beside the paper's (DCI and InfoMEC are there)."""
+    return [(key, title) for name in parse_metrics(metrics) if name not in DEFAULT_METRICS
+            for key, title in METRICS[name].columns.items()] if metrics else []
+
+
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
-                protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None) -> Table:
+                protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
+                metrics: Sequence[str] | None = None) -> Table:
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -156,9 +166,12 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     rows = [(r["key"], r["label"]) for r in chosen]
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
+    extra = extra_columns(metrics)
+    columns = list(COLUMNS) + [k for k, _ in extra]
     cells: dict[tuple[str, str], Cell] = {}
     published_from: dict[str, str] = {}
     missing: list[str] = []
+    lacking = False
     for ds in datasets:
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
@@ -166,25 +179,32 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         identity = dataset_identity(ds)
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
-            cell = Cell(published=spec.get("published", {}).get(ref, {}).get(r["key"]))
+            published = spec.get("published", {}).get(ref, {}).get(r["key"])
+            cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
             values = []
             scored = [run for run in cell_runs(runs, r["model"], want, identity)
                       if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
             for run in one_per_seed(scored):
                 m = reg.latest_metrics(run.id, protocol)
                 cell.runs.append(run.short_id)
-                values.append([m[c] * SCALE.get(c, 1.0) for c in COLUMNS])
+                values.append([m[c] * SCALE.get(c, 1.0) if c in m else None for c in columns])
             if values:
-                cols = list(zip(*values, strict=True))
-                cell.mean = [sum(c) / len(c) for c in cols]
-                cell.std = [_std(c) for c in cols]
+                cols = [[v for v in c if v is not None] for c in zip(*values, strict=True)]
+                cell.counts = [len(c) for c in cols]
+                cell.mean = [sum(c) / len(c) if c else None for c in cols]
+                cell.std = [_std(tuple(c)) if c else None for c in cols]
+                lacking = lacking or min(cell.counts) < cell.n
             else:
                 missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
                                f"--rows {r['key']}{fill_set}")
             cells[(ds, r["key"])] = cell
-    best, undecided = _best(cells, datasets, [k for k, _ in rows])
+    if lacking:
+        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS)
+        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}")
+    titles = list(COLUMN_TITLES) + [title for _, title in extra]
+    best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given)
+                 undecided, given, columns, titles)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:
@@ -205,22 +225,24 @@ def _std(values: tuple[float, ...]) -> float:
     return math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1))
 
 
-def _best(cells: dict, datasets: list[str], keys: list[str]) -> tuple[dict, dict[str, list[str]]]:
+def _best(cells: dict, datasets: list[str], keys: list[str], columns: list[str],
+          titles: list[str]) -> tuple[dict, dict[str, list[str]]]:
     """Per column, the best mean (highest; lowest for MSE) is marked only where it is told apart from the
     second best: both cells have n >= 2 seeds and the gap exceeds the sum of their standard deviations.
     Returns (marks, undecided): undecided[dataset] lists each unmarked column with the reason."""
     best: dict[tuple[str, str], set[int]] = {}
     undecided: dict[str, list[str]] = {}
     for ds in datasets:
-        for j, col in enumerate(COLUMNS):
-            ranked = sorted(((cells[(ds, k)].mean[j], k) for k in keys if cells[(ds, k)].mean is not None),
+        for j, col in enumerate(columns):
+            ranked = sorted(((cells[(ds, k)].mean[j], k) for k in keys
+                             if cells[(ds, k)].mean is not None and cells[(ds, k)].mean[j] is not None),
                             reverse=col != "mse")
             if len(ranked) < 2:
                 continue
             (v1, k1), (v2, k2) = ranked[0], ranked[1]
             c1, c2 = cells[(ds, k1)], cells[(ds, k2)]
-            title = COLUMN_TITLES[j]
-            if c1.n < 2 or c2.n < 2:
+            title = titles[j]
+            if c1.counts[j] < 2 or c2.counts[j] < 2:
                 undecided.setdefault(ds, []).append(f"{title} (one seed: no spread to compare)")
             elif abs(v1 - v2) > c1.std[j] + c2.std[j]:
                 best.setdefault((ds, k1), set()).add(j)
@@ -246,21 +268,27 @@ def header_lines(t: Table) -> list[str]:
     if t.overrides:
         lines.append(f"Built with --set {', '.join(t.overrides)}: only runs trained with these settings fill the "
                      f"cells, not the '{t.profile}' profile's own setup.")
+    extra = t.titles[len(COLUMNS):]
+    if extra:
+        lines.append(f"{', '.join(extra)}: not reported in the paper (no published values); a cell whose runs "
+                     "do not all have one says how many seeds its mean covers.")
     return lines
 
 
-def format_cell(cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
-    dec = 1 if COLUMNS[j] == "mse" else 2
-    if cell.mean is None:
-        return "—" if cell.published is None else f"— ({cell.published[j]:.{dec}f})"
+def format_cell(t: Table, cell: Cell, j: int, marked: bool, *, bold: tuple[str, str]) -> str:
+    dec = 1 if t.columns[j] == "mse" else 2
+    published = None if cell.published is None else cell.published[j]
+    if cell.mean is None or cell.mean[j] is None:
+        return "—" if published is None else f"— ({published:.{dec}f})"
     text = f"{cell.mean[j]:.{dec}f}"
-    if cell.n > 1:
+    if cell.counts[j] > 1:
         text += f"±{cell.std[j]:.{dec}f}"
     if marked:
         text = f"{bold[0]}{text}{bold[1]}"
-    if cell.published is not None:
-        delta = cell.mean[j] - cell.published[j]
-        text += f" ({cell.published[j]:.{dec}f}, {delta:+.{dec}f})"
+    if cell.counts[j] < cell.n:
+        text += f" [{cell.counts[j]} of {cell.n} seeds]"
+    if published is not None:
+        text += f" ({published:.{dec}f}, {cell.mean[j] - published:+.{dec}f})"
     return text
 
 
@@ -271,7 +299,7 @@ def to_records(t: Table) -> list[dict]:
             c = t.cells[(ds, key)]
             rec = {"table": t.number, "profile": t.profile, "protocol": t.protocol, "dataset": ds, "row": key,
                    "label": label, "n_seeds": c.n, "runs": c.runs}
-            for j, col in enumerate(COLUMNS):
+            for j, col in enumerate(t.columns):
                 rec[col] = None if c.mean is None else c.mean[j]
                 rec[f"{col}_std"] = None if c.std is None else c.std[j]
                 rec[f"{col}_published"] = None if c.published is None else c.published[j]
@@ -300,14 +328,14 @@ def render_text(t: Table, fmt: str) -> str:
 
 def _markdown(t: Table) -> str:
     lines = [f"**{t.title}**", ""] + [f"_{h}_  " for h in header_lines(t)[1:]] + [""]
-    lines.append("| model | n | " + " | ".join(COLUMN_TITLES) + " |")
-    lines.append("|---|---|" + "---|" * len(COLUMNS))
+    lines.append("| model | n | " + " | ".join(t.titles) + " |")
+    lines.append("|---|---|" + "---|" * len(t.columns))
     for ds in t.datasets:
-        lines.append(f"| **{ds}** | | " + " | ".join("" for _ in COLUMNS) + " |")
+        lines.append(f"| **{ds}** | | " + " | ".join("" for _ in t.columns) + " |")
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            vals = [format_cell(c, j, j in marks, bold=("**", "**")) for j in range(len(COLUMNS))]
+            vals = [format_cell(t, c, j, j in marks, bold=("**", "**")) for j in range(len(t.columns))]
             lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
     lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
               "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
@@ -317,15 +345,15 @@ def _markdown(t: Table) -> str:
 
 def _latex(t: Table) -> str:
     lines = [f"% {h}" for h in header_lines(t)]
-    lines += [r"\begin{tabular}{l" + "c" * len(COLUMNS) + "}", r"\toprule",
-              "model & " + " & ".join(COLUMN_TITLES).replace("×10⁴", r" $\times 10^4$") + r" \\", r"\midrule"]
+    lines += [r"\begin{tabular}{l" + "c" * len(t.columns) + "}", r"\toprule",
+              "model & " + " & ".join(t.titles).replace("×10⁴", r" $\times 10^4$") + r" \\", r"\midrule"]
     for ds in t.datasets:
-        lines.append(rf"\multicolumn{{{len(COLUMNS) + 1}}}{{c}}{{{ds}}} \\")
+        lines.append(rf"\multicolumn{{{len(t.columns) + 1}}}{{c}}{{{ds}}} \\")
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            vals = [format_cell(c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
-                    for j in range(len(COLUMNS))]
+            vals = [format_cell(t, c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
+                    for j in range(len(t.columns))]
             lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)

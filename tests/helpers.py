@@ -27,13 +27,18 @@ def fqvae_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Po
 
 
 def write_tiny_protocol(path: Path) -> Path:
-    """A copy of experiments.yaml with an extra, very small metric protocol `tiny` for fast tests."""
+    """A copy of experiments.yaml with an extra, very small metric protocol `tiny` for fast tests (450
+    rows; the intervention scores on batches of 8, 40 training and 20 evaluation points)."""
     import yaml
 
     from fqvae_cli.experiments import experiments_path
 
     data = yaml.safe_load(experiments_path().read_text())
-    data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300}
+    data["protocols"]["tiny"] = {"dci_train": 300, "dci_test": 150, "infomec_n": 300, "mig_n": 300,
+                                 "sap_train": 300, "sap_test": 150, "modularity_train": 300, "modularity_test": 150,
+                                 "factor_vae_batch": 8, "factor_vae_train": 40, "factor_vae_eval": 20,
+                                 "factor_vae_variance": 200, "beta_vae_batch": 8, "beta_vae_train": 40,
+                                 "beta_vae_eval": 20}
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
 
@@ -72,3 +77,13 @@ def stop_after_checkpoint(monkeypatch, iteration: int) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
+
+
+def grid_factors(sizes: tuple[int, ...], reps: int, seed: int = 0):
+    """Every factor combination `reps` times, shuffled: factors exactly balanced and independent."""
+    import numpy as np
+
+    axes = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
+    grid = np.stack(axes, axis=-1).reshape(-1, len(sizes))
+    rows = np.tile(grid, (reps, 1))
+    return rows[np.random.default_rng(seed).permutation(len(rows))]

@@ -11,6 +11,7 @@ import time
 import pytest
 from helpers import TINY, fqvae_subprocess
 
+from fqvae_cli.metrics import METRICS
 from fqvae_cli.registry.store import Registry
 
 
@@ -18,18 +19,28 @@ from fqvae_cli.registry.store import Registry
 def test_encode_then_score_reproduces_evaluate(cli, small_data, tiny_protocol, tmp_path, model):
     res = cli("train", "--model", model, *TINY, "--name", f"enc-{model}")
     assert res.exit_code == 0, res.stderr
-    ev = cli("evaluate", f"enc-{model}", "--protocol", "tiny", "--seed", "3", "--jobs", "1", "--json")
+    ev = cli("evaluate", f"enc-{model}", "--protocol", "tiny", "--seed", "3", "--jobs", "1", "--metrics", "all",
+             "--json")
     assert ev.exit_code == 0, ev.stderr
     expected = json.loads(ev.stdout)
+    every_key = [k for m in METRICS.values() for k in m.keys] + ["mse"]
+    assert list(expected) == every_key
+    for key in ("factor_vae", "factor_vae_train", "beta_vae", "beta_vae_train", "mig", "sap", "modularity"):
+        assert 0.0 <= expected[key] <= 1.0, key
+    shown = json.loads(cli("runs", "show", f"enc-{model}", "--json").stdout)
+    recorded = {m["name"]: m["value"] for m in shown["metrics"] if m["protocol"] == "tiny"}
+    assert recorded == pytest.approx(expected)  # `runs show` lists every metric recorded
     out = tmp_path / "enc"
     res = cli("encode", f"enc-{model}", "--out", str(out), "--protocol", "tiny", "--seed", "3")
     assert res.exit_code == 0, res.stderr
     meta = json.loads((out / "meta.json").read_text())
     assert meta["protocol"] == "tiny" and meta["discrete"] == (model == "qvae") and meta["rows"] == 450
-    sc = cli("score", "--codes", str(out / "codes.npy"), "--factors", str(out / "factors.npy"), "--json")
+    sc = cli("score", "--codes", str(out / "codes.npy"), "--factors", str(out / "factors.npy"), "--metrics", "all",
+             "--json")
     assert sc.exit_code == 0, sc.stderr
     got = json.loads(sc.stdout)
-    for key in ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc"):
+    assert list(got) == [k for name in ("dci", "infomec", "mig", "sap", "modularity") for k in METRICS[name].keys]
+    for key in got:
         assert got[key] == expected[key], key  # exactly, not approximately
 
 

@@ -198,3 +198,22 @@ def test_held_out_subset_is_a_random_part_of_the_test_split(small_data):
     # the split is stored in factor order; its first 20 entries see fewer values of the slowest factor
     assert len(set(ds.codes[sub, 0])) == ds.space.sizes[0] > len(set(ds.codes[test[:20], 0]))
     assert np.array_equal(held_out_subset(ds, None), test)
+
+
+def test_evaluate_all_missing_looks_for_the_asked_metrics(cli, trained):
+    import json
+
+    run = trained("factorqvae")
+    assert cli("evaluate", run, "--protocol", "tiny", "--device", "cpu").exit_code == 0  # the paper's metrics only
+    res = cli("evaluate", "--all", "--model", "factorqvae", "--protocol", "tiny", "--metrics", "mig,sap",
+              "--device", "cpu", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert list(out[run]) == ["mig", "sap", "mse"]
+    latest = _registry().latest_metrics(_registry().get_run(run).id, "tiny")
+    assert latest["mig"] == out[run]["mig"] and "dci_d" in latest
+    res = cli("evaluate", "--all", "--model", "factorqvae", "--protocol", "tiny", "--metrics", "mig,sap",
+              "--device", "cpu")
+    assert res.exit_code == 0 and "nothing to evaluate" in res.stdout, res.stderr
+    res = cli("evaluate", run, "--metrics", "nosuch", "--device", "cpu")
+    assert res.exit_code == 2 and "unknown metric 'nosuch'; choose from: dci" in res.stderr

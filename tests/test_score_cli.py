@@ -101,6 +101,34 @@ def test_save_matrices(cli, arrays, tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["importance.npy", "importance.png", "nmi.npy", "nmi.png"]
 
 
+ALL_SMALL = ["--metrics", "all", "--size", "mig_n=900", "--size", "sap_train=600", "--size", "sap_test=300",
+             "--size", "modularity_train=600", "--size", "modularity_test=300"]
+
+
+def test_every_metric_of_codes_in_one_json(cli, arrays):
+    f = grid_factors((3, 4), 75)
+    out = run_json(cli, *arrays(f, f), *ALL_SMALL)
+    assert list(out) == ["dci_d", "dci_i", "dci_i_train", "dci_c", "infom", "infoe", "infoc", "active_latents",
+                         "mig", "sap", "modularity", "explicitness", "explicitness_train"]
+    assert out["mig"] == pytest.approx(1.0, abs=1e-12)  # each latent holds all of its factor's entropy
+    # and next to nothing of the other's: the first 600 rows are not an exact grid (plug-in MI ~1e-3 nats)
+    assert out["modularity"] == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < out["sap"] <= 1.0 and 0.9 < out["explicitness"] <= 1.0
+
+
+def test_metrics_table_and_the_note_on_intervention_scores(cli, arrays):
+    f = grid_factors((3, 4), 75)
+    cp, fp = arrays(f, f)
+    res = cli("score", "--codes", cp, "--factors", fp, *SMALL, *ALL_SMALL)
+    assert res.exit_code == 0, res.stderr
+    for label in ("MIG", "SAP", "Modularity", "Explicitness (test ROC-AUC)", "DCI completeness (C)"):
+        assert label in res.stdout, label
+    assert "factor_vae, beta_vae need the model" in " ".join(res.stderr.split())
+    res = cli("score", "--codes", cp, "--factors", fp, "--metrics", "mig", "--size", "mig_n=900", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert list(json.loads(res.stdout)) == ["mig"]  # DCI's 15,000 default rows are not required for MIG alone
+
+
 def _bad_cases(tmp_path):
     """(name, codes, factors, extra args, expected fragment): each must fail with one sentence."""
     f = grid_factors((3, 4), 75)
@@ -133,6 +161,17 @@ def _bad_cases(tmp_path):
         ("zero jobs", f, f, ["--jobs", "0"], "--jobs must be"),
         ("negative seed", f, f, ["--seed", "-1"], "--seed must be non-negative"),
         ("matrices folder is a file", f, f, ["--save-matrices", tmp_path / "file"], "is a file"),
+        ("unknown metric", f, f, ["--metrics", "dci,mgi"],
+         "unknown metric 'mgi'; choose from: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, or all"),
+        ("intervention score from saved codes", f, f, ["--metrics", "factor_vae"], "fqvae evaluate RUN --metrics"),
+        ("fewer rows than SAP asks", f, f, ["--metrics", "sap", "--size", "sap_train=800"],
+         "has 900 rows but SAP needs 5800 (sap_train 800 + sap_test 5000)"),
+        ("fewer rows than MIG's default", f, f, ["--metrics", "mig"], "has 900 rows but MIG needs 10000 (mig_n 10000)"),
+        ("a single sample", f[:1], f[:1], ["--metrics", "mig", "--size", "mig_n=1"], "takes a single value"),
+        ("unknown size", f, f, ["--size", "sap_tran=5"], "--size takes NAME=N with NAME one of: dci_train"),
+        ("size not a number", f, f, ["--size", "sap_train=many"], "--size sap_train needs a whole number"),
+        ("zero size", f, f, ["--metrics", "sap", "--size", "sap_train=0"], "sap_train must be at least 1"),
+        ("unknown protocol", f, f, ["--protocol", "nosuch"], "unknown protocol 'nosuch'"),
     ]
 
 

@@ -138,3 +138,32 @@ def test_experiments_typo_names_the_key(cli, tmp_path, monkeypatch):
         assert res.exit_code == 2, res.stderr
         assert needle in res.stderr, res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_extra_metric_columns_beside_the_papers(cli):
+    reg = _registry()
+    a = _add_run(reg, "factorqvae", [0.8, 0.9, 0.6, 0.7, 0.9, 0.5, 1e-4], seed=0)
+    b = _add_run(reg, "factorqvae", [0.6, 0.9, 0.4, 0.9, 0.9, 0.3, 3e-4], seed=1)
+    reg.log_metrics(a.id, [("mig", 0.30, 1, "eval", "paper"), ("sap", 0.10, 1, "eval", "paper")])
+    reg.log_metrics(b.id, [("mig", 0.20, 1, "eval", "paper")])  # seed 1 has no SAP yet
+    t = build_table(reg, "1", "quick", metrics=["mig", "sap"])
+    assert t.columns == [*COLUMNS, "mig", "sap"] and t.titles[-2:] == ["MIG", "SAP"]
+    fq = t.cells[("synth3d", "factorqvae")]
+    assert fq.mean[:7] == pytest.approx([0.7, 0.9, 0.5, 0.8, 0.9, 0.4, 2.0])  # the paper's columns unchanged
+    assert fq.mean[7:] == pytest.approx([0.25, 0.10]) and fq.counts == [2] * 8 + [1]
+    assert fq.published[7:] == [None, None]  # the paper reports neither
+    assert "fqvae evaluate --all --protocol paper --metrics mig,sap" in t.missing
+    md = render_text(t, "markdown")
+    assert "| MIG | SAP |" in md and "0.25±0.07 |" in md and "0.10 [1 of 2 seeds] |" in md
+    assert "MIG, SAP: not reported in the paper (no published values)" in md
+    rec = next(c for c in json.loads(render_text(t, "json"))["cells"] if c["row"] == "factorqvae")
+    assert rec["mig"] == pytest.approx(0.25) and rec["mig_published"] is None
+    assert build_table(reg, "1", "quick").columns == list(COLUMNS)  # without --metrics: the paper's table
+
+    res = cli("table", "--protocol", "paper", "--metrics", "mig,sap", "--format", "csv")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[0].endswith("mig,mig_std,mig_published,sap,sap_std,sap_published,runs")
+    res = cli("table", "--protocol", "paper", "--metrics", "mig,sap")
+    assert res.exit_code == 0 and "MIG" in res.stdout and "SAP" in res.stdout, res.stderr
+    res = cli("table", "--metrics", "nosuch")
+    assert res.exit_code == 2 and "unknown metric 'nosuch'" in res.stderr

@@ -1,4 +1,5 @@
-"""`fqvae evaluate`: DCI, InfoMEC and MSE of trained runs with a published protocol."""
+"""`fqvae evaluate`: disentanglement metrics (default DCI and InfoMEC) and MSE of trained runs with a
+published protocol."""
 
 from __future__ import annotations
 
@@ -14,23 +15,31 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     run: str = typer.Argument(None, help="Run id, short id, prefix or name. Omit with --all."),
     protocol: str = typer.Option(None, "--protocol",
-                                 help="paper (DCI 10k/5k, InfoMEC 10k) or quick (DCI 2k/1k, InfoMEC 10k) "
-                                      "[default: each run's own, its eval.protocol: quick for the quick profile]."),
+                                 help="paper (DCI 10k/5k, InfoMEC 10k) or quick (DCI 2k/1k, InfoMEC 10k); every "
+                                      "size: experiments.yaml `protocols` [default: each run's own eval.protocol: "
+                                      "quick for the quick profile]."),
+    metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
+                                help="Comma-separated: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, "
+                                     "or all [default: dci,infomec, the paper's]."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
-    jobs: int = typer.Option(2, "--jobs", "-j", help="Processes for the per-factor DCI fits (same numbers as 1)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
+                                                     "Explicitness (same numbers as 1)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed, 0 to 4294967295 (default the run's eval.seed, 0)."),
     device: str = DEVICE_OPTION,
     all_runs: bool = typer.Option(False, "--all", help="Evaluate every finished run (see --missing)."),
     missing: bool = typer.Option(True, "--missing/--again",
-                                 help="With --all: only runs without metrics for the protocol (default)."),
+                                 help="With --all: only runs without these metrics for the protocol (default)."),
     model: str = typer.Option(None, "--model", help="With --all: only this model."),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
     db: str = DB_OPTION,
 ) -> None:
-    """Evaluate runs and record DCI (D, I, C), InfoMEC (InfoM, InfoE, InfoC) and MSE in the registry.
+    """Evaluate runs and record DCI (D, I, C), InfoMEC (InfoM, InfoE, InfoC) and MSE in the registry; with
+    --metrics also MIG, SAP, Modularity/Explicitness and the FactorVAE and BetaVAE scores, each under the
+    protocol's sizes and disentanglement_lib's published settings (docs/metrics.md).
 
-    Examples: `fqvae evaluate 3fa2c1d9`, `fqvae evaluate --all`, `fqvae evaluate RUN --protocol paper`.
+    Examples: `fqvae evaluate 3fa2c1d9`, `fqvae evaluate --all`, `fqvae evaluate RUN --protocol quick
+    --metrics all`.
     """
     import json
 
@@ -39,14 +48,17 @@ def evaluate(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import evaluate_run, protocol_sizes
     from fqvae_cli.inputs import check_seed
+    from fqvae_cli.metrics import METRICS, parse_metrics, require_sizes
     from fqvae_cli.registry.store import Registry
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
     if seed is not None:
         check_seed(seed)
+    chosen = parse_metrics(metrics)
     if protocol is not None:
-        protocol_sizes(protocol)
+        require_sizes(protocol_sizes(protocol), chosen, protocol)
+    keys = [k for m in chosen for k in METRICS[m].keys]
     reg = Registry(db)
     dev = resolve_device(device)
     if all_runs == (run is not None):
@@ -55,7 +67,8 @@ def evaluate(
     if all_runs:
         for r in reg.find_runs(status="finished", model=model, dataset=dataset):
             wanted = protocol or run_protocol(r.config)
-            if missing and reg.latest_metrics(r.id, wanted):
+            recorded = reg.latest_metrics(r.id, wanted)
+            if missing and all(k in recorded for k in keys):
                 continue
             todo.append((r.short_id, wanted))
     else:
@@ -68,18 +81,19 @@ def evaluate(
     refs = [ref for ref, _ in todo]
     out = {}
     for ref, wanted in todo:
-        out[ref] = evaluate_run(reg, ref, dev, protocol=wanted, step=checkpoint, jobs=jobs, seed=seed)
+        require_sizes(protocol_sizes(wanted), chosen, wanted)
+        out[ref] = evaluate_run(reg, ref, dev, protocol=wanted, step=checkpoint, jobs=jobs, seed=seed,
+                                metrics=chosen)
         if not as_json:
             _print(ref, out[ref])
     if as_json:
         typer.echo(json.dumps(out[refs[0]] if len(refs) == 1 and not all_runs else out, indent=2))
     elif all_runs and not refs:
-        typer.echo("nothing to evaluate: every finished run has metrics for its protocol.")
+        typer.echo("nothing to evaluate: every finished run has these metrics for its protocol.")
 
 
 def _print(ref: str, r: dict) -> None:
-    from fqvae_cli.metrics import MSE_SCALE
+    from fqvae_cli.metrics import METRICS, MSE_SCALE
 
-    typer.echo(f"{ref}: D {r['dci_d']:.3f}  I {r['dci_i']:.3f}  C {r['dci_c']:.3f}  "
-               f"InfoM {r['infom']:.3f}  InfoE {r['infoe']:.3f}  InfoC {r['infoc']:.3f}  "
-               f"MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")
+    parts = [f"{title} {r[key]:.3f}" for m in METRICS.values() for key, title in m.columns.items() if key in r]
+    typer.echo(f"{ref}: " + "  ".join(parts) + f"  MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")

@@ -1,4 +1,4 @@
-"""`fqvae score`: DCI and InfoMEC of any representation saved as arrays, with the published protocol."""
+"""`fqvae score`: disentanglement metrics of any representation saved as arrays, with the published protocols."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ def register(app: typer.Typer) -> None:
 def score(
     codes: Path = typer.Option(..., "--codes", help="codes.npy: samples x latents (indices or values)."),
     factors: Path = typer.Option(..., "--factors", help="factors.npy: samples x factors, integer codes."),
+    metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
+                                help="Comma-separated: dci, infomec, mig, sap, modularity (with explicitness), or "
+                                     "all [default: dci,infomec, the paper's]."),
+    protocol: str = typer.Option(None, "--protocol", help="Sample sizes of this experiments.yaml protocol "
+                                 "[default: those in meta.json beside the codes, else paper]."),
+    size: list[str] = typer.Option(None, "--size", metavar="NAME=N",
+                                   help="Override one protocol size, e.g. --size sap_train=2000 (repeatable)."),
     discrete: bool = typer.Option(None, "--discrete/--continuous", show_default=False,
                                   help="How to treat the codes (default: discrete when they are all integers)."),
     dci_train: int = typer.Option(None, "--dci-train", help="DCI training rows (the first ones) [default: 10000]."),
@@ -23,49 +30,48 @@ def score(
     neighbors: int = typer.Option(None, "--neighbors", help="kNN neighbours of the continuous MI estimator "
                                   "(3 FactorQVAE, 10 original) [default: 3]."),
     seed: int = typer.Option(None, "--seed", help="Seed of the classifiers and the kNN estimator [default: 0]."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes for the per-factor DCI fits (-1: all cores); "
-                                                     "the numbers do not depend on it."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
+                                                     "Explicitness (-1: all cores); the numbers do not depend on it."),
     save_matrices: Path = typer.Option(None, "--save-matrices", metavar="DIR",
                                        help="Write importance.npy, nmi.npy and their heatmap PNGs to DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object on stdout."),
 ) -> None:
-    """Score a representation trained anywhere: DCI (D, I, C) and InfoMEC (InfoM, InfoE, InfoC).
+    """Score a representation trained anywhere: DCI and InfoMEC by default; MIG, SAP, Modularity and
+    Explicitness on request (--metrics, all), each with disentanglement_lib's published protocol.
 
-    Rows are independent uniform samples of the factors. DCI trains on the first --dci-train rows and
-    tests on the next --dci-test; InfoMEC uses the first --infomec-n rows.
+    Rows are independent uniform samples of the factors. Every metric starts at row 0: DCI trains on the
+    first --dci-train rows and tests on the next --dci-test; InfoMEC uses the first --infomec-n rows, MIG
+    its first mig_n, SAP and Modularity their first *_train rows and the next *_test. The FactorVAE and
+    BetaVAE scores hold factors fixed and encode new images: `fqvae evaluate RUN --metrics factor_vae`.
 
     Codes written by `fqvae encode` come with a meta.json beside them; its protocol sizes, seed, code
     kind and neighbours are the defaults then, so the numbers are `evaluate`'s.
 
-    Example: `fqvae score --codes codes.npy --factors factors.npy --jobs 2 --json`.
+    Example: `fqvae score --codes codes.npy --factors factors.npy --metrics all --jobs 2 --json`.
     """
     import json
 
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.inputs import check_seed
-    from fqvae_cli.metrics import SCORE_KEYS, score_all, score_steps
-    from fqvae_cli.metrics.checks import (
-        as_codes,
-        as_factors,
-        is_integer_valued,
-        require_same_rows,
-        require_varied,
-    )
+    from fqvae_cli.metrics import METRICS, parse_metrics, require_rows, require_sizes, score_all, score_steps
+    from fqvae_cli.metrics.checks import as_codes, as_factors, is_integer_valued, require_same_rows, require_varied
 
+    chosen = parse_metrics(metrics, interventions=False)
     meta = _encode_meta(codes)
-    sizes = meta.get("protocol_sizes") or {}
-    dci_train = dci_train if dci_train is not None else sizes.get("dci_train", 10_000)
-    dci_test = dci_test if dci_test is not None else sizes.get("dci_test", 5_000)
-    infomec_n = infomec_n if infomec_n is not None else sizes.get("infomec_n", 10_000)
+    sizes = _sizes(protocol, meta, size)
+    for key, value in (("dci_train", dci_train), ("dci_test", dci_test), ("infomec_n", infomec_n)):
+        if value is not None:
+            sizes[key] = value
     neighbors = neighbors if neighbors is not None else int(meta.get("n_neighbors", 3))
     seed = seed if seed is not None else int(meta.get("seed", 0))
     if discrete is None and "discrete" in meta:
         discrete = bool(meta["discrete"])
-    for flag, value in (("--dci-train", dci_train), ("--dci-test", dci_test), ("--infomec-n", infomec_n),
-                        ("--neighbors", neighbors)):
+    for flag, value in (("--dci-train", sizes["dci_train"]), ("--dci-test", sizes["dci_test"]),
+                        ("--infomec-n", sizes["infomec_n"]), ("--neighbors", neighbors)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
+    require_sizes(sizes, chosen, protocol)
     check_seed(seed)
     if jobs == 0 or jobs < -1:
         raise UsageError(f"--jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
@@ -80,11 +86,11 @@ def score(
     z = as_codes(_load(codes), codes.name)
     s = as_factors(_load(factors), factors.name)
     require_same_rows(z, s, codes.name, factors.name)
-    _require_rows(len(z), codes.name, dci_train, dci_test, infomec_n)
+    require_rows(len(z), sizes, chosen, codes.name)
     require_varied(s, factors.name)
-    if neighbors >= infomec_n:
-        raise UsageError(f"--neighbors {neighbors} needs more than {neighbors} InfoMEC rows; it has {infomec_n} "
-                         "(--infomec-n).")
+    if "infomec" in chosen and neighbors >= sizes["infomec_n"]:
+        raise UsageError(f"--neighbors {neighbors} needs more than {neighbors} InfoMEC rows; it has "
+                         f"{sizes['infomec_n']} (--infomec-n).")
 
     integer = is_integer_valued(z)
     if discrete is None:
@@ -95,22 +101,48 @@ def score(
         how = f"codes scored as {'discrete' if discrete else 'continuous'} (as asked)"
     if not as_json:
         console.info(f"{codes.name}: {z.shape[0]} rows x {z.shape[1]} latents; {factors.name}: "
-                     f"{s.shape[1]} factors")
+                     f"{s.shape[1]} factors; metrics: {', '.join(chosen)}")
         console.info(how)
+        left = [m for m, spec in METRICS.items() if spec.intervenes]
+        if metrics and "all" in metrics.lower():
+            console.info(f"{', '.join(left)} need the model (`fqvae evaluate RUN --metrics all`)")
 
-    with console.progress("score", total=score_steps(s.shape[1]), unit="step") as bar:
-        result = score_all(z, s, discrete, dci_train, dci_test, infomec_n, seed=seed, jobs=jobs,
+    with console.progress("score", total=score_steps(s.shape[1], chosen), unit="step") as bar:
+        result = score_all(z, s, discrete=discrete, sizes=sizes, metrics=chosen, seed=seed, jobs=jobs,
                            n_neighbors=neighbors, progress=bar)
 
     if save_matrices is not None:
         written = _save_matrices(save_matrices, result)
         if not as_json:
-            console.info(f"wrote {', '.join(written)} to {save_matrices}")
+            console.info(f"wrote {', '.join(written) or 'nothing (no DCI or InfoMEC asked)'} to {save_matrices}")
 
     if as_json:
-        typer.echo(json.dumps({k: result[k] for k in SCORE_KEYS}, indent=2))
+        typer.echo(json.dumps(result.values, indent=2))
     else:
         _print_table(result, z.shape[1])
+
+
+def _sizes(protocol: str | None, meta: dict, overrides: list[str] | None) -> dict:
+    """The protocol sizes: a named protocol's, else meta.json's over the paper protocol's; then --size."""
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import protocol_sizes
+    from fqvae_cli.metrics import PROTOCOL_SIZES
+
+    if protocol is not None:
+        sizes = protocol_sizes(protocol)
+    else:
+        saved = meta.get("protocol_sizes")
+        sizes = protocol_sizes("paper") | (saved if isinstance(saved, dict) else {})
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in PROTOCOL_SIZES:
+            raise UsageError(f"--size takes NAME=N with NAME one of: {', '.join(PROTOCOL_SIZES)}; got '{item}'.")
+        try:
+            sizes[key] = int(value)
+        except ValueError:
+            raise UsageError(f"--size {key} needs a whole number, got '{value}'.") from None
+    return sizes
 
 
 def _load(path: Path):
@@ -153,57 +185,43 @@ def _encode_meta(codes: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _require_rows(n: int, name: str, dci_train: int, dci_test: int, infomec_n: int) -> None:
-    from fqvae_cli.errors import UsageError
-
-    if n < dci_train + dci_test:
-        raise UsageError(f"{name} has {n} rows but DCI needs {dci_train + dci_test} "
-                         f"(--dci-train {dci_train} + --dci-test {dci_test}).")
-    if n < infomec_n:
-        raise UsageError(f"{name} has {n} rows but InfoMEC needs {infomec_n} (--infomec-n {infomec_n}).")
-
-
-def _save_matrices(folder: Path, result: dict) -> list[str]:
+def _save_matrices(folder: Path, result) -> list[str]:
     import numpy as np
 
     from fqvae_cli.figures.plots import heatmap
     from fqvae_cli.io import atomic_path
 
     # Both heatmaps are drawn factors x latents, the layout of the paper's figures.
-    importance = np.asarray(result["importance"], dtype=np.float64)
-    nmi = np.asarray(result["nmi"], dtype=np.float64)
-    names = [f"factor {j}" for j in range(nmi.shape[0])]
+    shown = []
+    if "dci" in result.details:
+        importance = np.asarray(result.details["dci"].importance, dtype=np.float64)
+        shown.append(("importance", importance, importance.T, "DCI importance (factors x latents)"))
+    if "infomec" in result.details:
+        nmi = np.asarray(result.details["infomec"].nmi, dtype=np.float64)
+        shown.append(("nmi", nmi, nmi, "NMI (factors x latents)"))
     written = []
-    for stem, matrix, shown, title in (
-        ("importance", importance, importance.T, "DCI importance (factors x latents)"),
-        ("nmi", nmi, nmi, "NMI (factors x latents)"),
-    ):
+    for stem, matrix, drawn, title in shown:
+        names = [f"factor {j}" for j in range(drawn.shape[0])]
         with atomic_path(folder / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, matrix)
         with atomic_path(folder / f"{stem}.png") as tmp:
-            heatmap(shown, names, tmp, title=title, fmt="png")
+            heatmap(drawn, names, tmp, title=title, fmt="png")
         written += [f"{stem}.npy", f"{stem}.png"]
     return written
 
 
-def _print_table(result: dict, n_latents: int) -> None:
+def _print_table(result, n_latents: int) -> None:
     from rich.table import Table
 
     from fqvae_cli import console
+    from fqvae_cli.metrics import METRICS
 
-    table = Table(title=f"scores ({'discrete' if result['discrete'] else 'continuous'} codes)")
+    table = Table(title=f"scores ({'discrete' if result.discrete else 'continuous'} codes)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [
-        ("DCI disentanglement (D)", result["dci_d"]),
-        ("DCI informativeness (I, test accuracy)", result["dci_i"]),
-        ("DCI informativeness (train accuracy)", result["dci_i_train"]),
-        ("DCI completeness (C)", result["dci_c"]),
-        ("InfoM", result["infom"]),
-        ("InfoE", result["infoe"]),
-        ("InfoC", result["infoc"]),
-    ]
-    for label, value in rows:
-        table.add_row(label, f"{value:.4f}")
-    table.add_row("active latents", f"{result['active_latents']} of {n_latents}")
+    for name in result.metrics:
+        spec = METRICS[name]
+        for key, label in spec.keys.items():
+            value = result.values[key]
+            table.add_row(label, f"{value} of {n_latents}" if key in spec.counts else f"{value:.4f}")
     console.out().print(table)

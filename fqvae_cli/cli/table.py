@@ -21,7 +21,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None, *,
-                 rows: list[str] | None = None, overrides: dict | None = None) -> None:
+                 rows: list[str] | None = None, overrides: dict | None = None,
+                 metrics: list[str] | None = None) -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import protocol_sizes
@@ -35,7 +36,8 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
     if out is not None:
         out = check_output(out, reg)
         to_stdout = out is None
-    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides)
+    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides,
+                    metrics=metrics)
     if fmt == "rich" and to_stdout:
         console.out().print(_render_rich(t))
         if t.missing:
@@ -63,12 +65,16 @@ def table(
                                         "to `fqvae reproduce --set` (key=value)."),
     protocol: str = typer.Option(None, "--protocol",
                                  help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
+    metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
+                                      "modularity (and explicitness), factor_vae, beta_vae, or all "
+                                      "(recorded by `fqvae evaluate --metrics`)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = DB_OPTION,
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
-    difference beside each cell, best values marked; empty cells list the command that fills them."""
+    difference beside each cell, best values marked; empty cells list the command that fills them.
+    --metrics mig,sap adds those columns (the paper has no published values for them)."""
     from fqvae_cli.experiments import load_experiments, parse_overrides, profile_of
     from fqvae_cli.registry.store import Registry
 
@@ -78,7 +84,7 @@ def table(
     if protocol is None:
         protocol = (profile_of(load_experiments(), profile).get("eval") or {}).get("protocol", "paper")
     _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
-                 overrides=extra)
+                 overrides=extra, metrics=_split(metrics))
 
 
 def reproduce(
@@ -144,7 +150,6 @@ def reproduce(
 def _render_rich(t):
     from rich.table import Table as RichTable
 
-    from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
     from fqvae_cli.tables import format_cell, header_lines, undecided_lines
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
@@ -152,14 +157,14 @@ def _render_rich(t):
                    + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
     rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
-    for title in COLUMN_TITLES:
+    for title in t.titles:
         rt.add_column(title, justify="right")
     for ds in t.datasets:
         rt.add_section()
-        rt.add_row(f"[bold]{ds}[/bold]", "", *["" for _ in COLUMNS])
+        rt.add_row(f"[bold]{ds}[/bold]", "", *["" for _ in t.columns])
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            rt.add_row(label, str(c.n), *[format_cell(c, j, j in marks, bold=("[bold]", "[/bold]"))
-                                          for j in range(len(COLUMNS))])
+            rt.add_row(label, str(c.n), *[format_cell(t, c, j, j in marks, bold=("[bold]", "[/bold]"))
+                                          for j in range(len(t.columns))])
     return rt

@@ -78,3 +78,18 @@ def reconstruction_mse(model: Any, ds: Any, indices: np.ndarray, device: Any, *,
             if progress is not None:
                 progress.advance(len(idx))
     return total / count if count else float("nan")
+
+
+class FactorEncoder:
+    """The representation function of the intervention scores: factor combinations (n x F codes of the
+    dataset's full grid) -> their images' codes, as `encode_codes` gives them. Each call encodes with the
+    same seed, so it is a pure function of the combinations asked (a Gaussian model's sampled noise
+    included), whatever was asked before."""
+
+    def __init__(self, model: Any, ds: Any, device: Any, *, batch_size: int = 1024, seed: int = 0):
+        self.model, self.ds, self.device = model, ds, device
+        self.batch_size, self.seed = batch_size, seed
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        indices = self.ds.space.ravel(np.asarray(factors, dtype=np.int64))
+        return encode_codes(self.model, self.ds, indices, self.device, batch_size=self.batch_size, seed=self.seed)

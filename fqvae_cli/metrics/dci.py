@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
 from scipy.stats import entropy
 from sklearn.ensemble import GradientBoostingClassifier
 
 from fqvae_cli.errors import DataError, UsageError
 from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.parallel import run_tasks, task_seed
 
 # Added to every importance before the entropies, as in disentanglement_lib: keeps log(0) out and
 # makes an all-zero row count as uniform (no preference for any factor).
@@ -91,26 +91,18 @@ def completeness(importance: Any) -> float:
 def factor_random_state(seed: int, factor: int) -> int:
     """The classifier seed of one factor: a function of (seed, factor index) only, never of the order in
     which factors are fitted or of the worker that fits them."""
-    return int(np.random.SeedSequence([seed, factor]).generate_state(1)[0])
+    return task_seed(seed, factor)
 
 
-def _fit_factor(j: int, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                random_state: int) -> tuple[int, np.ndarray, float, float]:
+def _fit_factor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                random_state: int) -> tuple[np.ndarray, float, float]:
     # Default settings on purpose (100 stages, depth 3, learning rate 0.1): this is the published protocol.
     model = GradientBoostingClassifier(random_state=random_state)
     model.fit(x_train, y_train)
     importance = np.abs(model.feature_importances_)
     train_acc = float(np.mean(model.predict(x_train) == y_train))
     test_acc = float(np.mean(model.predict(x_test) == y_test))
-    return j, importance, train_acc, test_acc
-
-
-def _resolve_jobs(jobs: int, n_tasks: int) -> int:
-    if jobs == 0 or jobs < -1:
-        raise UsageError(f"jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
-    if jobs == -1:
-        jobs = effective_n_jobs(-1)
-    return max(1, min(jobs, n_tasks))
+    return importance, train_acc, test_acc
 
 
 def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_test: Any, *,
@@ -145,18 +137,8 @@ def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
     # longest fits first balances the workers (longest-processing-time scheduling).
     order = sorted(range(n_factors), key=lambda j: (-n_classes[j], j))
 
-    tasks = [(j, x_train, y_train[:, j], x_test, y_test[:, j], factor_random_state(seed, j)) for j in order]
-    n_jobs = _resolve_jobs(jobs, n_factors)
-    if n_jobs == 1:
-        fitted = (_fit_factor(*args) for args in tasks)
-    else:
-        fitted = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_fit_factor)(*args) for args in tasks)
-    results: dict[int, tuple[np.ndarray, float, float]] = {}
-    for j, importance_j, train_acc_j, test_acc_j in fitted:
-        results[j] = (importance_j, train_acc_j, test_acc_j)
-        if progress is not None:
-            progress.advance()
+    tasks = [(j, (x_train, y_train[:, j], x_test, y_test[:, j], factor_random_state(seed, j))) for j in order]
+    results = run_tasks(_fit_factor, tasks, jobs=jobs, progress=progress)
 
     importance = np.stack([results[j][0] for j in range(n_factors)], axis=1)
     train_acc = np.array([results[j][1] for j in range(n_factors)])
