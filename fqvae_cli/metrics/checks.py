@@ -76,6 +76,21 @@ def require_same_rows(codes: np.ndarray, factors: np.ndarray,
                         f"{factors.shape[0]}; each row must pair one sample's codes with its factors.")
 
 
+def train_test(codes_train: object, factors_train: object, codes_test: object, factors_test: object,
+               metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, factors) of a metric's training rows and of its test rows, each checked as above and
+    against the other: (x_train, y_train, x_test, y_test)."""
+    x_train = as_codes(codes_train, f"the {metric} training codes")
+    x_test = as_codes(codes_test, f"the {metric} test codes")
+    y_train = as_factors(factors_train, f"the {metric} training factors")
+    y_test = as_factors(factors_test, f"the {metric} test factors")
+    require_same_rows(x_train, y_train, f"the {metric} training codes", f"the {metric} training factors")
+    require_same_rows(x_test, y_test, f"the {metric} test codes", f"the {metric} test factors")
+    if x_train.shape[1] != x_test.shape[1] or y_train.shape[1] != y_test.shape[1]:
+        raise DataError(f"the {metric} training and test arrays have different numbers of columns.")
+    return x_train, y_train, x_test, y_test
+
+
 def is_integer_valued(codes: np.ndarray) -> bool:
     """True for integer dtypes and for floats that are all whole numbers (codebook indices saved as float)."""
     if codes.dtype.kind in "biu":

@@ -29,7 +29,7 @@ from scipy.stats import entropy
 from sklearn.ensemble import GradientBoostingClassifier
 
 from fqvae_cli.errors import DataError, UsageError
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.checks import train_test
 from fqvae_cli.metrics.parallel import run_tasks, task_seed
 
 # Added to every importance before the entropies, as in disentanglement_lib: keeps log(0) out and
@@ -113,14 +113,7 @@ def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
     is advanced once per fitted factor."""
     if seed < 0:
         raise UsageError(f"seed must be non-negative, got {seed}.")
-    x_train = as_codes(codes_train, "the DCI training codes")
-    x_test = as_codes(codes_test, "the DCI test codes")
-    y_train = as_factors(factors_train, "the DCI training factors")
-    y_test = as_factors(factors_test, "the DCI test factors")
-    require_same_rows(x_train, y_train, "the DCI training codes", "the DCI training factors")
-    require_same_rows(x_test, y_test, "the DCI test codes", "the DCI test factors")
-    if x_train.shape[1] != x_test.shape[1] or y_train.shape[1] != y_test.shape[1]:
-        raise DataError("the DCI training and test arrays have different numbers of columns.")
+    x_train, y_train, x_test, y_test = train_test(codes_train, factors_train, codes_test, factors_test, "DCI")
     n_factors = y_train.shape[1]
     n_classes = []
     for j in range(n_factors):

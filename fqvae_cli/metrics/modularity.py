@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.checks import train_test
 from fqvae_cli.metrics.mutual_info import NUM_BINS, discrete_mutual_info, histogram_discretize
 from fqvae_cli.metrics.parallel import run_tasks
 
@@ -112,14 +112,7 @@ def compute_modularity(codes_train: Any, factors_train: Any, codes_test: Any, fa
                        num_bins: int = NUM_BINS, jobs: int = 1, progress: Any = None) -> ModularityResult:
     """Modularity (training rows) and Explicitness (fitted on the training rows, scored on both) of codes
     (samples x latents) against integer factor codes (samples x factors). `progress` advances per factor."""
-    x_train = as_codes(codes_train, "the Modularity training codes")
-    x_test = as_codes(codes_test, "the Modularity test codes")
-    y_train = as_factors(factors_train, "the Modularity training factors")
-    y_test = as_factors(factors_test, "the Modularity test factors")
-    require_same_rows(x_train, y_train, "the Modularity training codes", "the Modularity training factors")
-    require_same_rows(x_test, y_test, "the Modularity test codes", "the Modularity test factors")
-    if x_train.shape[1] != x_test.shape[1] or y_train.shape[1] != y_test.shape[1]:
-        raise DataError("the Modularity training and test arrays have different numbers of columns.")
+    x_train, y_train, x_test, y_test = train_test(codes_train, factors_train, codes_test, factors_test, "Modularity")
     for rows, part in ((y_train, "training"), (y_test, "test")):
         for j in range(rows.shape[1]):
             if len(np.unique(rows[:, j])) < 2:

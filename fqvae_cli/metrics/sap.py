@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.checks import train_test
 from fqvae_cli.metrics.mutual_info import require_latents
 from fqvae_cli.metrics.parallel import run_tasks
 
@@ -79,14 +79,7 @@ def compute_sap(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
                 c: float = SVM_C, jobs: int = 1, progress: Any = None) -> SAPResult:
     """SAP of codes (samples x latents) against integer factor codes (samples x factors): SVMs fitted on
     the training rows, accuracy on the test rows. `progress` advances once per factor."""
-    x_train = as_codes(codes_train, "the SAP training codes")
-    x_test = as_codes(codes_test, "the SAP test codes")
-    y_train = as_factors(factors_train, "the SAP training factors")
-    y_test = as_factors(factors_test, "the SAP test factors")
-    require_same_rows(x_train, y_train, "the SAP training codes", "the SAP training factors")
-    require_same_rows(x_test, y_test, "the SAP test codes", "the SAP test factors")
-    if x_train.shape[1] != x_test.shape[1] or y_train.shape[1] != y_test.shape[1]:
-        raise DataError("the SAP training and test arrays have different numbers of columns.")
+    x_train, y_train, x_test, y_test = train_test(codes_train, factors_train, codes_test, factors_test, "SAP")
     require_latents(x_train, 2, "SAP", "compares the two most predictive latents of each factor")
     n_classes = [len(np.unique(y_train[:, j])) for j in range(y_train.shape[1])]
     for j, k in enumerate(n_classes):
