@@ -1,5 +1,6 @@
 """`fqvae traverse`, `fqvae swap` and `fqvae figures heatmap|codebook`: the paper's figures from a run.
-Each figure is written (PNG by default), recorded as a run artifact and its path printed."""
+Each figure is written (PNG by default), recorded as a run artifact and its path printed.
+`fqvae figures compare`: a paper table's cells as one figure."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.cells import DATASETS_OPT, PAPER_TABLE_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
 from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, RUN_ARGUMENT
 
-figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run.", no_args_is_help=True)
+figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run; a table's cells "
+                          "compared in one figure.", no_args_is_help=True)
 
 # Options shared by the figure commands (typer builds each command's parameters from these anew).
 CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last).")
@@ -215,3 +218,43 @@ def codebook(
              f"{len(test)} test images")
     _publish(reg, loaded.run, "codebook", loaded.step, fmt, target,
              lambda p: codebook_usage(codes, chosen, loaded.model.bottleneck.n_entries, p, title=title, fmt=fmt))
+
+
+@figures_app.command("compare")
+def compare(
+    paper_table: str = PAPER_TABLE_OPT,
+    profile: str = PROFILE_OPT,
+    datasets: list[str] = DATASETS_OPT,
+    rows: list[str] = ROWS_OPT,
+    overrides: list[str] = SET_OPT,
+    protocol: str = PROTOCOL_OPT,
+    metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Panels, comma-separated: D, I, C, InfoM, "
+                                      "InfoE, InfoC, MSE, or another metric's column (mig, sap, modularity, "
+                                      "...); default the paper's seven."),
+    out: str = typer.Option("compare.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
+    db: str = DB_OPTION,
+) -> None:
+    """The cells of `fqvae table` with the same options, as one figure: per metric a panel, per model every
+    seed as a dot, the mean ± std over seeds, and the published value as a hollow diamond."""
+    from fqvae_cli.cli.cells import Cells, split
+    from fqvae_cli.console import info
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.compare import compare_figure, panel_keys
+    from fqvae_cli.outputs import check_output, shown, writing
+    from fqvae_cli.registry.store import Registry
+
+    keys, extra = panel_keys(split(metrics))
+    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol)
+    with Registry(db) as reg:
+        target = check_output(out, reg)
+        fmt = "png" if target is None else target.suffix.lower().lstrip(".")
+        if fmt not in ("png", "svg", "pdf"):
+            raise UsageError(f"--out must end in .png, .svg or .pdf, not '{target.name}'.")
+        t = chosen.table(reg, metrics=extra or None)
+    with writing(target) as tmp:
+        compare_figure(t, keys, tmp, fmt)
+    if t.missing:
+        info(f"{len(t.missing)} cell(s) have no runs; `fqvae table` with the same options lists the commands that "
+             "fill them.")
+    if target is not None:
+        typer.echo(shown(target))
