@@ -146,11 +146,8 @@ def heatmap(
     db: str = DB_OPTION,
 ) -> None:
     """Factors x latents heatmap of the NMI matrix or the DCI importance matrix, annotated."""
-    import numpy as np
-
-    from fqvae_cli.data.catalog import get_dataset_spec
-    from fqvae_cli.errors import NotFoundError, UsageError
-    from fqvae_cli.figures.plots import heatmap as draw
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.compose import heatmap_figure, latest_matrix
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -159,18 +156,8 @@ def heatmap(
     reg = Registry(db)
     target = _target(out, fmt, reg)
     r = reg.get_run(run)
-    arts = sorted(reg.artifacts(r.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
-    if not arts:
-        raise NotFoundError(f"run {r.short_id} has no {matrix} matrix yet; run `fqvae evaluate {r.short_id}` first.")
-    m = np.load(arts[-1].path, allow_pickle=False)
-    if matrix == "importance":
-        m = m.T  # stored latents x factors (DCI's R); shown factors x latents like the NMI matrix
-    names = list(get_dataset_spec(r.dataset).factor_names)
-    if len(names) != m.shape[0]:
-        names = [f"s{j}" for j in range(m.shape[0])]
-    title = f"{'NMI' if matrix == 'nmi' else 'DCI importance'}: {r.model} on {r.dataset} ({r.short_id})"
-    _publish(reg, r, f"heatmap_{matrix}", arts[-1].step or 0, fmt, target,
-             lambda p: draw(m, names, p, title=title, fmt=fmt))
+    _, step = latest_matrix(reg, r, matrix)
+    _publish(reg, r, f"heatmap_{matrix}", step, fmt, target, lambda p: heatmap_figure(reg, r, matrix, p, fmt))
 
 
 @figures_app.command("codebook")
@@ -188,9 +175,7 @@ def codebook(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.compose import global_codebook_models
-    from fqvae_cli.figures.plots import codebook_usage
-    from fqvae_cli.metrics.codes import encode_codes, held_out_subset
+    from fqvae_cli.figures.compose import codebook_figure, global_codebook_models
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -212,12 +197,8 @@ def codebook(
             raise UsageError(f"latent index {bad[0]} is out of range; this model has {d} latents (0..{d - 1}).")
     else:
         chosen = list(range(d))
-    test = held_out_subset(loaded.dataset, images, seed=0)
-    codes = encode_codes(loaded.model, loaded.dataset, test, dev, batch_size=loaded.cfg.eval.batch_size)
-    title = (f"codebook usage: {loaded.cfg.model.name} on {loaded.cfg.dataset} ({loaded.run.short_id}), "
-             f"{len(test)} test images")
     _publish(reg, loaded.run, "codebook", loaded.step, fmt, target,
-             lambda p: codebook_usage(codes, chosen, loaded.model.bottleneck.n_entries, p, title=title, fmt=fmt))
+             lambda p: codebook_figure(loaded, chosen, images, p, fmt, dev))
 
 
 @figures_app.command("compare")
