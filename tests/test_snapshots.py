@@ -138,3 +138,14 @@ def test_tensorboard_without_the_extra_is_one_sentence(cli, small_data, monkeypa
     assert res.stderr.strip().endswith("install it with: pip install 'fqvae[tensorboard]'")
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert _registry().find_runs() == []  # refused before a run exists
+
+
+def test_snapshot_and_tensorboard_settings_do_not_split_table_cells():
+    from fqvae_cli.experiments import resolve_run_config
+    from fqvae_cli.tables import training_setup
+
+    plain = resolve_run_config("qvae", None, "quick", 0, {})
+    pictured = resolve_run_config("qvae", None, "quick", 0, {"train": {"snapshot_every": 7, "tensorboard": True}})
+    assert training_setup(plain) == training_setup(pictured)
+    assert plain.train.snapshot_interval(6000) == 600 and pictured.train.snapshot_interval(6000) == 7
+    assert plain.train.snapshot_interval(6) == 1
