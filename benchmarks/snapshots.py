@@ -25,10 +25,10 @@ from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import native_bf16
 from fqvae_cli.experiments import resolve_run_config
-from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.io import sha256_file
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.zoo import build_model
-from fqvae_cli.training.snapshots import Snapshots
+from fqvae_cli.training.snapshots import Snapshots, write_png
 from fqvae_cli.training.step import Optimizers, TrainStep
 
 
@@ -59,8 +59,7 @@ def measure(name: str, iterations: int, repeat: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         def snapshot() -> None:
             path = Path(tmp) / "snapshots" / "step_00000001.png"
-            with atomic_path(path) as out:
-                views.picture(model, 1).save(out, format="PNG")
+            write_png(views.picture(model, 1), path)
             sha256_file(path)
 
         t_snap = seconds(snapshot, repeat)

@@ -68,9 +68,8 @@ def draw_compare(t: Any, keys: list[str]) -> Any:
     """The matplotlib figure: axes[dataset row, metric column], marks labelled 'each seed', 'mean ± std
     over seeds' and 'published'."""
     plt = pyplot()
-    labels = [label for _, label in t.rows]
     n_rows = len(t.rows)
-    fig, axes = plt.subplots(len(t.datasets), len(keys), squeeze=False, sharey=True, dpi=110,
+    fig, axes = plt.subplots(len(t.datasets), len(keys), squeeze=False, sharey="row", dpi=110,
                              figsize=(1.6 + 2.5 * len(keys), (0.34 * n_rows + 1.0) * len(t.datasets) + 0.9))
     for r, ds in enumerate(t.datasets):
         for c, key in enumerate(keys):
@@ -91,14 +90,12 @@ def draw_compare(t: Any, keys: list[str]) -> Any:
                     ax.scatter([published], [y], s=46, marker="D", facecolor="none", edgecolor="black",
                                linewidth=1.1, zorder=5, label="published")
                     drawn.append(np.asarray([published], dtype=float))
-                if not seeds.size:
-                    ax.annotate("no runs", (0.98, y), xycoords=("axes fraction", "data"), ha="right",
-                                va="center", fontsize=6, color="0.35")
             if key == "mse" and spans_decades(drawn):
                 ax.set_xscale("log")
             arrow = "lower is better" if key in LOWER_IS_BETTER else "higher is better"
             title = t.titles[j] + (" (log)" if ax.get_xscale() == "log" else "")
             ax.set_title(f"{title}\n{arrow}", fontsize=8)
+            labels = [label if t.cells[(ds, row)].n else f"{label} (no runs)" for row, label in t.rows]
             ax.set_yticks(range(n_rows), labels, fontsize=8)
             ax.set_ylim(n_rows - 0.5, -0.5)
             ax.tick_params(axis="x", labelsize=7)

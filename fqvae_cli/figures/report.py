@@ -85,6 +85,7 @@ def _run_html(g: Gallery) -> str:
     r = g.run
     title = f"{r.model} on {r.dataset}, seed {r.seed}: run {r.short_id}" + (f" ({r.name})" if r.name else "")
     out = [f'<section class="run" id="run-{escape(r.short_id)}"><h2>{escape(title)}</h2>',
+           '<p class="note"><a href="#top">back to the table(s)</a></p>',
            f'<p class="note">status {escape(r.status)}; profile {escape(r.profile)}; id {escape(r.id)}; '
            f"host {escape(r.host or '?')}, device {escape(r.device or '?')}; "
            f"fqvae {escape(r.version or '?')}, revision {escape(r.code_revision or '?')}</p>"]
@@ -144,7 +145,7 @@ def write_report(reg: Any, tables: list[Any], out: Path, device: Any, *, progres
 def _page(parts: list[TablePart], galleries: list[Gallery], reg: Any) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " · ".join(f'<a href="#table-{escape(p.table.number)}">table {escape(p.table.number)}</a>' for p in parts)
-    body = [f"<h1>fqvae report</h1><p class=\"note\">{when}; registry {escape(reg.display_url)}; fqvae "
+    body = [f"<h1 id=\"top\">fqvae report</h1><p class=\"note\">{when}; registry {escape(reg.display_url)}; fqvae "
             f"{escape(__version__)}; {len(galleries)} run(s). {nav}</p>"]
     body += [_table_html(p, {g.run.short_id: g.run.seed for g in galleries}) for p in parts]
     body += [_run_html(g) for g in galleries]

@@ -21,10 +21,11 @@ from typing import Any
 
 from fqvae_cli import console, signals
 from fqvae_cli.errors import StorageError, TrainingError
-from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.io import sha256_file
 from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
+from fqvae_cli.training.snapshots import write_png
 
 
 class TakenOver(Exception):
@@ -84,8 +85,7 @@ class Recorder:
         resumed run that passes the same iteration again replaces it)."""
         img = self.views.picture(self.model, iteration)
         path = self.folder / "snapshots" / f"step_{iteration:08d}.png"
-        with atomic_path(path) as tmp:
-            img.save(tmp, format="PNG")
+        write_png(img, path)
         for old in self.reg.artifacts(self.run.id, kind="snapshot"):
             if old.step == iteration:
                 self.reg.remove_artifact(old.id)
