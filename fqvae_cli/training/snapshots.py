@@ -22,6 +22,7 @@ import numpy as np
 import torch  # the training package is only imported by commands that train
 
 from fqvae_cli.data.sampler import to_float
+from fqvae_cli.errors import StorageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
 from fqvae_cli.figures.traversal import traversal
 from fqvae_cli.io import atomic_path
@@ -106,6 +107,11 @@ class Snapshots:
 
 
 def write_png(img: Any, path: Path) -> None:
-    """A snapshot's picture written atomically."""
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG", compress_level=PNG_LEVEL)
+    """A snapshot's picture written atomically; a write that fails (disk full) is a StorageError, which
+    stops the run as interrupted, as a checkpoint that cannot be written does."""
+    try:
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="PNG", compress_level=PNG_LEVEL)
+    except OSError as exc:
+        raise StorageError(f"could not write the snapshot {path} ({exc.strerror or exc}); is the disk full?") \
+            from None
