@@ -58,6 +58,13 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(500, gt=0, json_schema_extra=RUNTIME)
     keep_checkpoints: int = Field(2, gt=0, json_schema_extra=RUNTIME)
     log_every: int = Field(50, gt=0, json_schema_extra=RUNTIME)
+    snapshot_every: int | None = Field(
+        None, ge=0, description="iterations between snapshots (a PNG of held-out images, their reconstructions and "
+                                "a traversal, in the run's snapshots folder); default about ten per run "
+                                "(steps/10); 0: none", json_schema_extra=RUNTIME)
+    tensorboard: bool = Field(False, description="also write losses, codebook health, snapshots and hyperparameters "
+                                                 "as TensorBoard events into the run's tensorboard folder (needs "
+                                                 "pip install 'fqvae[tensorboard]')", json_schema_extra=RUNTIME)
     # Bookkeeping above and speed settings below are RUNTIME: none of them changes what a run computes
     # beyond floating-point rounding, so table cells do not tell runs apart by them. bf16 changes the
     # rounding more than the others (within the spread of seeds on the compact trunk,
@@ -88,6 +95,12 @@ class TrainConfig(_Strict):
         if self.lr_min > self.lr:
             raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         return self
+
+    def snapshot_interval(self, iterations: int) -> int:
+        """Iterations between snapshots of a run of `iterations` (0: none): snapshot_every, or about ten per run."""
+        if self.snapshot_every is not None:
+            return self.snapshot_every
+        return max(1, iterations // 10)
 
     def effective_schedule(self) -> tuple[int, float]:
         """(anneal_steps, temperature_decay) after rescaling to the run length."""

@@ -11,7 +11,8 @@ user-named output must be a new path or an existing regular file outside fqvae's
   the runs folder (checkpoints, config copies, matrices, figures that runs record) are refused.
 
 `writing(target)` then yields a temporary file that is published atomically, or streamed to standard
-output when the target is None."""
+output when the target is None. A command that writes a whole folder (`fqvae report`) checks it with
+`check_output_folder`: a new folder, or one fqvae wrote, never inside or around fqvae's own state."""
 
 from __future__ import annotations
 
@@ -97,6 +98,35 @@ def check_output(out: Path | str, reg: Any = None, *, what: str = "--out",
                          "choose a file elsewhere.")
     if st is not None and path.name.lower().endswith(_PROTECTED_SUFFIXES):
         raise UsageError(f"{what} {path} is a database or checkpoint file; choose another file.")
+    return path
+
+
+def check_output_folder(out: Path | str, reg: Any = None, *, what: str = "--out", marker: str) -> Path:
+    """The absolute path of a folder fqvae writes whole (and replaces whole when it writes it again), or a
+    UsageError saying why not: it must be new, or a folder fqvae wrote before (it holds the file `marker`),
+    and it may neither lie inside nor hold the registry, the datasets folder or the runs folder."""
+    text = str(out)
+    if text in STDOUT_NAMES or not text.strip():
+        raise UsageError(f"{what} must name a folder.")
+    path = Path(os.path.abspath(Path(text).expanduser()))
+    if path.is_symlink():
+        raise UsageError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); name the folder itself.")
+    real = Path(os.path.realpath(path))
+    if real in _registry_files(reg):
+        raise UsageError(f"{what} {path} is the results registry; choose a new folder.")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder; choose a new folder.")
+    places = [(Path(os.path.realpath(paths.data_root())), "the datasets folder"),
+              (Path(os.path.realpath(paths.runs_root())), "the runs folder, whose files the registry records")]
+    for root, name in places:
+        if real.is_relative_to(root):
+            raise UsageError(f"{what} {path} is inside {name} {root}; choose a folder elsewhere.")
+    for held, name in places + [(f, "the results registry") for f in _registry_files(reg)[:1]]:
+        if held.is_relative_to(real):
+            raise UsageError(f"{what} {path} holds {name.split(',')[0]} ({held}); choose a new folder.")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise UsageError(f"{what} {path} is a folder with other files in it; choose a new folder (fqvae replaces "
+                         "only a folder it wrote itself).")
     return path
 
 

@@ -50,6 +50,7 @@ class Cell:
     std: list[float | None] | None = None
     published: list[float | None] | None = None  # None for columns the paper does not report
     counts: list[int] | None = None  # per column, the seeds that have the metric (extra columns may lack it)
+    values: list[list[float | None]] = field(default_factory=list)  # per run (seed) of `runs`, per column
 
     @property
     def n(self) -> int:
@@ -188,6 +189,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 m = reg.latest_metrics(run.id, protocol)
                 cell.runs.append(run.short_id)
                 values.append([m[c] * SCALE.get(c, 1.0) if c in m else None for c in columns])
+            cell.values = values
             if values:
                 cols = [[v for v in c if v is not None] for c in zip(*values, strict=True)]
                 cell.counts = [len(c) for c in cols]

@@ -68,7 +68,7 @@ def test_bundle_holds_rows_hashes_and_the_last_checkpoint(source):
     assert sorted(files) == sorted(prefix + p for p in [
         "checkpoints/step_00000006.safetensors", "checkpoints/step_00000006.state.pt", "config.json",
         "matrices/tiny/importance_step6.npy", "matrices/tiny/nmi_step6.npy", "figures/traverse_img2_step6.png",
-        f"external/{source['artifacts'][-1].id}-ext.png"])
+        f"external/{source['artifacts'][-1].id}-ext.png"] + [f"snapshots/step_{s:08d}.png" for s in range(1, 7)])
     assert manifest["files"] == {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                                  for name, data in files.items()}
     assert (manifest["format"], manifest["format_version"], manifest["schema_revision"]) == ("fqvae-bundle", 1, HEAD)
@@ -93,7 +93,7 @@ def test_import_evaluates_to_the_same_numbers(cli, source, db_url, workspace):
     res = cli("runs", "import", source["bundle"], "--db", db_url)
     assert res.exit_code == 0, res.stderr
     assert res.stdout.strip() == run.short_id
-    assert f"imported run {run.short_id} (factorqvae on synth3d, seed 0, finished): 7 file(s)" in res.stderr
+    assert f"imported run {run.short_id} (factorqvae on synth3d, seed 0, finished): 13 file(s)" in res.stderr
     shown = json.loads(cli("runs", "show", run.short_id, "--json", "--history", "--db", db_url).stdout)
     assert shown["run"] == json.loads(json.dumps(run.to_json()))
     assert [m | {"id": None} for m in shown["metrics"]] == source["metrics"]

@@ -26,6 +26,7 @@ OUT_COMMANDS = {
     ("swap",): ["swap", "nope"],
     ("figures", "heatmap"): ["figures", "heatmap", "nope"],
     ("figures", "codebook"): ["figures", "codebook", "nope"],
+    ("figures", "compare"): ["figures", "compare"],
     ("runs", "export"): ["runs", "export"],
     ("runs", "plot"): ["runs", "plot", "nope"],
     ("table",): ["table"],
@@ -35,6 +36,7 @@ OUT_COMMANDS = {
 FOLDER_COMMANDS = {
     ("encode",): (["encode", "nope"], "--out"),
     ("score",): (["score", "--codes", "c.npy", "--factors", "f.npy"], "--save-matrices"),
+    ("report",): (["report"], "--out"),
 }
 OUTPUT_OPTIONS = {"--out", "--save-matrices", "--bundle"}
 

@@ -87,6 +87,11 @@ def test_resume_after_sigkill_is_bit_exact(small_data, workspace):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert _loss_curve("full") == _loss_curve("victim")
+    # Snapshots are on (about ten per run): the resumed run pictured the same model at the same iterations.
+    snaps = {name: {a.step: a.sha256 for a in _registry().artifacts(_registry().get_run(name).id, kind="snapshot")}
+             for name in ("full", "victim")}
+    assert sorted(snaps["full"]) == list(range(3, 31, 3))
+    assert snaps["full"] == snaps["victim"]
 
 
 def test_same_seed_gives_identical_loss_curves(cli, small_data):

@@ -1,5 +1,6 @@
 """`fqvae traverse`, `fqvae swap` and `fqvae figures heatmap|codebook`: the paper's figures from a run.
-Each figure is written (PNG by default), recorded as a run artifact and its path printed."""
+Each figure is written (PNG by default), recorded as a run artifact and its path printed.
+`fqvae figures compare`: a paper table's cells as one figure."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.cells import DATASETS_OPT, PAPER_TABLE_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
 from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, RUN_ARGUMENT
 
-figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run.", no_args_is_help=True)
+figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run; a table's cells "
+                          "compared in one figure.", no_args_is_help=True)
 
 # Options shared by the figure commands (typer builds each command's parameters from these anew).
 CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="Checkpoint step (default: last).")
@@ -143,11 +146,8 @@ def heatmap(
     db: str = DB_OPTION,
 ) -> None:
     """Factors x latents heatmap of the NMI matrix or the DCI importance matrix, annotated."""
-    import numpy as np
-
-    from fqvae_cli.data.catalog import get_dataset_spec
-    from fqvae_cli.errors import NotFoundError, UsageError
-    from fqvae_cli.figures.plots import heatmap as draw
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.compose import heatmap_figure, latest_matrix
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -156,18 +156,8 @@ def heatmap(
     reg = Registry(db)
     target = _target(out, fmt, reg)
     r = reg.get_run(run)
-    arts = sorted(reg.artifacts(r.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
-    if not arts:
-        raise NotFoundError(f"run {r.short_id} has no {matrix} matrix yet; run `fqvae evaluate {r.short_id}` first.")
-    m = np.load(arts[-1].path, allow_pickle=False)
-    if matrix == "importance":
-        m = m.T  # stored latents x factors (DCI's R); shown factors x latents like the NMI matrix
-    names = list(get_dataset_spec(r.dataset).factor_names)
-    if len(names) != m.shape[0]:
-        names = [f"s{j}" for j in range(m.shape[0])]
-    title = f"{'NMI' if matrix == 'nmi' else 'DCI importance'}: {r.model} on {r.dataset} ({r.short_id})"
-    _publish(reg, r, f"heatmap_{matrix}", arts[-1].step or 0, fmt, target,
-             lambda p: draw(m, names, p, title=title, fmt=fmt))
+    _, step = latest_matrix(reg, r, matrix)
+    _publish(reg, r, f"heatmap_{matrix}", step, fmt, target, lambda p: heatmap_figure(reg, r, matrix, p, fmt))
 
 
 @figures_app.command("codebook")
@@ -185,9 +175,7 @@ def codebook(
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import load_run
-    from fqvae_cli.figures.compose import global_codebook_models
-    from fqvae_cli.figures.plots import codebook_usage
-    from fqvae_cli.metrics.codes import encode_codes, held_out_subset
+    from fqvae_cli.figures.compose import codebook_figure, global_codebook_models
     from fqvae_cli.registry.store import Registry
 
     fmt = _format(fmt)
@@ -209,9 +197,45 @@ def codebook(
             raise UsageError(f"latent index {bad[0]} is out of range; this model has {d} latents (0..{d - 1}).")
     else:
         chosen = list(range(d))
-    test = held_out_subset(loaded.dataset, images, seed=0)
-    codes = encode_codes(loaded.model, loaded.dataset, test, dev, batch_size=loaded.cfg.eval.batch_size)
-    title = (f"codebook usage: {loaded.cfg.model.name} on {loaded.cfg.dataset} ({loaded.run.short_id}), "
-             f"{len(test)} test images")
     _publish(reg, loaded.run, "codebook", loaded.step, fmt, target,
-             lambda p: codebook_usage(codes, chosen, loaded.model.bottleneck.n_entries, p, title=title, fmt=fmt))
+             lambda p: codebook_figure(loaded, chosen, images, p, fmt, dev))
+
+
+@figures_app.command("compare")
+def compare(
+    paper_table: str = PAPER_TABLE_OPT,
+    profile: str = PROFILE_OPT,
+    datasets: list[str] = DATASETS_OPT,
+    rows: list[str] = ROWS_OPT,
+    overrides: list[str] = SET_OPT,
+    protocol: str = PROTOCOL_OPT,
+    metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Panels, comma-separated: D, I, C, InfoM, "
+                                      "InfoE, InfoC, MSE, or another metric's column (mig, sap, modularity, "
+                                      "...); default the paper's seven."),
+    out: str = typer.Option("compare.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
+    db: str = DB_OPTION,
+) -> None:
+    """The cells of `fqvae table` with the same options, as one figure: per metric a panel, per model every
+    seed as a dot, the mean ± std over seeds, and the published value as a hollow diamond."""
+    from fqvae_cli.cli.cells import Cells, split
+    from fqvae_cli.console import info
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.compare import compare_figure, panel_keys
+    from fqvae_cli.outputs import check_output, shown, writing
+    from fqvae_cli.registry.store import Registry
+
+    keys, extra = panel_keys(split(metrics))
+    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol)
+    with Registry(db) as reg:
+        target = check_output(out, reg)
+        fmt = "png" if target is None else target.suffix.lower().lstrip(".")
+        if fmt not in ("png", "svg", "pdf"):
+            raise UsageError(f"--out must end in .png, .svg or .pdf, not '{target.name}'.")
+        t = chosen.table(reg, metrics=extra or None)
+    with writing(target) as tmp:
+        compare_figure(t, keys, tmp, fmt)
+    if t.missing:
+        info(f"{len(t.missing)} cell(s) have no runs; `fqvae table` with the same options lists the commands that "
+             "fill them.")
+    if target is not None:
+        typer.echo(shown(target))

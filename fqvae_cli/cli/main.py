@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "encode",
     "figures",
     "table",
+    "report",
     "sweep",
     "score",
     "data",

@@ -105,6 +105,10 @@ def show(
             table.add_row(m.protocol or "", m.split or "", m.name, _num(m.value),
                           "" if m.step is None else str(m.step))
         con.print(table)
+    snapshots = sorted((a for a in artifacts if a.kind == "snapshot"), key=lambda a: a.step or 0)
+    if snapshots:
+        con.print(f"[bold]snapshots[/bold] {len(snapshots)}, iterations "
+                  f"{', '.join(str(a.step) for a in snapshots)}; the latest: {snapshots[-1].path}", soft_wrap=True)
     if artifacts:
         # One line each, never truncated: paths are what people copy from here.
         con.print("[bold]artifacts[/bold] (kind, step, bytes, sha256, path)")
@@ -316,8 +320,9 @@ def register(app: typer.Typer) -> None:
 @runs_app.command("plot")
 def plot(
     runs: list[str] = typer.Argument(..., help="One or more runs (" + RUN_HELP.lower().rstrip(".") + ")."),
-    metric: list[str] = typer.Option(None, "--metric", help="Metric names, e.g. loss/recon, lr, temperature "
-                                     "(default: every training loss)."),
+    metric: list[str] = typer.Option(None, "--metric", help="Metric names, e.g. loss/recon, lr, temperature, "
+                                     "perplexity, dead_codes, or a pattern such as 'perplexity/*' (one panel "
+                                     "per latent) (default: every training loss)."),
     out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
     smooth_window: int = typer.Option(1, "--smooth", min=1, help="Trailing mean over this many logged points."),
     log: str = typer.Option("auto", "--log", help="Log y scale: auto (where a metric spans decades), on or off."),
@@ -340,7 +345,8 @@ def plot(
         recs = [reg.get_run(r) for r in runs]
         rows = {rec.id: [m for m in reg.metrics(rec.id) if m.protocol is None and m.step is not None]
                 for rec in recs}
-    names = [n for item in (metric or []) for n in item.split(",") if n]
+    names = _expand([n for item in (metric or []) for n in item.split(",") if n],
+                    {m.name for ms in rows.values() for m in ms})
     if not names:
         names = sorted({m.name for ms in rows.values() for m in ms if m.name.startswith("loss/")})
     labels = {rec.id: rec.name or rec.short_id for rec in recs}
@@ -369,3 +375,19 @@ def plot(
         info(f"log scale: {', '.join(logged)}")
     if target is not None:
         typer.echo(shown(target))
+
+
+def _expand(names: list[str], logged: set[str]) -> list[str]:
+    """Names as given, a pattern with * or ? replaced by the logged names it matches (in latent order:
+    z2 before z10)."""
+    import fnmatch
+    import re
+
+    def order(name: str) -> list:
+        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+    out: list[str] = []
+    for name in names:
+        found = sorted(fnmatch.filter(logged, name), key=order) if any(c in name for c in "*?[") else [name]
+        out += [n for n in found or [name] if n not in out]
+    return out

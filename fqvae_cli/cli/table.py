@@ -6,6 +6,16 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.cells import (
+    DATASETS_OPT,
+    PAPER_TABLE_OPT,
+    PROFILE_OPT,
+    PROTOCOL_OPT,
+    ROWS_OPT,
+    SET_OPT,
+    Cells,
+    split,
+)
 from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
 
 
@@ -14,30 +24,19 @@ def register(app: typer.Typer) -> None:
     app.command(name="reproduce")(reproduce)
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v for item in values for v in item.split(",") if v]
-
-
-def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None, *,
-                 rows: list[str] | None = None, overrides: dict | None = None,
-                 metrics: list[str] | None = None) -> None:
+def _print_table(reg, cells: Cells, fmt: str, out: Path | None, *, metrics: list[str] | None = None) -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.outputs import check_output, write_bytes
-    from fqvae_cli.tables import build_table, render_text
+    from fqvae_cli.tables import render_text
 
     if fmt not in ("rich", "markdown", "latex", "csv", "json"):
         raise UsageError(f"unknown format '{fmt}'; choose rich, markdown, latex, csv or json.")
-    protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
     to_stdout = out is None
     if out is not None:
         out = check_output(out, reg)
         to_stdout = out is None
-    t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides,
-                    metrics=metrics)
+    t = cells.table(reg, metrics=metrics)
     if fmt == "rich" and to_stdout:
         console.out().print(_render_rich(t))
         if t.missing:
@@ -56,15 +55,12 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
 
 
 def table(
-    paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
-    profile: str = typer.Option("quick", "--profile", "-p", help="Which runs: quick (CPU, synth3d) or paper."),
-    dataset: list[str] = typer.Option(None, "--dataset", "-d", help="Datasets (columns); default the profile's."),
-    rows: list[str] = typer.Option(None, "--rows", help="Only these rows (keys, comma-separated); a model "
-                                   "outside the paper's table (e.g. fsq) adds a row for it."),
-    overrides: list[str] = typer.Option(None, "--set", help="The setup the runs were trained with, as given "
-                                        "to `fqvae reproduce --set` (key=value)."),
-    protocol: str = typer.Option(None, "--protocol",
-                                 help="Metric protocol of the numbers shown; default the profile's (quick: quick)."),
+    paper_table: str = PAPER_TABLE_OPT,
+    profile: str = PROFILE_OPT,
+    datasets: list[str] = DATASETS_OPT,
+    rows: list[str] = ROWS_OPT,
+    overrides: list[str] = SET_OPT,
+    protocol: str = PROTOCOL_OPT,
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
                                       "modularity (and explicitness), factor_vae, beta_vae, or all "
                                       "(recorded by `fqvae evaluate --metrics`)."),
@@ -75,16 +71,10 @@ def table(
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them.
     --metrics mig,sap adds those columns (the paper has no published values for them)."""
-    from fqvae_cli.experiments import load_experiments, parse_overrides, profile_of
     from fqvae_cli.registry.store import Registry
 
-    extra = parse_overrides(overrides or [])
-    if protocol is None and (extra.get("eval") or {}).get("protocol"):
-        protocol = extra["eval"]["protocol"]
-    if protocol is None:
-        protocol = (profile_of(load_experiments(), profile).get("eval") or {}).get("protocol", "paper")
-    _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
-                 overrides=extra, metrics=_split(metrics))
+    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol)
+    _print_table(Registry(db), chosen, fmt, out, metrics=split(metrics))
 
 
 def reproduce(
@@ -129,7 +119,7 @@ def reproduce(
     if workers is None:
         workers = 2 if dev.type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
     extra = parse_overrides(overrides or [])
-    req = ReproduceRequest(paper_table, profile, _split(datasets), _split(rows), _split(models), seeds, extra,
+    req = ReproduceRequest(paper_table, profile, split(datasets), split(rows), split(models), seeds, extra,
                            retry_failed, workers, executor, {"partition": partition, "gpus": gpus,
                                                              "time_min": time_min})
 
@@ -143,8 +133,8 @@ def reproduce(
     except KeyboardInterrupt:
         raise Interrupted("interrupted; its workers were stopped, finished runs are kept and interrupted ones "
                           "resume when you run the same command again.") from None
-    _print_table(reg, paper_table, profile, _split(datasets), report.protocol, "rich", None, rows=_split(rows),
-                 overrides=extra)
+    chosen = Cells(paper_table, profile, split(datasets), split(rows), extra, report.protocol)
+    _print_table(reg, chosen, "rich", None)
 
 
 def _render_rich(t):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.data.sampler import to_float
-from fqvae_cli.errors import UsageError
+from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
 from fqvae_cli.figures.plots import pyplot
 from fqvae_cli.figures.traversal import swap, traversal
@@ -74,6 +74,45 @@ def swap_figure(loaded: Any, a: int, b: int, device: Any) -> Any:
     tiles = np.concatenate([imgs[:, None], to_uint8(swapped)], axis=1)
     img, _ = draw_grid(tiles, [f"A = {a}", f"B = {b}"], ["z"] + [f"z{i}" for i in range(d)])
     return img
+
+
+def latest_matrix(reg: Any, run: Any, matrix: str) -> tuple[np.ndarray, int]:
+    """The newest recorded `matrix` ('nmi' or 'importance') of a run, factors x latents, and its step."""
+    arts = sorted(reg.artifacts(run.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
+    if not arts or not Path(arts[-1].path).is_file():
+        raise NotFoundError(f"run {run.short_id} has no {matrix} matrix yet; run `fqvae evaluate {run.short_id}` "
+                            "first.")
+    m = np.load(arts[-1].path, allow_pickle=False)
+    # importance is stored latents x factors (DCI's R); shown factors x latents like the NMI matrix
+    return (m.T if matrix == "importance" else m), arts[-1].step or 0
+
+
+def heatmap_figure(reg: Any, run: Any, matrix: str, out: Path, fmt: str) -> None:
+    """Figs. 5-7: the run's NMI or DCI importance matrix, factors x latents, annotated."""
+    from fqvae_cli.data.catalog import get_dataset_spec
+    from fqvae_cli.figures.plots import heatmap
+
+    m, _ = latest_matrix(reg, run, matrix)
+    names = list(get_dataset_spec(run.dataset).factor_names)
+    if len(names) != m.shape[0]:
+        names = [f"s{j}" for j in range(m.shape[0])]
+    title = f"{'NMI' if matrix == 'nmi' else 'DCI importance'}: {run.model} on {run.dataset} ({run.short_id})"
+    heatmap(m, names, out, title=title, fmt=fmt)
+
+
+def codebook_figure(loaded: Any, latents: list[int], images: int, out: Path, fmt: str, device: Any) -> None:
+    """Fig. 9: how often each global codebook entry is chosen per latent, on `images` test images."""
+    from fqvae_cli.figures.plots import codebook_usage
+    from fqvae_cli.metrics.codes import encode_codes, held_out_subset
+
+    if not loaded.model.spec.global_codebook:
+        raise UsageError(f"model {loaded.cfg.model.name} has no global codebook; codebook usage applies to "
+                         f"{', '.join(global_codebook_models())}.")
+    test = held_out_subset(loaded.dataset, images, seed=0)
+    codes = encode_codes(loaded.model, loaded.dataset, test, device, batch_size=loaded.cfg.eval.batch_size)
+    title = (f"codebook usage: {loaded.cfg.model.name} on {loaded.cfg.dataset} ({loaded.run.short_id}), "
+             f"{len(test)} test images")
+    codebook_usage(codes, latents, loaded.model.bottleneck.n_entries, out, title=title, fmt=fmt)
 
 
 def write_image(img: Any, path: Path, fmt: str) -> None:

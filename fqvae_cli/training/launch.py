@@ -16,6 +16,7 @@ from fqvae_cli.errors import Interrupted
 from fqvae_cli.models.zoo import check_model_size
 from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
 from fqvae_cli.registry.liveness import holder_id, settle_run
+from fqvae_cli.training.board import require_tensorboard
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, recorded_checkpoints, usable_checkpoint
 from fqvae_cli.training.loop import TrainResult, train_run
 
@@ -24,6 +25,8 @@ def create(reg: Any, cfg: RunConfig, name: str | None) -> Any:
     """Record a new run of `cfg`, held by this process. The model's size and the data come first: a
     model too large or a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind."""
     check_model_size(cfg.model)
+    if cfg.train.tensorboard:
+        require_tensorboard()
     ds = open_dataset(cfg.dataset)
     require_image_size(ds, cfg.model.image_size, cfg.dataset)
     return reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,

@@ -36,9 +36,11 @@ from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.lifecycle import FAILED, FINISHED, RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
+from fqvae_cli.training.board import Board
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
 from fqvae_cli.training.recorder import Recorder
 from fqvae_cli.training.schedules import cosine_lr, temperature
+from fqvae_cli.training.snapshots import Snapshots
 from fqvae_cli.training.step import Optimizers, TrainStep
 
 
@@ -167,15 +169,18 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     start = load_resume_state(reg, run, model, opts, device, resume_from) if resume_from is not None else 0
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
-    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints)
+    snapshot_every = train.snapshot_interval(n_iter)
+    board = Board(folder / "tensorboard", start) if train.tensorboard else None
+    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints, board=board,
+                        views=Snapshots(model, ds, device, seed=cfg.eval.seed))
 
-    def snapshot() -> dict:
+    def state() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
 
     reg.transition(run.id, RUNNING, host=socket.gethostname(), device=device_label(device))
     model.train()
     t0 = time.monotonic()
-    with recorder.session(f"train {cfg.model.name}", n_iter, start, model, snapshot, watch.healthy,
+    with recorder.session(f"train {cfg.model.name}", n_iter, start, model, state, watch.healthy,
                           show_progress):
         for it in range(start, n_iter):
             lr = cosine_lr(it, train.lr, train.lr_min, anneal_steps)
@@ -186,20 +191,26 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
             watch.update(parts["total"], done)
             logging = done % train.log_every == 0 or done == n_iter
             saving = done % train.checkpoint_every == 0 or done == n_iter
+            picturing = snapshot_every > 0 and (done % snapshot_every == 0 or done == n_iter)
             if watch.every_step or logging or saving:
                 watch.check(parts, recorder.last_checkpoint)
             if logging:
                 recorder.log(done, {k: float(v.detach()) for k, v in parts.items()}, lr, tau)
+            if picturing:
+                recorder.snapshot(done)
             if saving:
-                recorder.checkpoint(done, model, snapshot())
+                recorder.checkpoint(done, model, state())
             recorder.stop_if_asked()
     elapsed = time.monotonic() - t0
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])
     if not test_mse:
         reg.transition(run.id, FINISHED)
-        return TrainResult(run.id, recorder.done, None, ips)
-    return _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
+        result = TrainResult(run.id, recorder.done, None, ips)
+    else:
+        result = _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
+    recorder.wrap_up({"train_images_per_s": ips} | ({} if result.test_mse is None else {"mse": result.test_mse}))
+    return result
 
 
 def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any, done: int,

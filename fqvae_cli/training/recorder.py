@@ -1,4 +1,5 @@
-"""What a run leaves behind while it trains: registry rows, checkpoints, the heartbeat, and how it stops.
+"""What a run leaves behind while it trains: registry rows, checkpoints, snapshots, optional TensorBoard
+events, the heartbeat, and how it stops.
 
 The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
 leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
@@ -24,6 +25,7 @@ from fqvae_cli.io import sha256_file
 from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
+from fqvae_cli.training.snapshots import write_png
 
 
 class TakenOver(Exception):
@@ -31,15 +33,22 @@ class TakenOver(Exception):
 
 
 class Recorder:
-    """Registry rows, checkpoints and progress of one run. `snapshot()` returns the checkpoint state of
-    the last finished iteration (optimizers, RNG, iteration); `model` is saved beside it."""
+    """Registry rows, checkpoints, snapshots and progress of one run. `state()` (an argument of
+    `session`) returns the checkpoint state of the last finished iteration (optimizers, RNG, iteration);
+    `model` is saved beside it. `views` measures the model's pictures and codebook health
+    (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
 
-    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int):
+    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
+                 board: Any = None):
         self.reg = reg
         self.run = run
+        self.folder = folder
         self.ckpt_dir = folder / "checkpoints"
         self.config = config
         self.keep = keep
+        self.views = views
+        self.board = board
+        self.model: Any = None
         self.last_checkpoint = 0
         self.done = 0
         self.bar: console.Progress | None = None
@@ -48,9 +57,15 @@ class Recorder:
     # ------------------------------------------------------------------ during the loop
 
     def log(self, iteration: int, parts: dict[str, float], lr: float, tau: float) -> None:
-        rows = [MetricRow(f"loss/{k}", v, iteration, "train") for k, v in parts.items()]
-        rows += [MetricRow("lr", lr, iteration, "train"), MetricRow("temperature", tau, iteration, "train")]
+        """The losses, learning rate and temperature, and the codebook health of a discrete model
+        (measured on held-out images, so of split 'test'), as history rows at `iteration`."""
+        train = {f"loss/{k}": v for k, v in parts.items()} | {"lr": lr, "temperature": tau}
+        health = self.views.health(self.model) if self.views is not None else {}
+        rows = [MetricRow(k, v, iteration, "train") for k, v in train.items()]
+        rows += [MetricRow(k, v, iteration, "test") for k, v in health.items()]
         self.reg.log_metrics(self.run.id, rows)
+        if self.board is not None:
+            self.board.scalars(iteration, train | health)
         if not self.reg.heartbeat(self.run.id):
             raise TakenOver()
         if self.bar:
@@ -64,6 +79,26 @@ class Recorder:
                                   sha256=sha256_file(path), step=iteration)
         self.last_checkpoint = iteration
         self._prune()
+
+    def snapshot(self, iteration: int) -> None:
+        """The model's picture at `iteration`, written into the run's snapshots folder and recorded (a
+        resumed run that passes the same iteration again replaces it)."""
+        img = self.views.picture(self.model, iteration)
+        path = self.folder / "snapshots" / f"step_{iteration:08d}.png"
+        write_png(img, path)
+        for old in self.reg.artifacts(self.run.id, kind="snapshot"):
+            if old.step == iteration:
+                self.reg.remove_artifact(old.id)
+        self.reg.add_artifact(self.run.id, kind="snapshot", path=str(path), bytes=path.stat().st_size,
+                              sha256=sha256_file(path), step=iteration)
+        if self.board is not None:
+            self.board.image("snapshot", iteration, img)
+
+    def wrap_up(self, metrics: dict[str, float]) -> None:
+        """After the loop: the run's settings and final metrics into TensorBoard, and its events closed."""
+        if self.board is not None:
+            self.board.hparams(self.config, metrics, self.done)
+            self.board.close()
 
     def stop_if_asked(self) -> None:
         """Called at the end of each iteration: raise the stop signal noted during it, if any."""
@@ -89,17 +124,18 @@ class Recorder:
 
     @contextmanager
     def session(self, description: str, total: int, start: int, model: Any,
-                snapshot: Callable[[], dict], healthy: Callable[[], bool],
+                state: Callable[[], dict], healthy: Callable[[], bool],
                 show_progress: bool = True) -> Iterator[Recorder]:
         """The loop's context: progress display, SIGTERM handling, and the registry's status on exit.
         `healthy()` says whether the last finished iteration may be checkpointed on an interrupt."""
         self.done = self.last_checkpoint = start
+        self.model = model
         try:
             with self.stops.active(), self._progress(description, total, start, show_progress):
                 yield self
         except KeyboardInterrupt:
             if self.done > self.last_checkpoint and healthy():
-                self.checkpoint(self.done, model, snapshot())
+                self.checkpoint(self.done, model, state())
             self.reg.transition(self.run.id, INTERRUPTED)
             raise
         except StorageError as exc:
@@ -114,6 +150,9 @@ class Recorder:
         except BaseException as exc:
             self.reg.transition(self.run.id, FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            if self.board is not None:
+                self.board.flush()
 
     @contextmanager
     def _progress(self, description: str, total: int, start: int, show: bool) -> Iterator[None]:

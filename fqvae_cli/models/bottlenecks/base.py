@@ -122,6 +122,12 @@ class Bottleneck(nn.Module):
     def z_dim(self) -> int:
         return self.n_latents * self.value_dim
 
+    @property
+    def codes_per_latent(self) -> int | None:
+        """How many distinct codes one latent can take (codebook entries, values or levels); None for
+        continuous codes. Codebook health (perplexity, dead codes) is measured against it."""
+        return None
+
     def forward(self, h: Tensor, temperature: float = 1.0, hard: bool | None = None) -> BottleneckOutput:
         if hard is None:
             hard = not self.training
@@ -154,6 +160,10 @@ class GlobalCodebook(Bottleneck):
         self.tc_group = n_entries
         self.enc_dim = self.kind.encoder_width(n_latents, n_entries, value_dim)
         self.codebook = nn.Parameter(init_codebook((n_entries, value_dim), n_entries, init, entry_dim=0))
+
+    @property
+    def codes_per_latent(self) -> int:
+        return self.n_entries
 
     def logits(self, h: Tensor) -> Tensor:
         raise NotImplementedError

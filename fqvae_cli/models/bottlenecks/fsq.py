@@ -56,6 +56,10 @@ class FSQ(Bottleneck):
     def from_config(cls, n_latents, cfg, regularizers):
         return cls(n_latents, cfg.levels, regularizers)
 
+    @property
+    def codes_per_latent(self) -> int:
+        return self.levels
+
     def bound(self, h: Tensor) -> Tensor:
         return torch.tanh(full_precision(h) + self._shift) * self._half - self._offset
 

@@ -48,6 +48,10 @@ class PerLatentCodebook(Bottleneck):
     def from_config(cls, n_latents, cfg, regularizers):
         return cls(n_latents, cfg.n_values, cfg.codebook_init, regularizers)
 
+    @property
+    def codes_per_latent(self) -> int:
+        return self.n_values
+
     def _lookup(self, codes: Tensor) -> Tensor:
         rows = torch.arange(self.n_latents, device=codes.device)
         return self.codebook[rows, codes]
