@@ -3,8 +3,8 @@
 checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly from the whole grid
 (seeded; as many as the protocol's metrics of codes take) -> eval-mode codes -> `score_all` with the
 chosen metrics (the intervention scores encode their own batches through the dataset and the encoder)
--> registry metrics with the protocol name; importance and NMI matrices as artifacts; MSE on the
-held-out test split."""
+-> registry metrics with the protocol name and the provenance of this process (machine, kernels,
+threads, versions); importance and NMI matrices as artifacts; MSE on the held-out test split."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae_cli import console
+from fqvae_cli import console, provenance
 from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
@@ -92,6 +92,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     require_sizes(sizes, metrics, protocol)
     lr = load_run(reg, ref, device, step=step)
     cfg, ds, model = lr.cfg, lr.dataset, lr.model
+    origin = provenance.collect(device)  # what computes these numbers, recorded with each of them
     seed = cfg.eval.seed if seed is None else seed
     n = protocol_rows(sizes)  # the same rows whichever metrics are asked, as `fqvae encode` writes them
     codes = factors = None
@@ -112,9 +113,9 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
-    # Each metric row is written here, with the protocol that produced it.
+    # Each metric row is written here, with the protocol and the provenance that produced it.
     reg.log_metrics(lr.run.id, [(k, v, lr.step, "test" if k == "mse" else "eval", protocol)
-                                for k, v in results.items()])
+                                for k, v in results.items()], provenance=origin)
     folder = run_dir(lr.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:

@@ -34,8 +34,10 @@ class Recorder:
     """Registry rows, checkpoints and progress of one run. `snapshot()` returns the checkpoint state of
     the last finished iteration (optimizers, RNG, iteration); `model` is saved beside it."""
 
-    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int):
+    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int,
+                 provenance: dict | None = None):
         self.reg = reg
+        self.provenance = provenance  # what computes the rows it logs
         self.run = run
         self.ckpt_dir = folder / "checkpoints"
         self.config = config
@@ -50,7 +52,7 @@ class Recorder:
     def log(self, iteration: int, parts: dict[str, float], lr: float, tau: float) -> None:
         rows = [MetricRow(f"loss/{k}", v, iteration, "train") for k, v in parts.items()]
         rows += [MetricRow("lr", lr, iteration, "train"), MetricRow("temperature", tau, iteration, "train")]
-        self.reg.log_metrics(self.run.id, rows)
+        self.reg.log_metrics(self.run.id, rows, provenance=self.provenance)
         if not self.reg.heartbeat(self.run.id):
             raise TakenOver()
         if self.bar:
