@@ -73,18 +73,24 @@ def list_runs(
 def show(
     run: str = RUN_ARGUMENT,
     history: bool = typer.Option(False, "--history", help="Every metric row, not only the latest of each."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (run, metrics, artifacts)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (run, starts, metrics, provenance, artifacts)."),
     db: str = DB_OPTION,
 ) -> None:
-    """Show one run: its fields, config, metrics (latest of each by default) and artifacts."""
+    """Show one run: its fields, config, where it trained, metrics (latest of each by default) with what
+    computed each, and artifacts."""
+    from fqvae_cli import provenance as prov
     from fqvae_cli.console import out
 
     with _open(db) as reg:
         rec = reg.get_run(run)
         metrics = reg.metrics(rec.id) if history else reg.latest_metric_records([rec.id])
         artifacts = reg.artifacts(rec.id)
+        starts = reg.starts([rec.id])
+        records = reg.provenance([s.provenance for s in starts] + [m.provenance for m in metrics])
     if as_json:
-        typer.echo(_dumps({"run": rec.to_json(), "metrics": [m.to_json() for m in metrics],
+        typer.echo(_dumps({"run": rec.to_json(), "starts": [s.to_json() for s in starts],
+                           "metrics": [m.to_json() for m in metrics],
+                           "provenance": prov.labelled(records),
                            "artifacts": [a.to_json() for a in artifacts]}))
         return
     from rich.table import Table
@@ -97,14 +103,30 @@ def show(
     con.print(fields)
     con.print("[bold]config[/bold]")
     con.print(_dumps(rec.config), markup=False, highlight=False)
+    # Each provenance record once, numbered in order of first use; rows refer to it by number.
+    refs = {k: f"[{i}]" for i, k in enumerate(dict.fromkeys(
+        [s.provenance for s in starts] + [m.provenance for m in metrics if m.provenance]), 1)}
+    con.print("[bold]trained with[/bold] (each start: the iteration it started from, host, time, provenance)")
+    for s in starts:
+        con.print(f"  iteration {s.step}  {s.host or '?'}  {_time(s.started_at)}  {refs[s.provenance]} "
+                  f"{prov.kernel_family(records.get(s.provenance))}", markup=False, highlight=False)
+    if not starts:
+        con.print(f"  {'not started yet' if rec.status == 'queued' else prov.NOT_RECORDED}", markup=False)
     if metrics:
         table = Table(title="metrics" + (" (every row)" if history else " (latest of each)"), title_justify="left")
-        for col in ("protocol", "split", "name", "value", "step"):
+        for col in ("protocol", "split", "name", "value", "step", "computed by"):
             table.add_column(col, justify="right" if col in ("value", "step") else "left")
         for m in metrics:
             table.add_row(m.protocol or "", m.split or "", m.name, _num(m.value),
-                          "" if m.step is None else str(m.step))
+                          "" if m.step is None else str(m.step), refs.get(m.provenance, prov.NOT_RECORDED))
         con.print(table)
+    if refs:
+        con.print("[bold]provenance[/bold] (docs/provenance.md)")
+        for key, ref in refs.items():
+            lines = prov.describe(records.get(key))
+            con.print(f"  {ref} {lines[0]}", markup=False, highlight=False)
+            for line in lines[1:]:
+                con.print(f"      {line}", markup=False, highlight=False, soft_wrap=True)
     if artifacts:
         # One line each, never truncated: paths are what people copy from here.
         con.print("[bold]artifacts[/bold] (kind, step, bytes, sha256, path)")

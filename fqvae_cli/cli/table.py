@@ -22,7 +22,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: str, out: Path | None, *,
                  rows: list[str] | None = None, overrides: dict | None = None,
-                 metrics: list[str] | None = None) -> None:
+                 metrics: list[str] | None = None, kernel_family: str | None = None) -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import protocol_sizes
@@ -37,7 +37,7 @@ def _print_table(reg, number: str, profile: str, datasets, protocol: str, fmt: s
         out = check_output(out, reg)
         to_stdout = out is None
     t = build_table(reg, number, profile, datasets=datasets, protocol=protocol, rows=rows, overrides=overrides,
-                    metrics=metrics)
+                    metrics=metrics, kernel_family=kernel_family)
     if fmt == "rich" and to_stdout:
         console.out().print(_render_rich(t))
         if t.missing:
@@ -68,13 +68,17 @@ def table(
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
                                       "modularity (and explicitness), factor_vae, beta_vae, or all "
                                       "(recorded by `fqvae evaluate --metrics`)."),
+    kernel_family: str = typer.Option(None, "--kernel-family", help="Only runs trained in this kernel family "
+                                      "(e.g. AMD/AVX512_BF16/1t; the footer lists those of the table's runs; "
+                                      "see docs/provenance.md)."),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = DB_OPTION,
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them.
-    --metrics mig,sap adds those columns (the paper has no published values for them)."""
+    --metrics mig,sap adds those columns (the paper has no published values for them). The footer names
+    the machines, kernel families and library versions of the runs, and the cells that mix them."""
     from fqvae_cli.experiments import load_experiments, parse_overrides, profile_of
     from fqvae_cli.registry.store import Registry
 
@@ -84,7 +88,7 @@ def table(
     if protocol is None:
         protocol = (profile_of(load_experiments(), profile).get("eval") or {}).get("protocol", "paper")
     _print_table(Registry(db), paper_table, profile, _split(dataset), protocol, fmt, out, rows=_split(rows),
-                 overrides=extra, metrics=_split(metrics))
+                 overrides=extra, metrics=_split(metrics), kernel_family=kernel_family)
 
 
 def reproduce(
@@ -148,13 +152,15 @@ def reproduce(
 
 
 def _render_rich(t):
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
-    from fqvae_cli.tables import format_cell, header_lines, undecided_lines
+    from fqvae_cli.tables import format_cell, header_lines, provenance_lines, undecided_lines
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
                    "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
-                   + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
+                   + "".join("\n" + u for u in undecided_lines(t))
+                   + "".join("\n" + escape(p) for p in provenance_lines(t)), caption_justify="left")
     rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
     for title in t.titles:
