@@ -326,11 +326,12 @@ def to_records(t: Table) -> list[dict]:
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             rec = {"table": t.number, "profile": t.profile, "protocol": t.protocol, "dataset": ds, "row": key,
-                   "label": label, "n_seeds": c.n, "runs": c.runs, "kernel_families": cell_families(c, t.provenance)}
+                   "label": label, "n_seeds": c.n, "runs": c.runs}
             for j, col in enumerate(t.columns):
                 rec[col] = None if c.mean is None else c.mean[j]
                 rec[f"{col}_std"] = None if c.std is None else c.std[j]
                 rec[f"{col}_published"] = None if c.published is None else c.published[j]
+            rec["kernel_families"] = cell_families(c, t.provenance)
             out.append(rec)
     return out
 
@@ -343,10 +344,12 @@ def render_text(t: Table, fmt: str) -> str:
     if fmt == "csv":
         recs = to_records(t)
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k != "runs"] + ["runs"])
+        # The numbers' columns as they always were; where they came from is in the JSON and the footers.
+        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in ("runs", "kernel_families")] + ["runs"],
+                           extrasaction="ignore")
         w.writeheader()
         for r in recs:
-            w.writerow({**r, "runs": " ".join(r["runs"]), "kernel_families": " + ".join(r["kernel_families"])})
+            w.writerow({**r, "runs": " ".join(r["runs"])})
         return buf.getvalue()
     if fmt == "markdown":
         return _markdown(t)
