@@ -3,8 +3,8 @@
 checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly from the whole grid
 (seeded; as many as the protocol's metrics of codes take) -> eval-mode codes -> `score_all` with the
 chosen metrics (the intervention scores encode their own batches through the dataset and the encoder)
--> registry metrics with the protocol name; importance and NMI matrices as artifacts; MSE on the
-held-out test split."""
+-> registry metrics with the protocol name and the provenance of this process (machine, kernels,
+threads, versions); importance and NMI matrices as artifacts; MSE on the held-out test split."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae_cli import console
+from fqvae_cli import console, provenance
 from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
@@ -90,8 +90,9 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     metrics = parse_metrics(list(metrics))
     sizes = protocol_sizes(protocol)
     require_sizes(sizes, metrics, protocol)
-    lr = load_run(reg, ref, device, step=step)
-    cfg, ds, model = lr.cfg, lr.dataset, lr.model
+    loaded = load_run(reg, ref, device, step=step)
+    cfg, ds, model = loaded.cfg, loaded.dataset, loaded.model
+    origin = provenance.collect(device)  # what computes these numbers, recorded with each of them
     seed = cfg.eval.seed if seed is None else seed
     n = protocol_rows(sizes)  # the same rows whichever metrics are asked, as `fqvae encode` writes them
     codes = factors = None
@@ -112,22 +113,22 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
-    # Each metric row is written here, with the protocol that produced it.
-    reg.log_metrics(lr.run.id, [(k, v, lr.step, "test" if k == "mse" else "eval", protocol)
-                                for k, v in results.items()])
-    folder = run_dir(lr.run) / "matrices" / protocol
+    # Each metric row is written here, with the protocol and the provenance that produced it.
+    reg.log_metrics(loaded.run.id, [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol)
+                                for k, v in results.items()], provenance=origin)
+    folder = run_dir(loaded.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:
         if metric not in scores.details:
             continue
-        path = folder / f"{name}_step{lr.step}.npy"
+        path = folder / f"{name}_step{loaded.step}.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(getattr(scores.details[metric], attr), dtype=np.float64))
-        reg.add_artifact(lr.run.id, kind=f"matrix_{name}", path=str(path), bytes=path.stat().st_size,
-                         sha256=sha256_file(path), step=lr.step)
+        reg.add_artifact(loaded.run.id, kind=f"matrix_{name}", path=str(path), bytes=path.stat().st_size,
+                         sha256=sha256_file(path), step=loaded.step)
     if show_progress:
-        console.info(f"evaluated run [bold]{lr.run.short_id}[/bold] at step {lr.step} ({protocol} protocol: "
+        console.info(f"evaluated run [bold]{loaded.run.short_id}[/bold] at step {loaded.step} ({protocol} protocol: "
                      f"{', '.join(metrics)})")
     return results
 

@@ -11,7 +11,9 @@ over distinct seeds (the newest run of a seed counts), the seed count, the publi
 difference; the best mean per column is marked (highest, lowest for MSE) only where it beats the second
 best by more than their standard deviations, with n >= 2 seeds in both; otherwise the table says it
 cannot tell. Rows for
-models outside the paper (`--rows fsq`) can be added; they have no published values."""
+models outside the paper (`--rows fsq`) can be added; they have no published values. The footer says
+where the numbers came from (machines, kernel families, library versions; origins.py), and
+`kernel_family` keeps only runs trained in one kernel family."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ from fqvae_cli.experiments import (
 )
 from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.specs import ZOO
+from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
+from fqvae_cli.provenance import labelled
 
 SCALE = {"mse": MSE_SCALE}
 
@@ -51,6 +55,9 @@ class Cell:
     published: list[float | None] | None = None  # None for columns the paper does not report
     counts: list[int] | None = None  # per column, the seeds that have the metric (extra columns may lack it)
     values: list[list[float | None]] = field(default_factory=list)  # per run (seed) of `runs`, per column
+    # run short id -> provenance hashes of its training starts, and of the metric rows shown (origins.py)
+    trained_on: dict[str, list[str]] = field(default_factory=dict)
+    scored_on: dict[str, list[str | None]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -73,6 +80,9 @@ class Table:
     overrides: list[str] = field(default_factory=list)  # the --set settings the cells' runs were trained with
     columns: list[str] = field(default_factory=lambda: list(COLUMNS))  # recorded metric keys
     titles: list[str] = field(default_factory=lambda: list(COLUMN_TITLES))
+    provenance: dict[str, dict] = field(default_factory=dict)  # hash -> record, of the cells' runs
+    kernel_family: str | None = None  # only runs trained in this kernel family
+    left_out: int = 0  # runs of the cells' setups that the kernel-family filter left out
 
 
 def training_setup(config: Any) -> dict | None:
@@ -158,7 +168,7 @@ def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
 
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
-                metrics: Sequence[str] | None = None) -> Table:
+                metrics: Sequence[str] | None = None, kernel_family: str | None = None) -> Table:
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -173,6 +183,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     published_from: dict[str, str] = {}
     missing: list[str] = []
     lacking = False
+    sources, candidates, left_out = Sources(reg), [], 0
     for ds in datasets:
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
@@ -185,10 +196,18 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
             values = []
             scored = [run for run in cell_runs(runs, r["model"], want, identity)
                       if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            candidates += scored
+            if kernel_family is not None:
+                kept = sources.keep(scored, kernel_family)
+                left_out += len(scored) - len(kept)
+                scored = kept
             for run in one_per_seed(scored):
                 m = reg.latest_metrics(run.id, protocol)
                 cell.runs.append(run.short_id)
                 values.append([m[c] * SCALE.get(c, 1.0) if c in m else None for c in columns])
+                sources.load([run])
+                cell.trained_on[run.short_id] = sources.trained[run.id]
+                cell.scored_on[run.short_id] = sources.scored(run, protocol, columns)
             cell.values = values
             if values:
                 cols = [[v for v in c if v is not None] for c in zip(*values, strict=True)]
@@ -203,10 +222,12 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     if lacking:
         names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS)
         missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}")
+    if kernel_family is not None:
+        check_family(kernel_family, sources, candidates)
     titles = list(COLUMN_TITLES) + [title for _, title in extra]
     best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given, columns, titles)
+                 undecided, given, columns, titles, sources.records, kernel_family, left_out)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:
@@ -257,6 +278,13 @@ def undecided_lines(t: Table) -> list[str]:
     return [f"{ds}: no best marked for " + ", ".join(cols) + "." for ds, cols in t.undecided.items()]
 
 
+def provenance_lines(t: Table) -> list[str]:
+    """The footer saying where the cells' numbers came from and which cells mix (origins.footer_lines)."""
+    labels = dict(t.rows)
+    return footer_lines({f"{ds} / {labels[key]}": cell for (ds, key), cell in t.cells.items()}, t.provenance,
+                        t.kernel_family, t.left_out)
+
+
 def header_lines(t: Table) -> list[str]:
     lines = [t.title, f"profile: {t.profile}; metric protocol: {t.protocol}; cells: mean ± std over seeds (n seeds)"]
     for ds in t.datasets:
@@ -305,6 +333,7 @@ def to_records(t: Table) -> list[dict]:
                 rec[col] = None if c.mean is None else c.mean[j]
                 rec[f"{col}_std"] = None if c.std is None else c.std[j]
                 rec[f"{col}_published"] = None if c.published is None else c.published[j]
+            rec["kernel_families"] = cell_families(c, t.provenance)
             out.append(rec)
     return out
 
@@ -312,11 +341,14 @@ def to_records(t: Table) -> list[dict]:
 def render_text(t: Table, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing,
-                           "undecided": t.undecided}, indent=2)
+                           "undecided": t.undecided, "provenance": provenance_lines(t),
+                           "provenance_records": labelled(t.provenance)}, indent=2)
     if fmt == "csv":
         recs = to_records(t)
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k != "runs"] + ["runs"])
+        # The numbers' columns as they always were; where they came from is in the JSON and the footers.
+        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in ("runs", "kernel_families")] + ["runs"],
+                           extrasaction="ignore")
         w.writeheader()
         for r in recs:
             w.writerow({**r, "runs": " ".join(r["runs"])})
@@ -342,6 +374,7 @@ def _markdown(t: Table) -> str:
     lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
               "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
     lines += [f"_{u}_  " for u in undecided_lines(t)]
+    lines += [f"_{p}_  " for p in provenance_lines(t)]
     return "\n".join(lines)
 
 
@@ -358,4 +391,5 @@ def _latex(t: Table) -> str:
                     for j in range(len(t.columns))]
             lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [f"% {p}" for p in provenance_lines(t)]
     return "\n".join(lines)

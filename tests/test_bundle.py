@@ -49,7 +49,8 @@ def source(cli, small_data, tiny_protocol, workspace, monkeypatch, tmp_path_fact
         with Registry() as reg:
             run = reg.get_run(short)
             rows = {"metrics": [m.to_json() | {"id": None} for m in reg.metrics(run.id)],
-                    "artifacts": reg.artifacts(run.id)}
+                    "artifacts": reg.artifacts(run.id),
+                    "starts": [s.to_json() | {"id": None} for s in reg.starts([run.id])]}
         made.update(home=home, run=run, numbers=numbers, bundle=out / "run.tar", all=out / "all.tar", **rows)
         monkeypatch.setenv("FQVAE_HOME", str(workspace))
     return made
@@ -71,7 +72,7 @@ def test_bundle_holds_rows_hashes_and_the_last_checkpoint(source):
         f"external/{source['artifacts'][-1].id}-ext.png"] + [f"snapshots/step_{s:08d}.png" for s in range(1, 7)])
     assert manifest["files"] == {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                                  for name, data in files.items()}
-    assert (manifest["format"], manifest["format_version"], manifest["schema_revision"]) == ("fqvae-bundle", 1, HEAD)
+    assert (manifest["format"], manifest["format_version"], manifest["schema_revision"]) == ("fqvae-bundle", 2, HEAD)
     assert manifest["checkpoints"] == "last"
     (entry,) = manifest["runs"]
     assert entry["run"] == json.loads(json.dumps(run.to_json()))
@@ -97,6 +98,11 @@ def test_import_evaluates_to_the_same_numbers(cli, source, db_url, workspace):
     shown = json.loads(cli("runs", "show", run.short_id, "--json", "--history", "--db", db_url).stdout)
     assert shown["run"] == json.loads(json.dumps(run.to_json()))
     assert [m | {"id": None} for m in shown["metrics"]] == source["metrics"]
+    # what trained it and computed each row travels with the rows: the same records, by the same hashes
+    assert [s | {"id": None} for s in shown["starts"]] == source["starts"] and len(source["starts"]) == 1
+    assert all(m["provenance"] for m in source["metrics"])
+    used = {m["provenance"] for m in source["metrics"]} | {source["starts"][0]["provenance"]}
+    assert set(shown["provenance"]) == used
     folder = workspace / "runs" / run.id
     bundled = [a for a in source["artifacts"] if not (a.kind.startswith("checkpoint") and a.step != 6)]
     for theirs, mine in zip(bundled, shown["artifacts"], strict=True):
@@ -119,6 +125,30 @@ def test_import_evaluates_to_the_same_numbers(cli, source, db_url, workspace):
     assert res.exit_code == 0, res.stderr
     assert "with everything the bundle holds for it; nothing to do" in res.stderr and res.stdout == ""
     assert _state(db_url, workspace) == before
+
+
+def _format_1(manifest: dict, files: dict) -> None:
+    """The bundle as fqvae wrote it before provenance was recorded (format 1, schema 0004)."""
+    manifest.update(format_version=1, schema_revision="0004")
+    del manifest["provenance"]
+    for entry in manifest["runs"]:
+        del entry["starts"]
+        for m in entry["metrics"]:
+            del m["provenance"]
+
+
+def test_a_bundle_from_before_provenance_imports_as_not_recorded(cli, source, tmp_path):
+    run = source["run"]
+    old = _rebuild(source["bundle"], tmp_path / "old.tar", edit=_format_1)
+    res = cli("runs", "import", old)
+    assert res.exit_code == 0, res.stderr
+    shown = json.loads(cli("runs", "show", run.short_id, "--json", "--history").stdout)
+    assert [m | {"id": None, "provenance": "x"} for m in shown["metrics"]] == [
+        m | {"provenance": "x"} for m in source["metrics"]]
+    assert shown["starts"] == [] and shown["provenance"] == {}
+    assert all(m["provenance"] is None for m in shown["metrics"])
+    human = cli("runs", "show", run.short_id).stdout
+    assert "trained with" in human and "not recorded" in human and "[1]" not in human
 
 
 # ---------------------------------------------------------------- refused bundles change nothing
@@ -186,6 +216,11 @@ def _set(key: str, value):
     return edit
 
 
+def _edit_provenance(manifest: dict, files: dict) -> None:
+    record = next(iter(manifest["provenance"].values()))
+    record["threads"] = record["threads"] + 1  # claims another thread count under the same hash
+
+
 def _other_data(manifest: dict, files: dict) -> None:
     manifest["runs"][0]["run"]["dataset_fingerprint"]["n_images"] = 480_000
 
@@ -223,7 +258,10 @@ REFUSED = {
     "device": (lambda t: {"extra": [_special("runs/x/null", tarfile.CHRTYPE)]}, "is a device file"),
     "fifo": (lambda t: {"extra": [_special("runs/x/pipe", tarfile.FIFOTYPE)]}, "is a FIFO"),
     "unlisted file": (lambda t: {"extra": [_plain("runs/notes.txt")]}, "which its manifest does not list"),
-    "newer format": (lambda t: {"edit": _set("format_version", 2)}, "format version 2, newer than this fqvae"),
+    "newer format": (lambda t: {"edit": _set("format_version", 3)}, "format version 3, newer than this fqvae"),
+    "provenance edited": (lambda t: {"edit": _edit_provenance}, "provenance records that are malformed or do not "
+                          "match their hashes"),
+    "provenance missing": (lambda t: {"edit": _set("provenance", {})}, "is not among its records"),
     "newer schema": (lambda t: {"edit": _set("schema_revision", "0099")}, "schema revision '0099'"),
     "other dataset": (lambda t: {"edit": _other_data}, "but the dataset prepared here"),
     "pickle": (lambda t: {"edit": _pickle_state(t / "pwned")},

@@ -38,7 +38,7 @@ def test_revisions_constant_matches_the_migration_scripts():
 
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert [r.revision for r in reversed(list(script.walk_revisions()))] == list(REVISIONS)
-    assert script.get_current_head() == HEAD == "0004"
+    assert script.get_current_head() == HEAD == "0005"
 
 
 def test_orm_and_migrations_agree(db_url):
@@ -258,3 +258,29 @@ def test_the_wheel_contains_the_migrations(tmp_path):
                for p in (ROOT / "migrations").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert {"fqvae_cli/migrations/env.py", "fqvae_cli/migrations/versions/0001_initial.py"} <= shipped
     assert shipped <= names
+
+
+def test_a_registry_at_0004_upgrades_to_provenance_and_keeps_its_rows(db_url):
+    """Runs and metric rows written before 0005 keep their ids and values, read as 'not recorded'; the
+    upgraded run takes starts and provenance-carrying rows like a new one."""
+    from fqvae_cli import provenance as prov
+
+    assert migrate.upgrade(db_url, target="0004").after == "0004"
+    rid = "0123456789abcdef0123456789abcdef"
+    p = {"id": rid, "short": rid[:8], "config": '{"seed": 3}', "created": "2024-01-02 03:04:05.000000",
+         "sha": "9" * 64}
+    _exec(db_url, RUN_0001, METRIC_0001, ARTIFACT_0001, params=[p, p, p])
+    before = _exec(db_url, "SELECT id, name, value, value_text, step FROM metrics ORDER BY id")[0]
+    assert migrate.upgrade(db_url).after == HEAD
+    assert _exec(db_url, "SELECT id, name, value, value_text, step FROM metrics ORDER BY id")[0] == before
+    with Registry(db_url) as reg:
+        _check_rows_kept(reg, rid)  # ends with the run claimed: running again
+        assert [m.provenance for m in reg.metrics(rid)] == [None, None] and reg.starts([rid]) == []
+        record = prov.collect()
+        reg.transition(rid, "running", provenance=record, step=7)
+        reg.log_metrics(rid, [("loss", 0.2, 8, "train")], provenance=record)
+        (start,) = reg.starts([rid])
+        assert start.step == 7 and reg.provenance([start.provenance]) == {start.provenance: record}
+        assert [m.provenance for m in reg.metrics(rid)] == [None, None, start.provenance]
+        reg.delete_run(rid)  # the rebuilt metrics table still belongs to its run
+        assert _exec(db_url, "SELECT count(*) FROM metrics")[0] == [(0,)]

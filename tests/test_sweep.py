@@ -45,6 +45,10 @@ def test_local_executor_two_workers_each_run_once(cli, small_data, tiny_protocol
         assert r.status == "finished", (r.short_id, r.status, r.error)
         assert reg.latest_metrics(r.id, "tiny"), r.short_id
         assert _metric_steps_unique(reg, r.id)
+        # a worker trains and evaluates in one process: one start, and every row computed by its record
+        (start,) = reg.starts([r.id])
+        assert {m.provenance for m in reg.metrics(r.id)} == {start.provenance}
+        assert reg.provenance([start.provenance])[start.provenance]["threads"] == 1
 
 
 def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, workspace, tmp_path):

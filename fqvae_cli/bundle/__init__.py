@@ -4,8 +4,9 @@ A bundle is a plain tar of regular files: `manifest.json`, then `runs/<run id>/<
 for each run (the last complete checkpoint, weights and state, or every kept one; metric matrices; figures,
 those written outside the run folder under `external/`; config.json). The manifest holds the format
 version, the registry schema revision, the fqvae version, the run rows (full config, dataset fingerprint),
-their metric rows with protocols, their artifact rows with paths relative to the run folder, and the
-sha256 and size of every file.
+their metric rows with protocols, the starts of their training, the provenance records both name by hash
+(what computed them; none in a format-1 bundle), their artifact rows with paths relative to the run
+folder, and the sha256 and size of every file.
 
 export.py writes one (every file verified against its registry row first); read.py opens one without
 trusting it (member names and types, manifest, versions, configs, sizes and hashes, before anything is

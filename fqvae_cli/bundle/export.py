@@ -49,7 +49,8 @@ def _plain_file(path: Path) -> bool:
 
 
 def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, dict[str, tuple[Path, str]], list]:
-    """A run's manifest entry, its files {member name: (source, sha256)}, and notes on what was left out."""
+    """A run's manifest entry, its files {member name: (source, sha256)}, and notes on what was left out.
+    Its metric rows and training starts name their provenance by hash (the records go in the manifest)."""
     if run.status not in ENDED:
         raise UsageError(f"run {run.short_id} is {run.status}; only a stopped run (finished, failed or "
                          "interrupted) can be bundled.")
@@ -76,9 +77,11 @@ def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, d
     config = folder / "config.json"
     if _plain_file(config):
         files[f"runs/{run.id}/config.json"] = (config, sha256_file(config))
-    metrics = [{"name": m.name, "value": m.value, "step": m.step, "split": m.split, "protocol": m.protocol}
-               for m in reg.metrics(run.id)]
-    return {"run": run.to_json(), "metrics": metrics, "artifacts": entries}, files, notes
+    metrics = [{"name": m.name, "value": m.value, "step": m.step, "split": m.split, "protocol": m.protocol,
+                "provenance": m.provenance} for m in reg.metrics(run.id)]
+    starts = [{"step": s.step, "host": s.host, "started_at": s.started_at.isoformat(), "provenance": s.provenance}
+              for s in reg.starts([run.id])]
+    return {"run": run.to_json(), "metrics": metrics, "starts": starts, "artifacts": entries}, files, notes
 
 
 class _Hashing:
@@ -112,9 +115,11 @@ def export_bundle(reg: Any, runs: Sequence[RunRecord], target: Path, *, all_chec
         notes += run_notes
     sizes = {name: src.stat().st_size for name, (src, _sha) in files.items()}
     now = datetime.now(timezone.utc)
+    used = [row["provenance"] for e in entries for row in e["metrics"] + e["starts"] if row["provenance"]]
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema_revision": HEAD,
                 "fqvae_version": __version__, "created_at": now.isoformat(),
                 "checkpoints": "all" if all_checkpoints else "last", "runs": entries,
+                "provenance": reg.provenance(used),
                 "files": {name: {"sha256": sha, "bytes": sizes[name]} for name, (_src, sha) in sorted(files.items())}}
     text = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     mtime = int(now.timestamp())

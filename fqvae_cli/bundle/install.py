@@ -201,7 +201,7 @@ def install_bundle(bundle: Bundle, reg: Any) -> Installed:
     if todo:
         placed = _place(bundle, todo)
         try:
-            reg.import_runs([(p.run, p.metrics, p.artifacts) for p in todo])
+            reg.import_runs([(p.run, p.metrics, p.artifacts, p.starts) for p in todo])
         except BaseException:
             placed.undo()
             raise

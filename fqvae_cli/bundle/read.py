@@ -21,12 +21,13 @@ from typing import Any
 
 from fqvae_cli.errors import DataError, FqvaeError, UsageError
 from fqvae_cli.registry.lifecycle import ENDED
-from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord
+from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord, StartRow, provenance_key
 from fqvae_cli.registry.schema import HEAD, REVISIONS
 from fqvae_cli.registry.store import run_dir
 
 FORMAT = "fqvae-bundle"
-FORMAT_VERSION = 1
+# 2 added provenance: the manifest's `provenance` records, named by hash from metric rows and starts.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 256 << 20
 CHECKPOINT_KINDS = ("checkpoint", "checkpoint_state")
@@ -37,13 +38,15 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True)
 class RunPlan:
     """One run of a bundle as it will be recorded here: the row, its metric and artifact rows (paths in this
-    workspace) and its files as (member name, path relative to the run folder)."""
+    workspace), its files as (member name, path relative to the run folder), and the starts of its training
+    (none in a bundle written before provenance was recorded)."""
 
     run: RunRecord
     metrics: list[MetricRow]
     artifacts: list[ArtifactRow]
     files: list[tuple[str, str]]
     bytes: int
+    starts: list[StartRow] = dataclasses.field(default_factory=list)
 
 
 def name_problem(name: str) -> str | None:
@@ -76,8 +79,9 @@ def _time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
-    """One manifest run entry, checked, as it would be recorded here."""
+def _plan(entry: Any, files: dict, bundle: Path, records: dict[str, dict]) -> RunPlan:
+    """One manifest run entry, checked, as it would be recorded here (`records`: the manifest's provenance
+    records, which its rows name by hash)."""
     from fqvae_cli.config import build_run_config
 
     keys = {f.name for f in dataclasses.fields(RunRecord)}
@@ -109,8 +113,17 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
     if (cfg.model.name, cfg.dataset) != (run.model, run.dataset):
         raise _bad(bundle, f"run {run.short_id}'s row and config name different models or datasets")
     prefix = f"runs/{run.id}/"
+
+    def origin(digest: Any) -> dict | None:
+        if digest is not None and digest not in records:
+            raise ValueError(f"provenance {digest!r} is not among its records")
+        return None if digest is None else records[digest]
+
     try:
-        metrics = [MetricRow(m["name"], m["value"], m["step"], m["split"], m["protocol"]) for m in entry["metrics"]]
+        metrics = [MetricRow(m["name"], m["value"], m["step"], m["split"], m["protocol"], origin(m.get("provenance")))
+                   for m in entry["metrics"]]
+        starts = [StartRow(origin(s["provenance"]) or {}, s["step"], s["host"], _time(s["started_at"]))
+                  for s in entry.get("starts", [])]
         artifacts = []
         for a in entry["artifacts"]:
             if prefix + str(a["path"]) not in files or files[prefix + a["path"]] != {"sha256": a["sha256"],
@@ -121,7 +134,7 @@ def _plan(entry: Any, files: dict, bundle: Path) -> RunPlan:
     except (KeyError, TypeError, ValueError, FqvaeError) as exc:
         raise _bad(bundle, f"its manifest has malformed rows for run {run.short_id} ({exc})") from None
     own = sorted((name, name[len(prefix):]) for name in files if name.startswith(prefix))
-    return RunPlan(run, metrics, artifacts, own, sum(files[name]["bytes"] for name, _ in own))
+    return RunPlan(run, metrics, artifacts, own, sum(files[name]["bytes"] for name, _ in own), starts)
 
 
 def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], bundle: Path) -> dict:
@@ -151,6 +164,13 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], bu
             and re.fullmatch(r"[0-9a-f]{64}", s["sha256"]) and isinstance(s["bytes"], int) and s["bytes"] >= 0
             for s in files.values())):
         raise _bad(bundle, f"its {MANIFEST} lacks runs or has a malformed file list")
+    records = manifest.setdefault("provenance", {})  # none before format 2
+    try:
+        if not isinstance(records, dict) or any(provenance_key(d)[1] != h for h, d in records.items()):
+            raise ValueError("a record does not match its hash")
+    except (UsageError, ValueError):
+        raise _bad(bundle, f"its {MANIFEST} has provenance records that are malformed or do not match their "
+                           "hashes") from None
     return manifest
 
 
@@ -160,7 +180,7 @@ class Bundle:
     def __init__(self, path: Path, tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], manifest: dict):
         self.path, self.tar, self.members, self.manifest = path, tar, members, manifest
         self.files: dict[str, dict] = manifest["files"]
-        self.runs = [_plan(entry, self.files, path) for entry in manifest["runs"]]
+        self.runs = [_plan(entry, self.files, path, manifest["provenance"]) for entry in manifest["runs"]]
         ids = [p.run.id for p in self.runs]
         if len(set(ids)) != len(ids):
             raise _bad(path, "its manifest lists a run twice")

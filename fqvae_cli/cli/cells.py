@@ -19,6 +19,9 @@ SET_OPT = typer.Option(None, "--set", help="The setup the runs were trained with
                        "`fqvae reproduce --set` (key=value).")
 PROTOCOL_OPT = typer.Option(None, "--protocol",
                             help="Metric protocol of the numbers shown; default the profile's (quick: quick).")
+KERNEL_FAMILY_OPT = typer.Option(None, "--kernel-family",
+                                 help="Only runs trained in this kernel family, e.g. AMD/AVX2/1t (every start of "
+                                      "the run; docs/provenance.md); the footer lists the families present.")
 
 
 def split(values: list[str] | None) -> list[str] | None:
@@ -38,10 +41,12 @@ class Cells:
     rows: list[str] | None
     overrides: dict
     protocol: str
+    kernel_family: str | None = None
 
     @classmethod
     def from_options(cls, paper_table: str, profile: str, datasets: list[str] | None, rows: list[str] | None,
-                     overrides: list[str] | None, protocol: str | None) -> Cells:
+                     overrides: list[str] | None, protocol: str | None,
+                     kernel_family: str | None = None) -> Cells:
         """The protocol defaults to the one `--set eval.protocol=` names, else the profile's; an unknown
         profile or protocol is refused here, before any work."""
         from fqvae_cli.evaluation import protocol_sizes
@@ -52,11 +57,12 @@ class Cells:
         if protocol is None:
             protocol = (extra.get("eval") or {}).get("protocol") or (prof.get("eval") or {}).get("protocol", "paper")
         protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
-        return cls(paper_table, profile, split(datasets), split(rows), extra, protocol)
+        return cls(paper_table, profile, split(datasets), split(rows), extra, protocol, kernel_family)
 
     def table(self, reg: Any, *, metrics: list[str] | None = None) -> Any:
         """The Table these cells make from the registry (fqvae_cli.tables.build_table)."""
         from fqvae_cli.tables import build_table
 
         return build_table(reg, self.number, self.profile, datasets=self.datasets, protocol=self.protocol,
-                           rows=self.rows, overrides=self.overrides, metrics=metrics)
+                           rows=self.rows, overrides=self.overrides, metrics=metrics,
+                           kernel_family=self.kernel_family)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from fqvae_cli.cli.cells import DATASETS_OPT, PAPER_TABLE_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
+from fqvae_cli.cli.cells import (
+    DATASETS_OPT,
+    KERNEL_FAMILY_OPT,
+    PAPER_TABLE_OPT,
+    PROFILE_OPT,
+    PROTOCOL_OPT,
+    ROWS_OPT,
+    SET_OPT,
+)
 from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, RUN_ARGUMENT
 
 figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run; a table's cells "
@@ -209,6 +217,7 @@ def compare(
     rows: list[str] = ROWS_OPT,
     overrides: list[str] = SET_OPT,
     protocol: str = PROTOCOL_OPT,
+    kernel_family: str = KERNEL_FAMILY_OPT,
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Panels, comma-separated: D, I, C, InfoM, "
                                       "InfoE, InfoC, MSE, or another metric's column (mig, sap, modularity, "
                                       "...); default the paper's seven."),
@@ -225,7 +234,7 @@ def compare(
     from fqvae_cli.registry.store import Registry
 
     keys, extra = panel_keys(split(metrics))
-    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol)
+    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol, kernel_family)
     with Registry(db) as reg:
         target = check_output(out, reg)
         fmt = "png" if target is None else target.suffix.lower().lstrip(".")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fqvae_cli.cli.cells import DATASETS_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
+from fqvae_cli.cli.cells import DATASETS_OPT, KERNEL_FAMILY_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
 from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
 
 
@@ -21,6 +21,7 @@ def report(
     rows: list[str] = ROWS_OPT,
     overrides: list[str] = SET_OPT,
     protocol: str = PROTOCOL_OPT,
+    kernel_family: str = KERNEL_FAMILY_OPT,
     out: Path = typer.Option(..., "--out", help="Folder to write (index.html and its pictures); a new folder, "
                              "or one an earlier `fqvae report` wrote, which is replaced."),
     device: str = DEVICE_OPTION,
@@ -41,7 +42,7 @@ def report(
     numbers = split([paper_table]) or ["1"]
     if len(set(numbers)) < len(numbers):
         raise UsageError(f"--paper-table names a table twice: {paper_table}.")
-    chosen = [Cells.from_options(n, profile, datasets, rows, overrides, protocol) for n in numbers]
+    chosen = [Cells.from_options(n, profile, datasets, rows, overrides, protocol, kernel_family) for n in numbers]
     with Registry(db) as reg:
         target = check_output_folder(out, reg, marker=MARKER)
         dev = resolve_device(device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT, RUN_HELP
+from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
 
 runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
 
@@ -73,18 +73,24 @@ def list_runs(
 def show(
     run: str = RUN_ARGUMENT,
     history: bool = typer.Option(False, "--history", help="Every metric row, not only the latest of each."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (run, metrics, artifacts)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (run, starts, metrics, provenance, artifacts)."),
     db: str = DB_OPTION,
 ) -> None:
-    """Show one run: its fields, config, metrics (latest of each by default) and artifacts."""
+    """Show one run: its fields, config, where it trained, metrics (latest of each by default) with what
+    computed each, and artifacts."""
+    from fqvae_cli import provenance as prov
     from fqvae_cli.console import out
 
     with _open(db) as reg:
         rec = reg.get_run(run)
         metrics = reg.metrics(rec.id) if history else reg.latest_metric_records([rec.id])
         artifacts = reg.artifacts(rec.id)
+        starts = reg.starts([rec.id])
+        records = reg.provenance([s.provenance for s in starts] + [m.provenance for m in metrics])
     if as_json:
-        typer.echo(_dumps({"run": rec.to_json(), "metrics": [m.to_json() for m in metrics],
+        typer.echo(_dumps({"run": rec.to_json(), "starts": [s.to_json() for s in starts],
+                           "metrics": [m.to_json() for m in metrics],
+                           "provenance": prov.labelled(records),
                            "artifacts": [a.to_json() for a in artifacts]}))
         return
     from rich.table import Table
@@ -97,18 +103,34 @@ def show(
     con.print(fields)
     con.print("[bold]config[/bold]")
     con.print(_dumps(rec.config), markup=False, highlight=False)
+    # Each provenance record once, numbered in order of first use; rows refer to it by number.
+    refs = {k: f"[{i}]" for i, k in enumerate(dict.fromkeys(
+        [s.provenance for s in starts] + [m.provenance for m in metrics if m.provenance]), 1)}
+    con.print("[bold]trained with[/bold] (each start: the iteration it started from, host, time, provenance)")
+    for s in starts:
+        con.print(f"  iteration {s.step}  {s.host or '?'}  {_time(s.started_at)}  {refs[s.provenance]} "
+                  f"{prov.kernel_family(records.get(s.provenance))}", markup=False, highlight=False)
+    if not starts:
+        con.print(f"  {'not started yet' if rec.status == 'queued' else prov.NOT_RECORDED}", markup=False)
     if metrics:
         table = Table(title="metrics" + (" (every row)" if history else " (latest of each)"), title_justify="left")
-        for col in ("protocol", "split", "name", "value", "step"):
+        for col in ("protocol", "split", "name", "value", "step", "computed by"):
             table.add_column(col, justify="right" if col in ("value", "step") else "left")
         for m in metrics:
             table.add_row(m.protocol or "", m.split or "", m.name, _num(m.value),
-                          "" if m.step is None else str(m.step))
+                          "" if m.step is None else str(m.step), refs.get(m.provenance, prov.NOT_RECORDED))
         con.print(table)
     snapshots = sorted((a for a in artifacts if a.kind == "snapshot"), key=lambda a: a.step or 0)
     if snapshots:
         con.print(f"[bold]snapshots[/bold] {len(snapshots)}, iterations "
                   f"{', '.join(str(a.step) for a in snapshots)}; the latest: {snapshots[-1].path}", soft_wrap=True)
+    if refs:
+        con.print("[bold]provenance[/bold] (docs/provenance.md)")
+        for key, ref in refs.items():
+            lines = prov.describe(records.get(key))
+            con.print(f"  {ref} {lines[0]}", markup=False, highlight=False)
+            for line in lines[1:]:
+                con.print(f"      {line}", markup=False, highlight=False, soft_wrap=True)
     if artifacts:
         # One line each, never truncated: paths are what people copy from here.
         con.print("[bold]artifacts[/bold] (kind, step, bytes, sha256, path)")
@@ -314,80 +336,7 @@ def import_(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    from fqvae_cli.cli.plot import plot
+
+    runs_app.command("plot")(plot)
     app.add_typer(runs_app, name="runs")
-
-
-@runs_app.command("plot")
-def plot(
-    runs: list[str] = typer.Argument(..., help="One or more runs (" + RUN_HELP.lower().rstrip(".") + ")."),
-    metric: list[str] = typer.Option(None, "--metric", help="Metric names, e.g. loss/recon, lr, temperature, "
-                                     "perplexity, dead_codes, or a pattern such as 'perplexity/*' (one panel "
-                                     "per latent) (default: every training loss)."),
-    out: str = typer.Option("curves.png", "--out", help="Output file; .png, .svg or .pdf (- for a PNG on stdout)."),
-    smooth_window: int = typer.Option(1, "--smooth", min=1, help="Trailing mean over this many logged points."),
-    log: str = typer.Option("auto", "--log", help="Log y scale: auto (where a metric spans decades), on or off."),
-    db: str = DB_OPTION,
-) -> None:
-    """Draw training curves from the registry: one panel per metric, the runs overlaid and labelled."""
-    import numpy as np
-
-    from fqvae_cli.errors import UsageError
-    from fqvae_cli.figures.curves import training_curves
-    from fqvae_cli.outputs import check_output, shown, writing
-
-    if log not in ("auto", "on", "off"):
-        raise UsageError(f"unknown --log '{log}'; choose auto, on or off.")
-    with _open(db) as reg:
-        target = check_output(out, reg)
-        fmt = "png" if target is None else target.suffix.lower().lstrip(".")
-        if fmt not in ("png", "svg", "pdf"):
-            raise UsageError(f"--out must end in .png, .svg or .pdf, not '{target.name}'.")
-        recs = [reg.get_run(r) for r in runs]
-        rows = {rec.id: [m for m in reg.metrics(rec.id) if m.protocol is None and m.step is not None]
-                for rec in recs}
-    names = _expand([n for item in (metric or []) for n in item.split(",") if n],
-                    {m.name for ms in rows.values() for m in ms})
-    if not names:
-        names = sorted({m.name for ms in rows.values() for m in ms if m.name.startswith("loss/")})
-    labels = {rec.id: rec.name or rec.short_id for rec in recs}
-    if len(set(labels.values())) < len(recs):  # the same run twice, or shared names: ids tell them apart
-        labels = {rec.id: f"{rec.short_id} {rec.model} seed {rec.seed}" for rec in recs}
-    series: dict = {}
-    for name in names:
-        for rec in recs:
-            pts = sorted((m.step, m.value) for m in rows[rec.id] if m.name == name)
-            if pts:
-                steps, values = (np.asarray(v, dtype=np.float64) for v in zip(*pts, strict=True))
-                series.setdefault(name, {})[labels[rec.id]] = (steps, values)
-    missing = [n for n in names if n not in series]
-    if not series:
-        known = sorted({m.name for ms in rows.values() for m in ms})
-        raise UsageError(f"no training rows for {', '.join(names) or 'any loss'} in these runs; logged metrics: "
-                         f"{', '.join(known) or 'none'}.")
-    with writing(target) as tmp:
-        logged = training_curves(series, tmp, fmt=fmt, window=smooth_window, log=log,
-                                 title=", ".join(labels.values()))
-    from fqvae_cli.console import info
-
-    if missing:
-        info(f"not logged by these runs: {', '.join(missing)}")
-    if logged:
-        info(f"log scale: {', '.join(logged)}")
-    if target is not None:
-        typer.echo(shown(target))
-
-
-def _expand(names: list[str], logged: set[str]) -> list[str]:
-    """Names as given, a pattern with * or ? replaced by the logged names it matches (in latent order:
-    z2 before z10)."""
-    import fnmatch
-    import re
-
-    def order(name: str) -> list:
-        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
-
-    out: list[str] = []
-    for name in names:
-        found = sorted(fnmatch.filter(logged, name), key=order) if any(c in name for c in "*?[") else [name]
-        out += [n for n in found or [name] if n not in out]
-    return out

@@ -8,6 +8,7 @@ import typer
 
 from fqvae_cli.cli.cells import (
     DATASETS_OPT,
+    KERNEL_FAMILY_OPT,
     PAPER_TABLE_OPT,
     PROFILE_OPT,
     PROTOCOL_OPT,
@@ -64,16 +65,18 @@ def table(
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
                                       "modularity (and explicitness), factor_vae, beta_vae, or all "
                                       "(recorded by `fqvae evaluate --metrics`)."),
+    kernel_family: str = KERNEL_FAMILY_OPT,
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = DB_OPTION,
 ) -> None:
     """Rebuild Table 1 or 2 from the registry: mean ± std over seeds, the published value and the
     difference beside each cell, best values marked; empty cells list the command that fills them.
-    --metrics mig,sap adds those columns (the paper has no published values for them)."""
+    --metrics mig,sap adds those columns (the paper has no published values for them). The footer names
+    the machines, kernel families and library versions of the runs, and the cells that mix them."""
     from fqvae_cli.registry.store import Registry
 
-    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol)
+    chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol, kernel_family)
     _print_table(Registry(db), chosen, fmt, out, metrics=split(metrics))
 
 
@@ -138,13 +141,15 @@ def reproduce(
 
 
 def _render_rich(t):
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
-    from fqvae_cli.tables import format_cell, header_lines, undecided_lines
+    from fqvae_cli.tables import format_cell, header_lines, provenance_lines, undecided_lines
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
                    "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
-                   + "".join("\n" + u for u in undecided_lines(t)), caption_justify="left")
+                   + "".join("\n" + u for u in undecided_lines(t))
+                   + "".join("\n" + escape(p) for p in provenance_lines(t)), caption_justify="left")
     rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
     for title in t.titles:

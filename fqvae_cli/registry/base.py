@@ -16,18 +16,22 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from fqvae_cli import paths
 from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.registry import migrate
-from fqvae_cli.registry.records import RunRecord
-from fqvae_cli.registry.schema import Artifact, Metric, Run
+from fqvae_cli.registry.records import RunRecord, provenance_key
+from fqvae_cli.registry.schema import Artifact, Metric, Provenance, Run, RunStart
 
 T = TypeVar("T")
 # How long a write keeps retrying a locked SQLite database before giving up with a RegistryError.
 LOCK_PATIENCE_S = 120.0
 RUNS, METRICS, ARTIFACTS = Run.__table__, Metric.__table__, Artifact.__table__
+PROVENANCE, STARTS = Provenance.__table__, RunStart.__table__
+# INSERT ... ON CONFLICT DO NOTHING, by engine (the two fqvae supports).
+_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def json_text(value: Any, what: str) -> str:
@@ -110,6 +114,20 @@ class Connection:
         if row is None:
             raise NotFoundError(f"no run with id '{run_id}' in {self.display_url}.")
         return RunRecord.from_row(row)
+
+    def _provenance_ids(self, conn: Any, records: Any) -> dict[str, int]:
+        """{sha256: id} of provenance records, each stored once: an unknown one is inserted (a concurrent
+        insert of the same record by another process is no conflict; both read back the one row)."""
+        keys = dict(provenance_key(d)[::-1] for d in records if d is not None)
+        ids: dict[str, int] = {}
+        for digest, text in keys.items():
+            found = conn.execute(select(PROVENANCE.c.id).where(PROVENANCE.c.sha256 == digest)).scalar()
+            if found is None:
+                stmt = _UPSERT[conn.dialect.name](PROVENANCE).on_conflict_do_nothing(index_elements=["sha256"])
+                conn.execute(stmt.values(sha256=digest, details=text, created_at=self._now()))
+                found = conn.execute(select(PROVENANCE.c.id).where(PROVENANCE.c.sha256 == digest)).scalar_one()
+            ids[digest] = found
+        return ids
 
     def _update(self, run_id: str, values: dict[str, Any], where: Any = None) -> int:
         def fn(conn: Any) -> int:

@@ -47,7 +47,7 @@ BUSY_TIMEOUT_S = 10.0
 WRITE = "fqvae_write"
 # Arbitrary constant: the PostgreSQL advisory lock that serialises schema creation and upgrades.
 _PG_LOCK_KEY = 0x66717661  # "fqva"
-_OUR_TABLES = {"runs", "metrics", "artifacts"}
+_OUR_TABLES = {"runs", "metrics", "artifacts", "provenance", "run_starts"}
 _ENGINES: weakref.WeakSet = weakref.WeakSet()
 
 

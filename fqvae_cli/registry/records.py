@@ -1,20 +1,25 @@
 """What the registry hands out and takes in: frozen records that map themselves from table rows,
-`MetricRow`, one metric value to log, and `ArtifactRow`, one file to record.
+`MetricRow`, one metric value to log, `ArtifactRow`, one file to record, and `StartRow`, one start of a
+run's training. A provenance record (fqvae_cli/provenance.py) is a JSON dict stored once and named by
+the sha256 of its canonical text (`provenance_key`); records carry that hash.
 
 Callers never see ORM objects, so nothing outside the store holds a session or triggers lazy SQL."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import operator
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from fqvae_cli.errors import UsageError
 
+# A provenance record is a few hundred bytes; anything near this is not one.
+PROVENANCE_LIMIT = 64_000
 # value_text encodings; SQLite also folds -0.0 into 0, so the sign of zero is kept here too.
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "-0": -0.0}
 
@@ -65,6 +70,19 @@ def decode_value(value: float | None, text: str | None) -> float:
     if text is not None:
         return _SPECIAL[text]
     return math.nan if value is None else float(value)
+
+
+def provenance_key(details: Any) -> tuple[str, str]:
+    """(canonical JSON text, its sha256) of a provenance record: the same facts give the same key."""
+    if not isinstance(details, dict) or not details:
+        raise UsageError(f"a provenance record is a non-empty JSON object, not {details!r}.")
+    try:
+        text = json.dumps(details, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"a provenance record must be plain JSON ({exc}).") from exc
+    if len(text) > PROVENANCE_LIMIT:
+        raise UsageError(f"a provenance record of {len(text):,} characters is too large to be one.")
+    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _jsonable(record: Any) -> dict[str, Any]:
@@ -128,13 +146,15 @@ class RunRecord(_FromRow):
 @dataclass(frozen=True)
 class MetricRow:
     """One metric value to log: a name and a number, optionally at a step, of a split, under a protocol
-    (None for training losses)."""
+    (None for training losses), and what computed it (a provenance record; None: not recorded, or the
+    one given to log_metrics)."""
 
     name: str
     value: float
     step: int | None = None
     split: str | None = None
     protocol: str | None = None
+    provenance: dict | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if opt_text(self.name, "metric name", 128) is None:
@@ -143,6 +163,8 @@ class MetricRow:
         opt_int(self.step, "metric step")
         opt_text(self.split, "split", 32)
         opt_text(self.protocol, "protocol", 64)
+        if self.provenance is not None:
+            provenance_key(self.provenance)
 
     def params(self, run_id: str) -> dict[str, Any]:
         """The columns of this row in the metrics table."""
@@ -160,6 +182,9 @@ class MetricRecord(_FromRow):
     step: int | None
     split: str | None
     protocol: str | None
+    # The sha256 of the provenance record that computed it (Registry.provenance gives the record);
+    # None for rows recorded before provenance existed.
+    provenance: str | None = None
 
     @classmethod
     def _convert(cls, m: Any) -> dict[str, Any]:
@@ -214,6 +239,40 @@ class ArtifactRecord(_FromRow):
     sha256: str
     step: int | None
     created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(self)
+
+
+@dataclass(frozen=True)
+class StartRow:
+    """One start of a run's training to record: what it trained with, the iteration it started from, the
+    host, and when (None: now)."""
+
+    provenance: dict
+    step: int | None = None
+    host: str | None = None
+    started_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        provenance_key(self.provenance)
+        opt_int(self.step, "start step")
+        opt_text(self.host, "host", 255)
+        if self.started_at is not None and not isinstance(self.started_at, datetime):
+            raise UsageError(f"a start time must be a datetime, not {self.started_at!r}.")
+
+
+@dataclass(frozen=True)
+class StartRecord(_FromRow):
+    """A recorded start: the run, the iteration it started from, host, time, and the sha256 of the
+    provenance record it trained with."""
+
+    id: int
+    run_id: str
+    step: int | None
+    host: str | None
+    started_at: datetime
+    provenance: str
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(self)

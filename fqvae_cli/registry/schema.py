@@ -12,6 +12,10 @@ Choices worth knowing:
   stored with `value_text` in {"nan", "inf", "-inf", "-0"} (value NULL for the non-finite ones). Both
   engines use the same encoding so a registry copied from one to the other reads the same.
 - Timestamps are UTC. PostgreSQL stores them as timestamptz; SQLite stores naive UTC text.
+- `provenance` (0005) holds each distinct record of what computed a number (machine, kernels, threads,
+  versions; fqvae_cli/provenance.py) once, keyed by the sha256 of its canonical JSON; `run_starts` has one
+  row per time a run started training (a resume elsewhere adds one, never replaces the first), and
+  `metrics.provenance_id` says what computed each metric row. NULL where a row predates 0005.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from fqvae_cli.registry.lifecycle import STATUSES
 
 # Migration ids, oldest first; the last one is the head this code expects.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 HEAD = REVISIONS[-1]
 
 # Deterministic constraint names, so migrations can refer to them on every engine.
@@ -103,6 +107,8 @@ class Metric(Base):
     step: Mapped[int | None] = mapped_column(BigInteger)
     split: Mapped[str | None] = mapped_column(String(32))
     protocol: Mapped[str | None] = mapped_column(String(64))
+    # Added in 0005: what computed this row (NULL: recorded before provenance existed).
+    provenance_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("provenance.id"))
 
     __table_args__ = (Index("ix_metrics_lookup", "run_id", "protocol", "name"),)
 
@@ -120,3 +126,29 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_artifacts_lookup", "run_id", "kind"),)
+
+
+class Provenance(Base):
+    """One distinct provenance record (0005); rows of other tables refer to it by id."""
+
+    __tablename__ = "provenance"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    details: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunStart(Base):
+    """Each time a run started training (0005): from which iteration, on which host, with what."""
+
+    __tablename__ = "run_starts"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id", ondelete="CASCADE"))
+    provenance_id: Mapped[int] = mapped_column(RowId, ForeignKey("provenance.id"))
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    host: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_run_starts_run", "run_id"),)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.inputs import check_seed, run_name
-from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, json_text
+from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, STARTS, json_text
 from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
 from fqvae_cli.registry.records import (
     ArtifactRecord,
@@ -26,14 +26,17 @@ from fqvae_cli.registry.records import (
     MetricRecord,
     MetricRow,
     RunRecord,
+    StartRecord,
+    StartRow,
     opt_int,
     opt_text,
+    provenance_key,
 )
 from fqvae_cli.registry.revision import code_revision
 from fqvae_cli.registry.transitions import DEFAULT_STALE_S, Transitions, slices
 
 __all__ = ["DEFAULT_STALE_S", "ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord",
-           "code_revision", "run_dir"]
+           "StartRecord", "StartRow", "code_revision", "run_dir"]
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -212,24 +215,33 @@ class Registry(Transitions):
         stmt = select(RUNS).where(or_(*clauses)).order_by(RUNS.c.created_at, RUNS.c.id)
         return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
 
-    def import_runs(self, runs: Sequence[tuple[RunRecord, Sequence[MetricRow], Sequence[ArtifactRow]]]) -> None:
-        """Record runs made elsewhere (a bundle), each with its metric rows (in order) and artifacts, in one
-        transaction: all are stored or none. A run keeps its id, short id and times; only stopped runs are
-        taken, and an id or short id already in this registry is refused."""
-        rows = [(self._imported_run(run), [m.params(run.id) for m in metrics],
-                 [{**a.params(run.id), "created_at": self._stamp(a.created_at) or self._now()} for a in artifacts])
-                for run, metrics, artifacts in runs]
+    def import_runs(self, runs: Sequence[tuple]) -> None:
+        """Record runs made elsewhere (a bundle), each given as (run, metric rows, artifact rows[, start
+        rows]), in one transaction: all are stored or none. A run keeps its id, short id and times, its
+        metric rows their order and provenance, its starts theirs; only stopped runs are taken, and an id
+        or short id already in this registry is refused."""
+        rows = []
+        for run, metrics, artifacts, *more in runs:
+            starts: Sequence[StartRow] = more[0] if more else ()
+            rows.append((self._imported_run(run), [(m.params(run.id), m.provenance) for m in metrics],
+                         [{**a.params(run.id), "created_at": self._stamp(a.created_at) or self._now()}
+                          for a in artifacts], list(starts)))
 
         def fn(conn: Any) -> None:
-            for values, metric_params, artifact_params in rows:
+            for values, metric_rows, artifact_params, starts in rows:
                 clash = conn.execute(select(RUNS.c.short_id).where(or_(
                     RUNS.c.id == values["id"], RUNS.c.short_id == values["short_id"]))).first()
                 if clash is not None:
                     raise UsageError(f"this registry already holds a run with the id or short id of run "
                                      f"{values['short_id']} (run {clash.short_id}); nothing was imported.")
                 conn.execute(insert(RUNS).values(**values))
-                if metric_params:
-                    conn.execute(insert(METRICS), metric_params)
+                ids = self._provenance_ids(conn, [d for _, d in metric_rows])
+                if metric_rows:
+                    conn.execute(insert(METRICS), [
+                        {**params, "provenance_id": None if d is None else ids[provenance_key(d)[1]]}
+                        for params, d in metric_rows])
+                if starts:
+                    self._record_starts(conn, values["id"], starts)
                 if artifact_params:
                     conn.execute(insert(ARTIFACTS), artifact_params)
 
@@ -266,11 +278,13 @@ class Registry(Transitions):
                    for col in ("created_at", "started_at", "finished_at", "heartbeat_at")}}
 
     def delete_run(self, run_id: str) -> RunRecord:
-        """Delete a run's rows (metrics, artifacts, run) in one transaction; files are the caller's."""
+        """Delete a run's rows (metrics, artifacts, starts, run) in one transaction; files are the caller's.
+        Provenance records stay: other rows may share them."""
         def fn(conn: Any) -> RunRecord:
             run = self._get(conn, run_id)
             conn.execute(delete(METRICS).where(METRICS.c.run_id == run_id))
             conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.run_id == run_id))
+            conn.execute(delete(STARTS).where(STARTS.c.run_id == run_id))
             conn.execute(delete(RUNS).where(RUNS.c.id == run_id))
             return run
 

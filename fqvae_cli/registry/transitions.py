@@ -3,7 +3,9 @@
 `transition` is the one method that moves a run from one status to another; the claims (a worker taking
 the oldest queued run, `fqvae train --resume` taking a stopped one) and the requeue of runs whose holder
 is gone are transitions made inside the transaction that decides them. Each checks lifecycle.TRANSITIONS
-and writes lifecycle.columns; the database checks the same moves again (migration 0004).
+and writes lifecycle.columns; the database checks the same moves again (migration 0004). A move to
+running that starts training records the start with its provenance, in the same transaction (every start
+adds a row; a resume elsewhere never replaces where the run first trained).
 
 A run has one writer at a time: both claims leave alone a run whose holder is alive (liveness.py)."""
 
@@ -13,13 +15,13 @@ import socket
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from fqvae_cli.errors import UsageError
 from fqvae_cli.registry import lifecycle, liveness
-from fqvae_cli.registry.base import RUNS
+from fqvae_cli.registry.base import RUNS, STARTS
 from fqvae_cli.registry.lifecycle import FINISHED, QUEUED, RUNNING
-from fqvae_cli.registry.records import RunRecord, opt_text
+from fqvae_cli.registry.records import RunRecord, StartRow, opt_text, provenance_key
 from fqvae_cli.registry.results import Results
 
 # A running run whose heartbeat is older than this is taken to be abandoned (sweep workers' default).
@@ -42,14 +44,19 @@ class Transitions(Results):
 
     def transition(self, run_id: str, new: str, *, error: str | None = None, host: str | None = None,
                    device: str | None = None, only_from: Collection[str] | None = None,
-                   holder: str | None = None) -> bool:
+                   holder: str | None = None, provenance: dict | None = None, step: int | None = None) -> bool:
         """Move a run to status `new` (running: host and device where it trains; an end: the error, if
         any). With `only_from` (and `holder`), nothing happens unless the run is in one of those statuses
-        (and held by that process): returns whether it moved. An illegal move raises UsageError."""
+        (and held by that process): returns whether it moved. An illegal move raises UsageError.
+        `provenance` (running only): training starts here, from iteration `step`, computed by this
+        record (fqvae_cli.provenance.collect); the start is recorded with the move."""
         host = opt_text(host, "host", 255)
         device = opt_text(device, "device", 64)
         if new == RUNNING and host is None:
             host = socket.gethostname()
+        if provenance is not None and new != RUNNING:
+            raise UsageError(f"a start's provenance goes with a move to running, not to {new}.")
+        start = None if provenance is None else StartRow(provenance, step, host)
 
         def fn(conn: Any) -> bool:
             run = self._get(conn, run_id, lock=True)
@@ -58,9 +65,20 @@ class Transitions(Results):
             if holder is not None and run.worker != holder:
                 return False
             self._move(conn, run, new, error=error, host=host, device=device)
+            if start is not None:
+                self._record_starts(conn, run.id, [start])
             return True
 
         return self._tx(fn, write=True)
+
+    def _record_starts(self, conn: Any, run_id: str, starts: Sequence[StartRow]) -> None:
+        """Add start rows for a run (a start without a time started now); one statement each, as
+        PostgreSQL's now() cannot be a parameter of a batch."""
+        ids = self._provenance_ids(conn, [s.provenance for s in starts])
+        for s in starts:
+            conn.execute(insert(STARTS).values(
+                run_id=run_id, provenance_id=ids[provenance_key(s.provenance)[1]], step=s.step, host=s.host,
+                started_at=self._stamp(s.started_at) or self._now()))
 
     def heartbeat(self, run_id: str) -> bool:
         """Refresh a running run's heartbeat. False when the run is no longer running (finished, or

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch  # the training package is only imported by commands that train
 
-from fqvae_cli import console
+from fqvae_cli import console, provenance
 from fqvae_cli.config import RunConfig, TrainConfig
 from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
@@ -171,13 +171,17 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     watch = FiniteWatch(device)
     snapshot_every = train.snapshot_interval(n_iter)
     board = Board(folder / "tensorboard", start) if train.tensorboard else None
+    # What trains it (machine, kernels, the threads set above, versions): recorded with this start and
+    # with every metric row the run writes.
+    origin = provenance.collect(device)
     recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints, board=board,
-                        views=Snapshots(model, ds, device, seed=cfg.eval.seed))
+                        views=Snapshots(model, ds, device, seed=cfg.eval.seed), provenance=origin)
 
     def state() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
 
-    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=device_label(device))
+    reg.transition(run.id, RUNNING, host=socket.gethostname(), device=device_label(device), provenance=origin,
+                   step=start)
     model.train()
     t0 = time.monotonic()
     with recorder.session(f"train {cfg.model.name}", n_iter, start, model, state, watch.healthy,
@@ -203,22 +207,22 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
             recorder.stop_if_asked()
     elapsed = time.monotonic() - t0
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
-    reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")])
+    reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")], provenance=origin)
     if not test_mse:
         reg.transition(run.id, FINISHED)
         result = TrainResult(run.id, recorder.done, None, ips)
     else:
-        result = _finish(cfg, reg, run, model, ds, device, recorder.done, ips)
+        result = _finish(cfg, reg, run, model, ds, device, recorder.done, ips, origin)
     recorder.wrap_up({"train_images_per_s": ips} | ({} if result.test_mse is None else {"mse": result.test_mse}))
     return result
 
 
 def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any, done: int,
-            ips: float) -> TrainResult:
+            ips: float, origin: dict) -> TrainResult:
     """Test MSE on the held-out subset, and the run marked finished."""
     test_idx = held_out_subset(ds, cfg.eval.mse_images, cfg.eval.seed)
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
-    reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")])
+    reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")], provenance=origin)
     if not math.isfinite(mse):
         reg.transition(run.id, FAILED, error=f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")

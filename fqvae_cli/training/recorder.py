@@ -39,8 +39,9 @@ class Recorder:
     (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
 
     def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
-                 board: Any = None):
+                 board: Any = None, provenance: dict | None = None):
         self.reg = reg
+        self.provenance = provenance  # what computes the rows it logs
         self.run = run
         self.folder = folder
         self.ckpt_dir = folder / "checkpoints"
@@ -63,7 +64,7 @@ class Recorder:
         health = self.views.health(self.model) if self.views is not None else {}
         rows = [MetricRow(k, v, iteration, "train") for k, v in train.items()]
         rows += [MetricRow(k, v, iteration, "test") for k, v in health.items()]
-        self.reg.log_metrics(self.run.id, rows)
+        self.reg.log_metrics(self.run.id, rows, provenance=self.provenance)
         if self.board is not None:
             self.board.scalars(iteration, train | health)
         if not self.reg.heartbeat(self.run.id):
