@@ -378,11 +378,11 @@ def cpu_name() -> str:
 
 
 def print_table(rows: list[tuple]) -> None:
-    print(f"{'case':<26} {'metric':<36} {'fqvae':>12} {'disent._lib':>12} {'|diff|':>10}")
+    print(f"{'case':<32} {'metric':<36} {'fqvae':>12} {'disent._lib':>12} {'|diff|':>10}")
     for case, metric, ours, theirs in rows:
         diff = abs(float(ours) - float(theirs))
         flag = "" if diff <= TOLERANCE else "  > 1e-6"
-        print(f"{case:<26} {metric:<36} {float(ours):12.6f} {float(theirs):12.6f} {diff:10.2e}{flag}", flush=True)
+        print(f"{case:<32} {metric:<36} {float(ours):12.6f} {float(theirs):12.6f} {diff:10.2e}{flag}", flush=True)
 
 
 def main() -> None:
