@@ -41,12 +41,13 @@ from fqvae_cli.config import (
 )
 from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.metrics import PROTOCOL_SIZES, REQUIRED_SIZES
+from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, PROTOCOL_SIZES, REQUIRED_SIZES
 from fqvae_cli.models.settings import OWNERS, check_flat, nest
 from fqvae_cli.models.specs import ZOO, get_model_spec
 
-COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
-COLUMN_TITLES = ("D", "I", "C", "InfoM", "InfoE", "InfoC", "MSE×10⁴")
+# The paper's table: the columns of its metrics (on their records in fqvae_cli.metrics), then the MSE.
+COLUMNS = tuple(k for name in DEFAULT_METRICS for k in METRICS[name].columns) + ("mse",)
+COLUMN_TITLES = tuple(t for name in DEFAULT_METRICS for t in METRICS[name].columns.values()) + ("MSE×10⁴",)
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,8 @@ from fqvae_cli.metrics import (
     score_all,
     score_steps,
 )
-from fqvae_cli.metrics.run import RUNNERS
+
+RUNNERS = {name: m.run for name, m in METRICS.items()}  # each metric's runner is on its record
 
 SIZES = {"dci_train": 300, "dci_test": 100, "infomec_n": 200, "mig_n": 400, "sap_train": 200, "sap_test": 100,
          "modularity_train": 250, "modularity_test": 150, "factor_vae_batch": 8, "factor_vae_train": 30,

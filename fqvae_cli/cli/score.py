@@ -54,24 +54,22 @@ def score(
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.inputs import check_seed
-    from fqvae_cli.metrics import METRICS, parse_metrics, require_rows, require_sizes, score_all, score_steps
-    from fqvae_cli.metrics.checks import as_codes, as_factors, is_integer_valued, require_same_rows, require_varied
+    from fqvae_cli.metrics import METRICS, prepare, score, score_steps
 
-    chosen = parse_metrics(metrics, interventions=False)
     meta = _encode_meta(codes)
     sizes = _sizes(protocol, meta, size)
-    for key, value in (("dci_train", dci_train), ("dci_test", dci_test), ("infomec_n", infomec_n)):
+    for flag, key, value in (("--dci-train", "dci_train", dci_train), ("--dci-test", "dci_test", dci_test),
+                             ("--infomec-n", "infomec_n", infomec_n)):
         if value is not None:
+            if value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}.")
             sizes[key] = value
     neighbors = neighbors if neighbors is not None else int(meta.get("n_neighbors", 3))
     seed = seed if seed is not None else int(meta.get("seed", 0))
     if discrete is None and "discrete" in meta:
         discrete = bool(meta["discrete"])
-    for flag, value in (("--dci-train", sizes["dci_train"]), ("--dci-test", sizes["dci_test"]),
-                        ("--infomec-n", sizes["infomec_n"]), ("--neighbors", neighbors)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}.")
-    require_sizes(sizes, chosen, protocol)
+    if neighbors < 1:
+        raise UsageError(f"--neighbors must be at least 1, got {neighbors}.")
     check_seed(seed)
     if jobs == 0 or jobs < -1:
         raise UsageError(f"--jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
@@ -83,33 +81,26 @@ def score(
         for name in ("importance.npy", "importance.png", "nmi.npy", "nmi.png"):
             check_output(save_matrices / name, what="--save-matrices", stdout_ok=False)
 
-    z = as_codes(_load(codes), codes.name)
-    s = as_factors(_load(factors), factors.name)
-    require_same_rows(z, s, codes.name, factors.name)
-    require_rows(len(z), sizes, chosen, codes.name)
-    require_varied(s, factors.name)
-    if "infomec" in chosen and neighbors >= sizes["infomec_n"]:
-        raise UsageError(f"--neighbors {neighbors} needs more than {neighbors} InfoMEC rows; it has "
-                         f"{sizes['infomec_n']} (--infomec-n).")
-
-    integer = is_integer_valued(z)
-    if discrete is None:
-        discrete = integer
-        how = ("codes are integer-valued: scored as discrete (--continuous to override)" if integer
+    # Everything about the request and the arrays is checked once, by the library.
+    job = prepare(_load(codes), _load(factors), discrete=discrete, sizes=sizes, metrics=_names(metrics),
+                  seed=seed, jobs=jobs, n_neighbors=neighbors, names=(codes.name, factors.name), protocol=protocol,
+                  interventions=False)
+    z, s = job.z, job.s
+    if job.inferred:
+        how = ("codes are integer-valued: scored as discrete (--continuous to override)" if job.discrete
                else "codes are not integer-valued: scored as continuous")
     else:
-        how = f"codes scored as {'discrete' if discrete else 'continuous'} (as asked)"
+        how = f"codes scored as {'discrete' if job.discrete else 'continuous'} (as asked)"
     if not as_json:
         console.info(f"{codes.name}: {z.shape[0]} rows x {z.shape[1]} latents; {factors.name}: "
-                     f"{s.shape[1]} factors; metrics: {', '.join(chosen)}")
+                     f"{s.shape[1]} factors; metrics: {', '.join(job.metrics)}")
         console.info(how)
         left = [m for m, spec in METRICS.items() if spec.intervenes]
         if metrics and "all" in metrics.lower():
             console.info(f"{', '.join(left)} need the model (`fqvae evaluate RUN --metrics all`)")
 
-    with console.progress("score", total=score_steps(s.shape[1], chosen), unit="step") as bar:
-        result = score_all(z, s, discrete=discrete, sizes=sizes, metrics=chosen, seed=seed, jobs=jobs,
-                           n_neighbors=neighbors, progress=bar)
+    with console.progress("score", total=score_steps(job.n_factors, job.metrics), unit="step") as bar:
+        result = score(job, bar)
 
     if save_matrices is not None:
         written = _save_matrices(save_matrices, result)
@@ -120,6 +111,11 @@ def score(
         typer.echo(json.dumps(result.values, indent=2))
     else:
         _print_table(result, z.shape[1])
+
+
+def _names(metrics: str | None) -> list[str] | None:
+    """--metrics as given (None: the defaults); the library reads and checks the names."""
+    return None if metrics is None else [metrics]
 
 
 def _sizes(protocol: str | None, meta: dict, overrides: list[str] | None) -> dict:

@@ -25,12 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import entropy
-from sklearn.ensemble import GradientBoostingClassifier
 
 from fqvae_cli.errors import DataError, UsageError
-from fqvae_cli.metrics.checks import train_test
-from fqvae_cli.metrics.parallel import run_tasks, task_seed
+from fqvae_cli.metrics.base import Job, Metric, run_tasks, task_seed, train_test
 
 # Added to every importance before the entropies, as in disentanglement_lib: keeps log(0) out and
 # makes an all-zero row count as uniform (no preference for any factor).
@@ -64,10 +61,14 @@ def _one_minus_entropy(rows: np.ndarray) -> np.ndarray:
 
     With a single outcome (k = 1) the entropy is 0 in any base, so the score is 1; the published code
     would divide by log(1) = 0 there."""
+    from scipy.stats import entropy
+
     k = rows.shape[1]
     if k == 1:
         return np.ones(rows.shape[0])
-    return 1.0 - entropy(rows + EPS, base=k, axis=1)
+    # A row with no importance at all is uniform after EPS: its 1 - H is 0, written exactly (the
+    # entropy's rounding leaves 2.2e-16 there).
+    return np.where(rows.sum(axis=1) == 0.0, 0.0, 1.0 - entropy(rows + EPS, base=k, axis=1))
 
 
 def _weights(r: np.ndarray, axis: int) -> np.ndarray:
@@ -96,6 +97,8 @@ def factor_random_state(seed: int, factor: int) -> int:
 
 def _fit_factor(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                 random_state: int) -> tuple[np.ndarray, float, float]:
+    from sklearn.ensemble import GradientBoostingClassifier
+
     # Default settings on purpose (100 stages, depth 3, learning rate 0.1): this is the published protocol.
     model = GradientBoostingClassifier(random_state=random_state)
     model.fit(x_train, y_train)
@@ -145,3 +148,16 @@ def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
         per_factor_test_acc=test_acc,
         per_factor_train_acc=train_acc,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_dci(*job.split("dci_train", "dci_test"), jobs=job.jobs, seed=job.seed, progress=job.progress)
+    return {"dci_d": r.d, "dci_i": r.i, "dci_i_train": r.i_train, "dci_c": r.c}, r
+
+
+METRIC = Metric(
+    "dci", "DCI", "DCI (Eastwood & Williams 2018)",
+    {"dci_d": "DCI disentanglement (D)", "dci_i": "DCI informativeness (I, test accuracy)",
+     "dci_i_train": "DCI informativeness (train accuracy)", "dci_c": "DCI completeness (C)"},
+    {"dci_d": "D", "dci_i": "I", "dci_c": "C"}, ("dci_train", "dci_test"), _run, rows=("dci_train", "dci_test"),
+    per_factor=True)

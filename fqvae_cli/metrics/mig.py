@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.base import Job, Metric, as_codes, as_factors, require_same_rows
 from fqvae_cli.metrics.mutual_info import (
     NUM_BINS,
     discrete_entropy,
@@ -58,3 +58,13 @@ def compute_mig(codes: Any, factors: Any, *, num_bins: int = NUM_BINS) -> MIGRes
     mi = discrete_mutual_info(histogram_discretize(z, num_bins), s)
     mig, per_factor = gap_score(mi, entropy)
     return MIGResult(mig=mig, per_factor_gap=per_factor, mutual_info=mi, entropy=entropy)
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_mig(*job.first("mig_n"))
+    job.advance()
+    return {"mig": r.mig}, r
+
+
+METRIC = Metric("mig", "MIG", "MIG (Chen et al. 2018)", {"mig": "MIG"}, {"mig": "MIG"}, ("mig_n",), _run,
+                rows=("mig_n",))

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.checks import train_test
+from fqvae_cli.metrics.base import Job, Metric, run_tasks, train_test
 from fqvae_cli.metrics.mutual_info import NUM_BINS, discrete_mutual_info, histogram_discretize
-from fqvae_cli.metrics.parallel import run_tasks
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,3 +136,17 @@ def compute_modularity(codes_train: Any, factors_train: Any, codes_test: Any, fa
         per_factor_explicitness_train=train,
         mutual_info=mi,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_modularity(*job.split("modularity_train", "modularity_test"), jobs=job.jobs, progress=job.progress)
+    return {"modularity": r.modularity, "explicitness": r.explicitness,
+            "explicitness_train": r.explicitness_train}, r
+
+
+METRIC = Metric(
+    "modularity", "Modularity and Explicitness", "Modularity and Explicitness (Ridgeway & Mozer 2018)",
+    {"modularity": "Modularity", "explicitness": "Explicitness (test ROC-AUC)",
+     "explicitness_train": "Explicitness (train ROC-AUC)"},
+    {"modularity": "Modularity", "explicitness": "Explicitness"}, ("modularity_train", "modularity_test"), _run,
+    rows=("modularity_train", "modularity_test"), per_factor=True)
