@@ -84,7 +84,7 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
 
 def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
                  jobs: int = 1, seed: int | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
-                 show_progress: bool = True) -> dict:
+                 show_progress: bool = True, dci_estimator: str = "gbt") -> dict:
     """Compute and record the chosen metrics (default: the paper's DCI and InfoMEC) and the MSE of one run
     with a protocol's sizes. Returns the numbers, as recorded."""
     metrics = parse_metrics(list(metrics))
@@ -106,7 +106,7 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     with _maybe_progress(show_progress, "metrics", score_steps(ds.space.n_factors, metrics), "step") as bar:
         scores = score_all(codes, factors, discrete=model.bottleneck.discrete, sizes=sizes, metrics=metrics,
                            seed=seed, jobs=jobs, n_neighbors=cfg.eval.n_neighbors, progress=bar,
-                           factor_sizes=ds.space.sizes, represent=represent)
+                           factor_sizes=ds.space.sizes, represent=represent, dci_estimator=dci_estimator)
 
     test_idx = held_out_subset(ds, cfg.eval.mse_images, seed)
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
@@ -119,8 +119,8 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     folder = run_dir(loaded.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:
-        if metric not in scores.details:
-            continue
+        if metric not in scores.details or (metric == "dci" and dci_estimator != "gbt"):
+            continue  # the importance artifact is gbt's, the one the figures draw
         path = folder / f"{name}_step{loaded.step}.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:

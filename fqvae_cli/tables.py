@@ -39,7 +39,7 @@ from fqvae_cli.experiments import (
     resolve_run_config,
     table_of,
 )
-from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
+from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics, record
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
@@ -83,6 +83,7 @@ class Table:
     provenance: dict[str, dict] = field(default_factory=dict)  # hash -> record, of the cells' runs
     kernel_family: str | None = None  # only runs trained in this kernel family
     left_out: int = 0  # runs of the cells' setups that the kernel-family filter left out
+    dci_estimator: str = "gbt"  # the estimator of every DCI cell (a table never mixes them)
 
 
 def training_setup(config: Any) -> dict | None:
@@ -166,9 +167,19 @@ def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
             for key, title in METRICS[name].columns.items()] if metrics else []
 
 
+def paper_columns(dci_estimator: str = "gbt") -> tuple[list[str], list[str]]:
+    """(keys, titles) of the paper's columns with DCI's as `dci_estimator` records them."""
+    renamed = dict(zip(METRICS["dci"].columns, record("dci", dci_estimator).columns.items(), strict=True))
+    pairs = [renamed.get(k, (k, title)) for k, title in zip(COLUMNS, COLUMN_TITLES, strict=True)]
+    return [k for k, _ in pairs], [title for _, title in pairs]
+
+
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
-                metrics: Sequence[str] | None = None, kernel_family: str | None = None) -> Table:
+                metrics: Sequence[str] | None = None, kernel_family: str | None = None,
+                dci_estimator: str = "gbt") -> Table:
+    """The table's cells from the registry. DCI's columns are the rows `dci_estimator` made (the paper's
+    published D, I and C are shown beside gbt's only: the paper's estimator)."""
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -178,7 +189,9 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
     extra = extra_columns(metrics)
-    columns = list(COLUMNS) + [k for k, _ in extra]
+    base, base_titles = paper_columns(dci_estimator)
+    columns = base + [k for k, _ in extra]
+    other_estimator = base != list(COLUMNS)
     cells: dict[tuple[str, str], Cell] = {}
     published_from: dict[str, str] = {}
     missing: list[str] = []
@@ -192,10 +205,15 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
             published = spec.get("published", {}).get(ref, {}).get(r["key"])
+            if published is not None and other_estimator:
+                published = [None if k != c else v for k, c, v in zip(base, COLUMNS, published, strict=True)]
             cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
             values = []
-            scored = [run for run in cell_runs(runs, r["model"], want, identity)
-                      if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            setups = cell_runs(runs, r["model"], want, identity)
+            scored = [run for run in setups if all(c in reg.latest_metrics(run.id, protocol) for c in base)]
+            waiting = other_estimator and not scored and any(
+                all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS) for run in setups)
+            lacking = lacking or waiting  # trained and scored, but not yet by this estimator
             candidates += scored
             if kernel_family is not None:
                 kept = sources.keep(scored, kernel_family)
@@ -215,19 +233,20 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 cell.mean = [sum(c) / len(c) if c else None for c in cols]
                 cell.std = [_std(tuple(c)) if c else None for c in cols]
                 lacking = lacking or min(cell.counts) < cell.n
-            else:
+            elif not waiting:
                 missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
                                f"--rows {r['key']}{fill_set}")
             cells[(ds, r["key"])] = cell
     if lacking:
-        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS)
-        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}")
+        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS or other_estimator)
+        estimator = f" --dci-estimator {dci_estimator}" if other_estimator else ""
+        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}{estimator}")
     if kernel_family is not None:
         check_family(kernel_family, sources, candidates)
-    titles = list(COLUMN_TITLES) + [title for _, title in extra]
+    titles = base_titles + [title for _, title in extra]
     best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given, columns, titles, sources.records, kernel_family, left_out)
+                 undecided, given, columns, titles, sources.records, kernel_family, left_out, dci_estimator)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:

@@ -207,3 +207,16 @@ def test_unreadable_files_fail_with_one_sentence(cli, arrays, tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], (path, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_dci_estimator_from_the_command_line(cli, arrays):
+    f = grid_factors((3, 4), 75)
+    cp, fp = arrays(f.astype(float), f)
+    out = run_json(cli, cp, fp, "--metrics", "dci", "--dci-estimator", "lasso", *SMALL)
+    assert list(out) == ["dci_lasso_d", "dci_lasso_i", "dci_lasso_i_train", "dci_lasso_c"]
+    assert out["dci_lasso_d"] == pytest.approx(1.0, abs=1e-9)
+    res = cli("score", "--codes", cp, "--factors", fp, "--dci-estimator", "trees", *SMALL)
+    assert res.exit_code != 0 and res.stderr.strip() == ("error: unknown DCI estimator 'trees'; choose from: gbt, "
+                                                         "rf, lasso.")
+    res = cli("score", "--codes", cp, "--factors", fp, "--metrics", ",", *SMALL)
+    assert res.exit_code != 0 and "--metrics ',' names no metric" in res.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import DB_OPTION, DCI_ESTIMATOR_OPTION, DEVICE_OPTION
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +31,7 @@ def evaluate(
                                  help="With --all: only runs without these metrics for the protocol (default)."),
     model: str = typer.Option(None, "--model", help="With --all: only this model."),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
+    dci_estimator: str = DCI_ESTIMATOR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
     db: str = DB_OPTION,
 ) -> None:
@@ -48,7 +49,7 @@ def evaluate(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import evaluate_run, protocol_sizes
     from fqvae_cli.inputs import check_seed
-    from fqvae_cli.metrics import METRICS, parse_metrics, require_sizes
+    from fqvae_cli.metrics import parse_metrics, record, require_sizes
     from fqvae_cli.registry.store import Registry
 
     if jobs < 1:
@@ -58,7 +59,7 @@ def evaluate(
     chosen = parse_metrics(metrics)
     if protocol is not None:
         require_sizes(protocol_sizes(protocol), chosen, protocol)
-    keys = [k for m in chosen for k in METRICS[m].keys]
+    keys = [k for m in chosen for k in record(m, dci_estimator).keys]
     reg = Registry(db)
     dev = resolve_device(device)
     if all_runs == (run is not None):
@@ -83,7 +84,7 @@ def evaluate(
     for ref, wanted in todo:
         require_sizes(protocol_sizes(wanted), chosen, wanted)
         out[ref] = evaluate_run(reg, ref, dev, protocol=wanted, step=checkpoint, jobs=jobs, seed=seed,
-                                metrics=chosen)
+                                metrics=chosen, dci_estimator=dci_estimator)
         if not as_json:
             _print(ref, out[ref])
     if as_json:
@@ -93,7 +94,8 @@ def evaluate(
 
 
 def _print(ref: str, r: dict) -> None:
-    from fqvae_cli.metrics import METRICS, MSE_SCALE
+    from fqvae_cli.metrics import DCI_ESTIMATORS, METRICS, MSE_SCALE, record
 
-    parts = [f"{title} {r[key]:.3f}" for m in METRICS.values() for key, title in m.columns.items() if key in r]
+    parts = [f"{title} {r[key]:.3f}" for m in METRICS for e in DCI_ESTIMATORS
+             for key, title in record(m, e).columns.items() if key in r and (m == "dci" or e == "gbt")]
     typer.echo(f"{ref}: " + "  ".join(parts) + f"  MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.options import DCI_ESTIMATOR_OPTION
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
@@ -34,6 +36,7 @@ def score(
                                                      "Explicitness (-1: all cores); the numbers do not depend on it."),
     save_matrices: Path = typer.Option(None, "--save-matrices", metavar="DIR",
                                        help="Write importance.npy, nmi.npy and their heatmap PNGs to DIR."),
+    dci_estimator: str = DCI_ESTIMATOR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object on stdout."),
 ) -> None:
     """Score a representation trained anywhere: DCI and InfoMEC by default; MIG, SAP, Modularity and
@@ -84,7 +87,7 @@ def score(
     # Everything about the request and the arrays is checked once, by the library.
     job = prepare(_load(codes), _load(factors), discrete=discrete, sizes=sizes, metrics=_names(metrics),
                   seed=seed, jobs=jobs, n_neighbors=neighbors, names=(codes.name, factors.name), protocol=protocol,
-                  interventions=False)
+                  interventions=False, dci_estimator=dci_estimator)
     z, s = job.z, job.s
     if job.inferred:
         how = ("codes are integer-valued: scored as discrete (--continuous to override)" if job.discrete
@@ -210,13 +213,13 @@ def _print_table(result, n_latents: int) -> None:
     from rich.table import Table
 
     from fqvae_cli import console
-    from fqvae_cli.metrics import METRICS
+    from fqvae_cli.metrics import record
 
     table = Table(title=f"scores ({'discrete' if result.discrete else 'continuous'} codes)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in result.metrics:
-        spec = METRICS[name]
+        spec = record(name, result.dci_estimator)
         for key, label in spec.keys.items():
             value = result.values[key]
             table.add_row(label, f"{value} of {n_latents}" if key in spec.counts else f"{value:.4f}")

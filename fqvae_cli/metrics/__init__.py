@@ -33,7 +33,8 @@ from fqvae_cli.metrics.base import (
     resolve_jobs,
 )
 
-__all__ = ["METRICS", "DEFAULT_METRICS", "Job", "Metric", "Scores", "prepare", "score", "score_all"]
+__all__ = ["METRICS", "DEFAULT_METRICS", "DCI_ESTIMATORS", "Job", "Metric", "Scores", "prepare", "record", "score",
+           "score_all"]
 
 # Table 1 prints the per-pixel MSE (pixels on [0, 1]) multiplied by this.
 MSE_SCALE = 1e4
@@ -43,11 +44,19 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     dci.METRIC, infomec.METRIC, mig.METRIC, sap.METRIC, modularity.METRIC, factor_vae.METRIC, beta_vae.METRIC,
 )}
 
+# How DCI's importances can be estimated, the paper's first (metrics/dci.py says how each is computed).
+DCI_ESTIMATORS = dci.ESTIMATORS
+
 # The FactorQVAE paper's Table 1: what `score` and `evaluate` compute unless asked for others.
 DEFAULT_METRICS = ("dci", "infomec")
 # Every protocol size, in METRICS order; those of the default metrics are required in every protocol.
 PROTOCOL_SIZES = tuple(s for m in METRICS.values() for s in m.sizes)
 REQUIRED_SIZES = tuple(s for name in DEFAULT_METRICS for s in METRICS[name].sizes)
+
+
+def record(name: str, dci_estimator: str | None = None) -> Metric:
+    """A metric's record with the keys, labels and columns its estimator records (DCI's gbt: as listed)."""
+    return METRICS[name].with_estimator(dci_estimator)
 
 
 def parse_metrics(text: str | Sequence[str] | None, *, interventions: bool = True) -> tuple[str, ...]:
@@ -121,19 +130,21 @@ class Scores:
     details: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = DEFAULT_METRICS
     discrete: bool = False
+    dci_estimator: str = "gbt"
 
 
 def prepare(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
             metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0, jobs: int = 1, n_neighbors: int = 3,
             factor_sizes: Sequence[int] | None = None, represent: Any = None,
             names: tuple[str, str] = ("codes", "factors"), protocol: str | None = None,
-            interventions: bool = True) -> Job:
+            interventions: bool = True, dci_estimator: str = "gbt") -> Job:
     """Check a request once, whole: the metric names, the protocol sizes they read, the settings, and the
     arrays (named `names` in messages) against every metric's rows; one sentence for the first problem.
     `discrete=None` scores integer-valued codes as discrete (`Job.inferred` says so); without
     `interventions`, a metric that needs the model is refused by name."""
     metrics = parse_metrics(metrics, interventions=interventions)
     require_sizes(sizes, metrics, protocol)
+    METRICS["dci"].with_estimator(dci_estimator)  # an unknown estimator: one sentence
     if seed < 0:
         raise UsageError(f"seed must be non-negative, got {seed}.")
     resolve_jobs(jobs, 1)
@@ -156,13 +167,13 @@ def prepare(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
     if inferred:
         discrete = z is not None and is_integer_valued(z)
     return Job(z, s, sizes, bool(discrete), seed, jobs, n_neighbors, None, factor_sizes, represent,
-               metrics=metrics, inferred=inferred)
+               metrics=metrics, inferred=inferred, dci_estimator=dci_estimator)
 
 
 def score(job: Job, progress: Any = None) -> Scores:
     """Run a prepared request; `progress` (or None) is advanced by `job.units` in all."""
     job = replace(job, progress=progress)
-    scores = Scores({}, {}, job.metrics, job.discrete)
+    scores = Scores({}, {}, job.metrics, job.discrete, job.dci_estimator)
     for name in job.metrics:
         if progress is not None:
             progress.status(METRICS[name].short)
@@ -176,11 +187,13 @@ def score(job: Job, progress: Any = None) -> Scores:
 
 def score_all(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
               metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0, jobs: int = 1, n_neighbors: int = 3,
-              progress: Any = None, factor_sizes: Sequence[int] | None = None, represent: Any = None) -> Scores:
+              progress: Any = None, factor_sizes: Sequence[int] | None = None, represent: Any = None,
+              dci_estimator: str = "gbt") -> Scores:
     """The chosen metrics of one representation with a protocol's sizes (see the module docstring for
     which rows each takes): `prepare`, then `score`. The intervention scores (factor_vae, beta_vae) need
     `factor_sizes` and `represent` (factor combinations -> codes) and draw from numpy RandomState(seed),
     each its own."""
     job = prepare(codes, factors, discrete=discrete, sizes=sizes, metrics=metrics, seed=seed, jobs=jobs,
-                  n_neighbors=n_neighbors, factor_sizes=factor_sizes, represent=represent)
+                  n_neighbors=n_neighbors, factor_sizes=factor_sizes, represent=represent,
+                  dci_estimator=dci_estimator)
     return score(job, progress)

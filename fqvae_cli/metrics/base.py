@@ -15,7 +15,7 @@ list of (key, args) and gets {key: result} back. Every task's randomness comes f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ class Job:
     represent: Any
     metrics: tuple[str, ...] = ()  # the metrics asked, in METRICS order
     inferred: bool = False  # `discrete` was inferred from the codes, not given
+    dci_estimator: str = "gbt"  # what DCI's importances come from (dci.ESTIMATORS)
 
     @property
     def n_factors(self) -> int:
@@ -75,9 +76,29 @@ class Metric:
     counts: tuple[str, ...] = ()  # keys that are counts, not scores
     units: int = 1  # progress units its runner advances (per factor when `per_factor`)
     per_factor: bool = False
+    estimators: tuple[str, ...] = ()  # the ways it can be computed, the default first (DCI's)
 
     def progress_units(self, n_factors: int) -> int:
         return n_factors * self.units if self.per_factor else self.units
+
+    def key(self, key: str, estimator: str | None) -> str:
+        """A recorded key as `estimator` writes it: the default's keys as they are ('dci_d'), another's
+        with its name after the metric's ('dci_rf_d'), so rows of different estimators never share a name."""
+        if not estimator or not self.estimators or estimator == self.estimators[0]:
+            return key
+        prefix = f"{self.name}_"
+        return f"{prefix}{estimator}_{key[len(prefix):]}" if key.startswith(prefix) else f"{key}_{estimator}"
+
+    def with_estimator(self, estimator: str | None) -> Metric:
+        """This record with the keys, labels and column titles of `estimator`."""
+        if not estimator or not self.estimators or estimator == self.estimators[0]:
+            return self
+        if estimator not in self.estimators:
+            raise UsageError(f"unknown {self.short} estimator '{estimator}'; choose from: "
+                             f"{', '.join(self.estimators)}.")
+        return replace(self, keys={self.key(k, estimator): f"{v} [{estimator}]" for k, v in self.keys.items()},
+                       columns={self.key(k, estimator): f"{v}[{estimator}]" for k, v in self.columns.items()},
+                       counts=tuple(self.key(k, estimator) for k in self.counts))
 
 
 _NUMERIC_KINDS = "biuf"
