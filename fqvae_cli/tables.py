@@ -34,12 +34,14 @@ from fqvae_cli.experiments import (
     COLUMN_TITLES,
     COLUMNS,
     deep_merge,
+    extra_columns,
     load_experiments,
+    paper_columns,
     profile_of,
     resolve_run_config,
     table_of,
 )
-from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics, record
+from fqvae_cli.metrics import DEFAULT_METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.specs import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
@@ -161,25 +163,10 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
     return list(table_of(exp, table_number)["datasets"])
 
 
-def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
-    """(key, title) of the columns the chosen metrics add beside the paper's (DCI and InfoMEC are there)."""
-    return [(key, title) for name in parse_metrics(metrics) if name not in DEFAULT_METRICS
-            for key, title in METRICS[name].columns.items()] if metrics else []
-
-
-def paper_columns(dci_estimator: str = "gbt") -> tuple[list[str], list[str]]:
-    """(keys, titles) of the paper's columns with DCI's as `dci_estimator` records them."""
-    renamed = dict(zip(METRICS["dci"].columns, record("dci", dci_estimator).columns.items(), strict=True))
-    pairs = [renamed.get(k, (k, title)) for k, title in zip(COLUMNS, COLUMN_TITLES, strict=True)]
-    return [k for k, _ in pairs], [title for _, title in pairs]
-
-
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
                 metrics: Sequence[str] | None = None, kernel_family: str | None = None,
                 dci_estimator: str = "gbt") -> Table:
-    """The table's cells from the registry. DCI's columns are the rows `dci_estimator` made (the paper's
-    published D, I and C are shown beside gbt's only: the paper's estimator)."""
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -188,8 +175,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     rows = [(r["key"], r["label"]) for r in chosen]
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
-    extra = extra_columns(metrics)
-    base, base_titles = paper_columns(dci_estimator)
+    extra, (base, base_titles) = extra_columns(metrics), paper_columns(dci_estimator)
     columns = base + [k for k, _ in extra]
     other_estimator = base != list(COLUMNS)
     cells: dict[tuple[str, str], Cell] = {}
@@ -205,15 +191,15 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
             published = spec.get("published", {}).get(ref, {}).get(r["key"])
-            if published is not None and other_estimator:
-                published = [None if k != c else v for k, c, v in zip(base, COLUMNS, published, strict=True)]
+            if published is not None:  # the paper's D, I and C are gbt's: shown beside gbt's cells only
+                published = [v if k == c else None for k, c, v in zip(base, COLUMNS, published, strict=True)]
             cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
             values = []
             setups = cell_runs(runs, r["model"], want, identity)
             scored = [run for run in setups if all(c in reg.latest_metrics(run.id, protocol) for c in base)]
-            waiting = other_estimator and not scored and any(
+            waiting = other_estimator and not scored and any(  # scored, not yet by this estimator
                 all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS) for run in setups)
-            lacking = lacking or waiting  # trained and scored, but not yet by this estimator
+            lacking = lacking or waiting
             candidates += scored
             if kernel_family is not None:
                 kept = sources.keep(scored, kernel_family)

@@ -60,9 +60,10 @@ def test_parse_metrics():
     assert parse_metrics("sap, MIG,dci") == ("dci", "mig", "sap")  # METRICS order, case and spaces ignored
     assert parse_metrics(["mig", "factor-vae"]) == ("mig", "factor_vae")
     assert parse_metrics("all") == tuple(METRICS)
-    assert parse_metrics("all", interventions=False) == ("dci", "infomec", "mig", "sap", "modularity")
+    assert parse_metrics("all", interventions=False) == ("dci", "infomec", "mig", "sap", "modularity", "irs",
+                                                         "unsupervised")
     with pytest.raises(UsageError, match="unknown metric 'mgi'; choose from: dci, infomec, mig, sap, modularity, "
-                                         "factor_vae, beta_vae, or all"):
+                                         "factor_vae, beta_vae, irs, unsupervised, or all"):
         parse_metrics("dci,mgi")
     with pytest.raises(UsageError, match="needs the model and the dataset.*fqvae evaluate RUN --metrics beta_vae"):
         parse_metrics("beta_vae", interventions=False)
@@ -80,7 +81,7 @@ def test_rows_and_sizes():
     require_rows(400, SIZES, list(METRICS))
     with pytest.raises(ConfigError, match="protocol 'mine' has no size 'mig_n', which MIG \\(Chen et al. 2018\\)"):
         require_sizes({"dci_train": 1, "dci_test": 1, "infomec_n": 1}, ["mig"], "mine")
-    assert score_steps(6, METRICS) == 6 + 1 + 1 + 6 + 6 + 3 + 2
+    assert score_steps(6, METRICS) == 6 + 1 + 1 + 6 + 6 + 3 + 2 + 1 + 1
 
 
 def toy_represent(f: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Disentanglement metrics on plain arrays, one module each: DCI (dci.py), InfoMEC (infomec.py), MIG
-(mig.py), SAP (sap.py), Modularity and Explicitness (modularity.py), and the intervention scores
-FactorVAE (factor_vae.py) and BetaVAE (beta_vae.py), which take a representation function instead of
-codes. Nothing here imports a model; codes.py goes from a trained model and a dataset to codes (and the
+(mig.py), SAP (sap.py), Modularity and Explicitness (modularity.py), IRS (irs.py), disentanglement_lib's
+unsupervised scores (unsupervised.py), and the intervention scores FactorVAE (factor_vae.py) and BetaVAE
+(beta_vae.py), which take a representation function instead of codes; UDR (udr.py) compares the codes of
+several runs. Nothing here imports a model; codes.py goes from a trained model and a dataset to codes (and the
 representation function), and computes the reported reconstruction MSE.
 
 `METRICS` is the one metric table: each module defines its own record (`METRIC`, base.Metric: recorded
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fqvae_cli.errors import ConfigError, UsageError
-from fqvae_cli.metrics import beta_vae, dci, factor_vae, infomec, mig, modularity, sap
+from fqvae_cli.metrics import beta_vae, dci, factor_vae, infomec, irs, mig, modularity, sap, unsupervised
 from fqvae_cli.metrics.base import (
     Job,
     Metric,
@@ -42,6 +43,7 @@ MSE_SCALE = 1e4
 # The metric table, in print order.
 METRICS: dict[str, Metric] = {m.name: m for m in (
     dci.METRIC, infomec.METRIC, mig.METRIC, sap.METRIC, modularity.METRIC, factor_vae.METRIC, beta_vae.METRIC,
+    irs.METRIC, unsupervised.METRIC,
 )}
 
 # How DCI's importances can be estimated, the paper's first (metrics/dci.py says how each is computed).
@@ -50,7 +52,7 @@ DCI_ESTIMATORS = dci.ESTIMATORS
 # The FactorQVAE paper's Table 1: what `score` and `evaluate` compute unless asked for others.
 DEFAULT_METRICS = ("dci", "infomec")
 # Every protocol size, in METRICS order; those of the default metrics are required in every protocol.
-PROTOCOL_SIZES = tuple(s for m in METRICS.values() for s in m.sizes)
+PROTOCOL_SIZES = tuple(dict.fromkeys(s for m in METRICS.values() for s in m.sizes))
 REQUIRED_SIZES = tuple(s for name in DEFAULT_METRICS for s in METRICS[name].sizes)
 
 
