@@ -36,6 +36,7 @@ from fqvae_cli.metrics.codes import (
     FactorEncoder,
     encode_codes,
     held_out_subset,
+    latent_kl,
     reconstruction_mse,
     sample_indices,
 )
@@ -136,3 +137,46 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
 def _maybe_progress(show: bool, description: str, total: int, unit: str):
     # Without a display the metric functions get progress=None, which they accept.
     return console.progress(description, total, unit=unit) if show else nullcontext(None)
+
+
+def udr_cell(reg: Any, ref: str, device: Any, *, protocol: str = "paper", points: int = 1000, method: str = "lasso",
+             seed: int | None = None, show_progress: bool = True) -> dict[str, float]:
+    """UDR (metrics/udr.py) of every finished run of RUN's cell (its training setup, any seed; the newest run
+    of each seed) against the others, on the same `points` images: the first rows of the protocol's draw.
+    Records `udr_<method>` per run under the protocol and returns {short id: score}."""
+    from fqvae_cli.errors import DataError, UsageError
+    from fqvae_cli.metrics.base import as_codes
+    from fqvae_cli.metrics.udr import METHODS, compute_udr
+    from fqvae_cli.tables import one_per_seed, training_setup
+
+    if method not in METHODS:
+        raise UsageError(f"unknown UDR method '{method}'; choose from: {', '.join(METHODS)}.")
+    if points < 2:
+        raise UsageError(f"--points must be at least 2, got {points}.")
+    first = reg.get_run(ref)
+    setup = training_setup(first.config)
+    cell = one_per_seed([r for r in reg.find_runs(model=first.model, dataset=first.dataset, profile=first.profile,
+                                                  status="finished") if training_setup(r.config) == setup])
+    if len(cell) < 2:
+        raise DataError(f"UDR scores a run by its agreement with the other seeds of its setting, and run "
+                        f"{first.short_id}'s setting has {len(cell)} finished run; train another seed first.")
+    sizes = protocol_sizes(protocol)
+    codes, kls, loaded = [], [], []
+    for run in cell:
+        one = load_run(reg, run.id, device)
+        draw_seed = one.cfg.eval.seed if seed is None else seed
+        indices = sample_indices(one.dataset, max(protocol_rows(sizes), points), draw_seed,
+                                 what=f"the {protocol} protocol")[:points]
+        codes.append(as_codes(encode_codes(one.model, one.dataset, indices, device, seed=draw_seed,
+                                           batch_size=one.cfg.eval.batch_size), f"run {run.short_id}'s codes"))
+        kls.append(latent_kl(one.model, one.dataset, indices, device, batch_size=one.cfg.eval.batch_size))
+        loaded.append(one)
+    origin = provenance.collect(device)
+    result = compute_udr(codes, kls, method=method)
+    out = {}
+    for one, score in zip(loaded, result.scores, strict=True):
+        reg.log_metrics(one.run.id, [(f"udr_{method}", float(score), one.step, "eval", protocol)], provenance=origin)
+        out[one.run.short_id] = float(score)
+    if show_progress:
+        console.info(f"UDR ({method}) of {len(cell)} runs of run {first.short_id}'s setting, on {points} images")
+    return out

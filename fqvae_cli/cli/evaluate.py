@@ -10,6 +10,7 @@ from fqvae_cli.cli.options import DB_OPTION, DCI_ESTIMATOR_OPTION, DEVICE_OPTION
 
 def register(app: typer.Typer) -> None:
     app.command(name="evaluate")(evaluate)
+    app.command(name="udr")(udr)
 
 
 def evaluate(
@@ -99,3 +100,37 @@ def _print(ref: str, r: dict) -> None:
     parts = [f"{title} {r[key]:.3f}" for m in METRICS for e in DCI_ESTIMATORS
              for key, title in record(m, e).columns.items() if key in r and (m == "dci" or e == "gbt")]
     typer.echo(f"{ref}: " + "  ".join(parts) + f"  MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")
+
+
+def udr(
+    run: str = typer.Argument(..., help="Any run of the setting: every finished seed of its setting is scored."),
+    method: str = typer.Option("lasso", "--method", help="lasso or spearman (Duan et al.'s two variants)."),
+    protocol: str = typer.Option("paper", "--protocol", help="The draw whose first --points images are encoded."),
+    points: int = typer.Option(1000, "--points", help="Images every run encodes (disentanglement_lib: 1000)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed (default each run's eval.seed, 0)."),
+    device: str = DEVICE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print {run: score} as JSON on stdout."),
+    db: str = DB_OPTION,
+) -> None:
+    """UDR (Duan et al. 2020): score every run of RUN's setting (a table cell: same model, data and training
+    settings, any seed) by how well its representation agrees with the other seeds'; records
+    `udr_lasso` (or `udr_spearman`) per run. Needs at least two finished seeds.
+
+    Example: `fqvae udr 3fa2c1d9 --method spearman`.
+    """
+    import json
+
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.evaluation import udr_cell
+    from fqvae_cli.inputs import check_seed
+    from fqvae_cli.registry.store import Registry
+
+    if seed is not None:
+        check_seed(seed)
+    scores = udr_cell(Registry(db), run, resolve_device(device), protocol=protocol, points=points, method=method,
+                      seed=seed, show_progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(scores, indent=2))
+    else:
+        for ref, value in scores.items():
+            typer.echo(f"{ref}: UDR ({method}) {value:.3f}")
