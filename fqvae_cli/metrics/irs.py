@@ -2,7 +2,7 @@
 it (evaluation/metrics/irs.py `compute_irs` and `scalable_disentanglement_score`; gin config: 10,000
 samples, the histogram discretiser with 20 bins, diff_quantile 0.99).
 
-The factors are first put through the same 20-bin discretiser as MIG's codes (mutual_info.py: up to 20
+The factors are first put through the same 20-bin discretiser as MIG's codes (base.py: up to 20
 consecutive values keep a bin each). Constant latents are dropped; then for latent z and factor g
 
     dev(z, g) = mean over the values v of g of the 99th percentile of |z - E[z | g = v]| (rows with g = v)
@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae_cli.metrics.base import Job, Metric, as_codes, as_factors, require_same_rows
-from fqvae_cli.metrics.mutual_info import NUM_BINS, histogram_discretize
+from fqvae_cli.metrics.base import NUM_BINS, Job, Metric, as_codes, as_factors, histogram_discretize, require_same_rows
 
 DIFF_QUANTILE = 0.99  # the reference's default; its gin configs leave it
 

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.base import Job, Metric, run_tasks, train_test
-from fqvae_cli.metrics.mutual_info import require_latents
+from fqvae_cli.metrics.base import Job, Metric, require_latents, run_tasks, train_test
 
 # disentanglement_lib: svm.LinearSVC(C=0.01, class_weight="balanced").
 SVM_C = 0.01

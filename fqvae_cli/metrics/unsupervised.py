@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.base import Job, Metric, as_codes
-from fqvae_cli.metrics.mutual_info import NUM_BINS, histogram_discretize
+from fqvae_cli.metrics.base import NUM_BINS, Job, Metric, as_codes, histogram_discretize
 
 
 @dataclass(frozen=True, eq=False)
