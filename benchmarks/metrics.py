@@ -249,10 +249,10 @@ def added_scores(args, zd: np.ndarray, zc: np.ndarray, factors: np.ndarray, n_tr
 
     ref = load_reference(Path(args.lib))
     n = 10_000 if not args.quick else 2_000
-    print(f"\n{'score':<40} {'fqvae s':>9} {'reference s':>12} {'speed-up':>9}", flush=True)
+    print(f"\n{'score':<48} {'fqvae s':>9} {'reference s':>12} {'speed-up':>9}", flush=True)
 
     def line(label, ours, theirs):
-        print(f"{label:<40} {ours:9.2f} {theirs:12.2f} {theirs / ours:8.1f}x", flush=True)
+        print(f"{label:<48} {ours:9.2f} {theirs:12.2f} {theirs / ours:8.1f}x", flush=True)
 
     for kind, z in (("discrete", zd), ("continuous", zc)):
         ours, _ = timed(compute_irs, z[:n], factors[:n])

@@ -230,7 +230,8 @@ def compute_dci(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
     order = sorted(range(n_factors), key=lambda j: (-n_classes[j], j))
 
     tasks = [(j, (x_train, y_train[:, j], x_test, y_test[:, j], factor_random_state(seed, j))) for j in order]
-    results = run_tasks(fit, tasks, jobs=jobs, progress=progress)
+    # The forest's and the lasso's fits release the GIL: threads, no process start-up or copies.
+    results = run_tasks(fit, tasks, jobs=jobs, progress=progress, threads=estimator != "gbt")
 
     importance = np.stack([results[j][0] for j in range(n_factors)], axis=1)
     if starts is not None:  # a latent's importance: the sum over its inputs (its one-hot columns)
