@@ -32,7 +32,7 @@ from fqvae_cli import console, provenance
 from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
-from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError, UsageError
+from fqvae_cli.errors import CheckpointError, ConfigError, DataError, NotFoundError, UsageError
 from fqvae_cli.experiments import load_experiments
 from fqvae_cli.io import atomic_path, atomic_write_json, sha256_file
 from fqvae_cli.metrics import (
@@ -125,6 +125,9 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 
+    if not np.isfinite(mse):
+        raise DataError(f"run {loaded.run.short_id}'s reconstruction MSE is {mse} at step {loaded.step} (its weights "
+                        "hold NaN or infinity?); nothing was recorded.")
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
     # Each metric row is written here, with the protocol and the provenance that produced it.
     reg.log_metrics(loaded.run.id, [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol)
@@ -156,7 +159,6 @@ def udr_cell(reg: Any, ref: str, device: Any, *, protocol: str = "paper", points
     """UDR (metrics/udr.py) of every finished run of RUN's cell (its training setup, any seed; the newest run
     of each seed) against the others, on the same `points` images: the first rows of the protocol's draw.
     Records `udr_<method>` per run under the protocol and returns {short id: score}."""
-    from fqvae_cli.errors import DataError
     from fqvae_cli.metrics.base import as_codes
     from fqvae_cli.metrics.udr import METHODS, compute_udr
     from fqvae_cli.tables import one_per_seed, training_setup

@@ -59,3 +59,16 @@ def test_constant_codes_score_exactly_zero_dci():
     out = score_all(np.zeros((400, 3)), f, discrete=False, sizes=SIZES, metrics=["dci"])
     # No latent is used by any tree: R is all zero, every row and column uniform, D = C = 0 exactly.
     assert out.values["dci_d"] == 0.0 and out.values["dci_c"] == 0.0
+
+
+def test_a_metric_that_comes_out_nan_is_a_sentence_never_a_number(monkeypatch):
+    from dataclasses import replace
+
+    from fqvae_cli import metrics
+
+    monkeypatch.setitem(metrics.METRICS, "mig", replace(metrics.METRICS["mig"],
+                                                        run=lambda job: ({"mig": float("nan")}, None)))
+    f = grid_factors((3, 4), 34)[:400]
+    with pytest.raises(DataError) as err:
+        score_all(f, f, discrete=True, sizes=SIZES, metrics=["mig"])
+    assert str(err.value) == "MIG came out nan (mig) on these codes; nothing was recorded."

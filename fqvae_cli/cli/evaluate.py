@@ -21,7 +21,7 @@ def evaluate(
                                       "quick for the quick profile]."),
     metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
                                 help="Comma-separated: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, "
-                                     "or all [default: dci,infomec, the paper's]."),
+                                     "irs, unsupervised, or all [default: dci,infomec, the paper's]."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
                                                      "Explicitness (same numbers as 1)."),

@@ -18,8 +18,8 @@ def score(
     codes: Path = typer.Option(..., "--codes", help="codes.npy: samples x latents (indices or values)."),
     factors: Path = typer.Option(..., "--factors", help="factors.npy: samples x factors, integer codes."),
     metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
-                                help="Comma-separated: dci, infomec, mig, sap, modularity (with explicitness), or "
-                                     "all [default: dci,infomec, the paper's]."),
+                                help="Comma-separated: dci, infomec, mig, sap, modularity (with explicitness), irs, "
+                                     "unsupervised, or all [default: dci,infomec, the paper's]."),
     protocol: str = typer.Option(None, "--protocol", help="Sample sizes of this experiments.yaml protocol "
                                  "[default: those in meta.json beside the codes, else paper]."),
     size: list[str] = typer.Option(None, "--size", metavar="NAME=N",
@@ -40,7 +40,8 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object on stdout."),
 ) -> None:
     """Score a representation trained anywhere: DCI and InfoMEC by default; MIG, SAP, Modularity and
-    Explicitness on request (--metrics, all), each with disentanglement_lib's published protocol.
+    Explicitness, IRS and the unsupervised scores on request (--metrics, all), each with
+    disentanglement_lib's published protocol; DCI by --dci-estimator gbt (the paper's), rf or lasso.
 
     Rows are independent uniform samples of the factors. Every metric starts at row 0: DCI trains on the
     first --dci-train rows and tests on the next --dci-test; InfoMEC uses the first --infomec-n rows, MIG

@@ -64,7 +64,7 @@ def table(
     overrides: list[str] = SET_OPT,
     protocol: str = PROTOCOL_OPT,
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
-                                      "modularity (and explicitness), factor_vae, beta_vae, or all "
+                                      "modularity (and explicitness), factor_vae, beta_vae, irs, unsupervised, or all "
                                       "(recorded by `fqvae evaluate --metrics`)."),
     kernel_family: str = KERNEL_FAMILY_OPT,
     dci_estimator: str = DCI_ESTIMATOR_OPTION,

@@ -17,11 +17,12 @@ scikit-learn is imported only when a metric is computed, so importing this packa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fqvae_cli.errors import ConfigError, UsageError
+from fqvae_cli.errors import ConfigError, DataError, UsageError
 from fqvae_cli.metrics import beta_vae, dci, factor_vae, infomec, irs, mig, modularity, sap, unsupervised
 from fqvae_cli.metrics.base import (
     Job,
@@ -163,8 +164,8 @@ def prepare(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
         require_rows(len(z), sizes, metrics, names[0])
         require_varied(s, names[1])
         if "infomec" in metrics and n_neighbors >= sizes["infomec_n"]:
-            raise UsageError(f"{n_neighbors} neighbours need more than {n_neighbors} InfoMEC rows; the protocol "
-                             f"gives it {sizes['infomec_n']} (infomec_n).")
+            raise UsageError(f"--neighbors {n_neighbors} (eval.n_neighbors) needs more than {n_neighbors} InfoMEC "
+                             f"rows; the protocol gives it {sizes['infomec_n']} (infomec_n, --infomec-n).")
     inferred = discrete is None
     if inferred:
         discrete = z is not None and is_integer_valued(z)
@@ -180,6 +181,10 @@ def score(job: Job, progress: Any = None) -> Scores:
         if progress is not None:
             progress.status(METRICS[name].short)
         values, detail = METRICS[name].run(job)
+        for key, value in values.items():
+            if not math.isfinite(value):  # never a NaN or an infinity in a table or the registry
+                raise DataError(f"{METRICS[name].short} came out {value} ({key}) on these codes; nothing was "
+                                "recorded.")
         scores.values.update(values)
         scores.details[name] = detail
     if progress is not None:
