@@ -74,6 +74,8 @@ def download(
     no_prepare: bool = typer.Option(False, "--no-prepare", help="Only download and verify the file."),
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded file after preparing."),
     force: bool = typer.Option(False, "--force", help="Download and prepare again a dataset already prepared."),
+    max_bytes: int | None = typer.Option(None, "--max-bytes", help="Never read more than this many bytes (default: "
+                                         "the file's size, else 1.25 x the catalog's approximate size)."),
 ) -> None:
     """Download a dataset's official file, check its size and hash, and prepare it. An interrupted download
     resumes where it stopped when run again. `fqvae data list` shows each download's size; docs/datasets.md
@@ -82,7 +84,7 @@ def download(
     from fqvae_cli.io import fmt_bytes
 
     result = do_download(name, root=root, url=url, sha256=sha256, prepare=not no_prepare,
-                         keep_source=keep_source, force=force)
+                         keep_source=keep_source, force=force, max_bytes=max_bytes)
     if result.already_prepared:
         typer.echo(f"{name} is already prepared at {result.dataset.path}; nothing downloaded (--force downloads "
                    f"and prepares it again)")

@@ -16,6 +16,7 @@ sha256 of the file is printed and recorded in the dataset's meta.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -31,9 +32,12 @@ from fqvae_cli.data import store
 from fqvae_cli.data.catalog import drive_id, get_dataset_spec
 from fqvae_cli.data.fetch import CHUNK, Target, drive_download, fetch_http
 from fqvae_cli.errors import DataError, DownloadError, Interrupted, UsageError
-from fqvae_cli.io import atomic_write_json, check_free_space, fmt_bytes
+from fqvae_cli.io import atomic_write_json, check_free_space, fmt_bytes, make_dirs
 
 STATE_FILE = "state.json"
+# A file of unknown exact size may be this much larger than the catalog's approximate size (the
+# approximations are of uncompressed arrays; a compressed copy is smaller).
+CAP_MARGIN = 1.25
 LOCK_FILE = ".lock"
 
 
@@ -49,9 +53,11 @@ class Result:
     reused: bool = False  # a verified file from an earlier run was used, nothing fetched
 
 
-def target_for(name: str, url: str | None = None, sha256: str | None = None) -> Target:
+def target_for(name: str, url: str | None = None, sha256: str | None = None,
+               max_bytes: int | None = None) -> Target:
     """The catalog's source of `name`, or a --url / --sha256 replacement (which also drops the catalog's
-    size and hash: they describe the catalog's file, not another one)."""
+    size and hash: they describe the catalog's file, not another one). Nothing past `max_bytes` is read:
+    --max-bytes, else the file's exact size, else CAP_MARGIN times the catalog's approximate size."""
     spec = get_dataset_spec(name)
     if spec.built_in:
         raise UsageError(f"'{name}' is built in and has nothing to download; `fqvae data prepare {name}` "
@@ -66,22 +72,34 @@ def target_for(name: str, url: str | None = None, sha256: str | None = None) -> 
             raise UsageError(f"--sha256 takes 64 hexadecimal digits, not '{sha256}'.")
     if url is not None and not url.lower().startswith(("http://", "https://")):
         raise UsageError(f"--url must start with http:// or https://, not '{url}'.")
+    if max_bytes is not None and max_bytes < 1:
+        raise UsageError(f"--max-bytes must be a positive number of bytes, not {max_bytes}.")
     if url is None and sha256 is None:
-        return Target(name, src.url, src.file, src.size, src.approx_bytes, src.algorithm if src.hash else None,
-                      src.hash, src.hash_enforced, "the catalog", src.note)
-    return Target(name, url or src.url, src.file, None, None if url else src.approx_bytes,
-                  "sha256" if sha256 else None, sha256, True, "--sha256")
+        target = Target(name, src.url, src.file, src.size, src.approx_bytes, src.algorithm if src.hash else None,
+                        src.hash, src.hash_enforced, "the catalog", src.note)
+    else:
+        target = Target(name, url or src.url, src.file, None, None if url else src.approx_bytes,
+                        "sha256" if sha256 else None, sha256, True, "--sha256")
+    if max_bytes is not None:
+        cap, why = max_bytes, "--max-bytes"
+    elif target.size is not None:
+        cap, why = target.size, "the file's size, from the catalog"
+    else:
+        cap = int(CAP_MARGIN * src.approx_bytes)
+        why = f"{CAP_MARGIN:g} x the catalog's approximate size, {fmt_bytes(src.approx_bytes)}"
+    return dataclasses.replace(target, max_bytes=cap, cap_reason=why)
 
 
 def download(name: str, *, root: Path | str | None = None, url: str | None = None, sha256: str | None = None,
-             prepare: bool = True, keep_source: bool = False, force: bool = False) -> Result:
+             prepare: bool = True, keep_source: bool = False, force: bool = False,
+             max_bytes: int | None = None) -> Result:
     """Download `name`'s file, verify it, and (unless prepare=False) prepare it, deleting the file after
     unless keep_source. An already prepared dataset is left alone (nothing fetched) unless force."""
-    target = target_for(name, url, sha256)
+    target = target_for(name, url, sha256, max_bytes)
     if store.is_prepared(name, root) and not force:
         return Result(name, already_prepared=True, dataset=store.PreparedDataset(store.dataset_dir(name, root)))
-    folder = paths.data_root(root) / "downloads" / name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dirs(paths.data_root(root) / "downloads" / name, f"the download of {name}", DownloadError,
+                       "point --root or FQVAE_DATA at a writable folder")
     with _holding_lock(folder, name):
         result = _fetch_verified(target, folder, extra_space=_prepared_estimate(target) if prepare else 0)
         if not prepare:
@@ -146,18 +164,19 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
 
 
 class _OnHeaders:
-    """Run after each response's headers: persist a new ETag (a rerun resumes only the same file) and,
+    """Run after each response's headers: persist a new validator (ETag or Last-Modified: a rerun resumes
+    only the same version) and,
     once, check the free space when the file's size was not known before the first response."""
 
     def __init__(self, target: Target, folder: Path, state: dict[str, Any], extra_space: int | None):
         self.target, self.folder, self.state = target, folder, state
-        self.saved_etag = state.get("etag")
+        self.saved = state.get("validator")
         self.extra_space = extra_space
 
     def __call__(self, total: int | None, start: int) -> None:
-        if self.state.get("etag") != self.saved_etag:
+        if self.state.get("validator") != self.saved:
             atomic_write_json(self.folder / STATE_FILE, self.state)
-            self.saved_etag = self.state.get("etag")
+            self.saved = self.state.get("validator")
         if self.extra_space is not None and total is not None:
             check_free_space(self.folder, total - start + self.extra_space, f"downloading {self.target.name}")
             self.extra_space = None
