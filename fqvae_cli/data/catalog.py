@@ -14,6 +14,14 @@ from fqvae_cli.io import fmt_bytes
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """Another place that serves the same file (the same digest is enforced whichever answers)."""
+
+    url: str
+    provenance: str  # who publishes or names this copy
+
+
+@dataclass(frozen=True)
 class DownloadSource:
     """Where `fqvae data download` fetches a dataset's official file, and how the file is checked."""
 
@@ -28,10 +36,16 @@ class DownloadSource:
     citation: str = ""
     licence: str = ""
     note: str = ""
+    mirrors: tuple[Mirror, ...] = ()  # tried in order after `url`
 
     @property
     def drive_id(self) -> str | None:
         return drive_id(self.url)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every source of the file, the official host first."""
+        return (self.url, *(m.url for m in self.mirrors))
 
     @property
     def pinned(self) -> bool:

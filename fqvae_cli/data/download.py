@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +30,7 @@ from fqvae_cli import paths
 from fqvae_cli.console import info, progress, warn
 from fqvae_cli.data import store
 from fqvae_cli.data.catalog import drive_id, get_dataset_spec
-from fqvae_cli.data.fetch import CHUNK, Target, drive_download, fetch_http
+from fqvae_cli.data.fetch import CHUNK, SourceFailed, Target, drive_download, fetch_http
 from fqvae_cli.errors import DataError, DownloadError, Interrupted, UsageError
 from fqvae_cli.io import atomic_write_json, check_free_space, fmt_bytes, make_dirs
 
@@ -53,10 +53,11 @@ class Result:
     reused: bool = False  # a verified file from an earlier run was used, nothing fetched
 
 
-def target_for(name: str, url: str | None = None, sha256: str | None = None,
+def target_for(name: str, url: str | Sequence[str] | None = None, sha256: str | None = None,
                max_bytes: int | None = None) -> Target:
-    """The catalog's source of `name`, or a --url / --sha256 replacement (which also drops the catalog's
-    size and hash: they describe the catalog's file, not another one). Nothing past `max_bytes` is read:
+    """The catalog's sources of `name` (its official URL, then its mirrors), or --url replacements, one or
+    several, tried in order (which also drop the catalog's size and hash: they describe the catalog's
+    file, not another one; --sha256 pins one for every URL). Nothing past `max_bytes` is read:
     --max-bytes, else the file's exact size, else CAP_MARGIN times the catalog's approximate size."""
     spec = get_dataset_spec(name)
     if spec.built_in:
@@ -70,8 +71,11 @@ def target_for(name: str, url: str | None = None, sha256: str | None = None,
         sha256 = sha256.strip().lower()
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise UsageError(f"--sha256 takes 64 hexadecimal digits, not '{sha256}'.")
-    if url is not None and not url.lower().startswith(("http://", "https://")):
-        raise UsageError(f"--url must start with http:// or https://, not '{url}'.")
+    urls = [url] if isinstance(url, str) else list(url or [])
+    for u in urls:
+        if not u.lower().startswith(("http://", "https://")):
+            raise UsageError(f"--url must start with http:// or https://, not '{u}'.")
+    url = urls[0] if urls else None
     if max_bytes is not None and max_bytes < 1:
         raise UsageError(f"--max-bytes must be a positive number of bytes, not {max_bytes}.")
     if url is None and sha256 is None:
@@ -87,11 +91,11 @@ def target_for(name: str, url: str | None = None, sha256: str | None = None,
     else:
         cap = int(CAP_MARGIN * src.approx_bytes)
         why = f"{CAP_MARGIN:g} x the catalog's approximate size, {fmt_bytes(src.approx_bytes)}"
-    return dataclasses.replace(target, max_bytes=cap, cap_reason=why)
+    return dataclasses.replace(target, max_bytes=cap, cap_reason=why, sources=tuple(urls) or src.urls)
 
 
-def download(name: str, *, root: Path | str | None = None, url: str | None = None, sha256: str | None = None,
-             prepare: bool = True, keep_source: bool = False, force: bool = False,
+def download(name: str, *, root: Path | str | None = None, url: str | Sequence[str] | None = None,
+             sha256: str | None = None, prepare: bool = True, keep_source: bool = False, force: bool = False,
              max_bytes: int | None = None) -> Result:
     """Download `name`'s file, verify it, and (unless prepare=False) prepare it, deleting the file after
     unless keep_source. An already prepared dataset is left alone (nothing fetched) unless force."""
@@ -101,7 +105,7 @@ def download(name: str, *, root: Path | str | None = None, url: str | None = Non
     folder = make_dirs(paths.data_root(root) / "downloads" / name, f"the download of {name}", DownloadError,
                        "point --root or FQVAE_DATA at a writable folder")
     with _holding_lock(folder, name):
-        result = _fetch_verified(target, folder, extra_space=_prepared_estimate(target) if prepare else 0)
+        result = _fetch_chain(target, folder, extra_space=_prepared_estimate(target) if prepare else 0)
         if not prepare:
             return result
         assert result.file is not None and result.hashes is not None
@@ -117,10 +121,66 @@ def download(name: str, *, root: Path | str | None = None, url: str | None = Non
         return result
 
 
+def download_rows(root: Path | str | None = None) -> list[dict[str, Any]]:
+    """One row per downloadable dataset, for `fqvae data download --list`: its size, digest status
+    (pinned: a different file is refused; recorded: none is pinned but the copy prepared here has its
+    sha256 in meta.json; none), its sources in the order tried, and whether it is prepared here."""
+    from fqvae_cli.data.catalog import DATASETS
+
+    rows = []
+    for name, spec in DATASETS.items():
+        src = spec.download
+        if src is None:
+            continue
+        prepared = store.is_prepared(name, root)
+        recorded = None
+        if prepared:
+            try:
+                recorded = (store.PreparedDataset(store.dataset_dir(name, root)).meta.get("source") or {}).get("sha256")
+            except (DataError, OSError):
+                recorded = None
+        digest = "pinned" if src.pinned else "recorded" if recorded else "none"
+        algorithm = src.algorithm if src.pinned else "sha256" if recorded else None
+        rows.append({"name": name, "size": src.size_text(), "bytes": src.size or src.approx_bytes,
+                     "exact": src.size is not None, "digest": digest, "algorithm": algorithm,
+                     "hash": src.hash if src.pinned else recorded, "sources": list(src.urls),
+                     "prepared": prepared, "note": src.note})
+    return rows
+
+
 def _prepared_estimate(target: Target) -> int:
     # The catalog's file is the official grid; another file's grid is known only once it is read (the
     # store checks the space again then).
     return get_dataset_spec(target.name).prepared_bytes if target.origin == "the catalog" else 0
+
+
+def _fetch_chain(target: Target, folder: Path, extra_space: int) -> Result:
+    """Try each source in turn until one delivers the file with the expected size and digest. A failed
+    source (unreachable, HTTP error, stalled, over the cap, the wrong digest) is one warning line and the
+    next is tried; a local failure (disk full, Ctrl-C) stops the chain. The source a partial file came
+    from is tried first, so a rerun resumes it."""
+    sources = list(target.sources or (target.url,))
+    state = _read_state(folder)
+    if state.get("url") in sources:
+        sources.insert(0, sources.pop(sources.index(state["url"])))
+    if len(sources) == 1:
+        return _fetch_verified(dataclasses.replace(target, url=sources[0]), folder, extra_space)
+    failed = []
+    for i, url in enumerate(sources, 1):
+        try:
+            return _fetch_verified(dataclasses.replace(target, url=url), folder, extra_space)
+        except (SourceFailed, _Rejected) as exc:
+            failed.append(url)
+            then = "trying the next" if i < len(sources) else "no source is left"
+            warn(f"source {i}/{len(sources)} failed: {getattr(exc, 'short', str(exc).rstrip('.'))}; {then}.")
+    raise DownloadError(f"none of the {len(sources)} sources of {target.name} delivered {target.file} (each is "
+                        f"named above); rerun to try them again (a partial file is resumed), pass --url with "
+                        f"another mirror, or fetch it another way and run `fqvae data prepare {target.name} "
+                        f"--source FILE`.")
+
+
+class _Rejected(DataError):
+    """A file of the wrong size or digest: set aside, never prepared; a mirror chain tries the next."""
 
 
 def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
@@ -210,7 +270,7 @@ def _verify(target: Target, part: Path, folder: Path) -> dict[str, str]:
     rejected = folder / f"{target.file}.rejected"
     if target.size is not None and size != target.size:
         part.replace(rejected)
-        raise DataError(f"{target.file} from {target.url} is {size:,} bytes, expected {target.size:,} "
+        raise _Rejected(f"{target.file} from {target.url} is {size:,} bytes, expected {target.size:,} "
                         f"({target.origin}); it was set aside as {rejected} and nothing was prepared.")
     algorithms = ["sha256"] + ([target.algorithm] if target.algorithm and target.algorithm != "sha256" else [])
     hashes = _hash_file(part, algorithms, f"verifying {target.file}")
@@ -218,7 +278,7 @@ def _verify(target: Target, part: Path, folder: Path) -> dict[str, str]:
     if target.expected and got != target.expected:
         if target.enforced:
             part.replace(rejected)
-            raise DataError(f"{target.file} from {target.url} has {target.algorithm} {got}, expected "
+            raise _Rejected(f"{target.file} from {target.url} has {target.algorithm} {got}, expected "
                             f"{target.expected} ({target.origin}); it was set aside as {rejected} and nothing "
                             f"was prepared.")
         warn(f"{target.file} has {target.algorithm} {got}, not {target.expected}: {target.note}.")

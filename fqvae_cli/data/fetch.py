@@ -29,7 +29,7 @@ from urllib.error import HTTPError, URLError
 
 from fqvae_cli import __version__
 from fqvae_cli.console import Progress, info, progress
-from fqvae_cli.errors import DataError, DownloadError
+from fqvae_cli.errors import DownloadError
 from fqvae_cli.io import fmt_bytes
 
 RETRIES = 5  # after a transient failure (dropped connection, stall, HTTP 5xx/429)
@@ -55,10 +55,21 @@ class Target:
     origin: str  # where the expected hash and size come from: 'the catalog' or '--sha256'
     note: str = ""
     max_bytes: int | None = None  # never read more than this
+    sources: tuple[str, ...] = ()  # every URL of the file, tried in order (url is the one being tried)
     cap_reason: str = ""  # where max_bytes comes from, for the refusal
 
     def manual(self) -> str:
         return f"fetch {self.url} another way and run `fqvae data prepare {self.name} --source FILE`"
+
+
+class SourceFailed(DownloadError):
+    """One source could not deliver the file (unreachable, HTTP error, stalled, over the cap, a bad
+    redirect or header, the wrong size): a mirror chain tries the next. `short` is the failure without
+    the advice, for the chain's one line per source."""
+
+    def __init__(self, message: str, short: str | None = None):
+        super().__init__(message)
+        self.short = short or message.rstrip(".")
 
 
 class _Dropped(Exception):
@@ -78,8 +89,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         from urllib.parse import urlsplit
 
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise DownloadError(f"{self.current} redirects to {newurl}; only http and https are followed, so "
-                                f"nothing was fetched from it.")
+            raise SourceFailed(f"{self.current} redirects to {newurl}; only http and https are followed, so "
+                               f"nothing was fetched from it.")
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None:
             self.current = new.full_url
@@ -124,12 +135,13 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
                 with opener.open(urllib.request.Request(target.url, headers=headers), timeout=STALL_S) as resp:
                     start, total = _span(resp, offset, redirects.where())
                     if target.size is not None and total is not None and total != target.size:
-                        raise DataError(f"{redirects.where()} serves {total:,} bytes, but {target.file} is "
-                                        f"{target.size:,} bytes ({target.origin}); nothing more was downloaded.")
+                        raise SourceFailed(f"{redirects.where()} serves {total:,} bytes, but {target.file} is "
+                                           f"{target.size:,} bytes ({target.origin}); nothing more was downloaded.")
                     if target.max_bytes is not None and total is not None and total > target.max_bytes:
-                        raise DownloadError(f"{redirects.where()} announces {total:,} bytes, more than the "
-                                            f"{target.max_bytes:,} allowed ({target.cap_reason}); nothing was "
-                                            f"downloaded: pass --max-bytes if the file really is that large.")
+                        raise SourceFailed(f"{redirects.where()} announces {total:,} bytes, more than the "
+                                           f"{target.max_bytes:,} allowed ({target.cap_reason}); nothing was "
+                                           f"downloaded: pass --max-bytes if the file really is that large.",
+                                           f"{redirects.where()} announces {total:,} bytes, over the cap")
                     now = validator(resp.headers)
                     if start and offset and state.get("validator") and now != state["validator"]:
                         # A 206 of another version (If-Range ignored on the way): its tail would splice two files.
@@ -160,17 +172,18 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
                     part.unlink(missing_ok=True)  # the partial file does not fit the file served: start over
                     reason = "the server refused to resume (HTTP 416)"
                 elif 300 <= exc.code < 400:
-                    raise DownloadError(f"{target.url} redirects in a loop or more than {MAX_REDIRECTS} times (last "
-                                        f"to {redirects.current}); check the URL, or {target.manual()}.") from None
+                    short = (f"{target.url} redirects in a loop or more than {MAX_REDIRECTS} times (last to "
+                             f"{redirects.current})")
+                    raise SourceFailed(f"{short}; check the URL, or {target.manual()}.", short) from None
                 elif exc.code in (408, 425, 429) or exc.code >= 500:
                     reason = f"HTTP {exc.code} {exc.reason}"
                 else:
-                    raise DownloadError(f"{redirects.where()} answered HTTP {exc.code} {exc.reason}; check the URL, "
-                                        f"or {target.manual()}.") from None
+                    short = f"{redirects.where()} answered HTTP {exc.code} {exc.reason}"
+                    raise SourceFailed(f"{short}; check the URL, or {target.manual()}.", short) from None
             except URLError as exc:
                 if failures == 0 and _unreachable(exc.reason):
-                    raise DownloadError(f"cannot reach {redirects.where()} ({_reason(exc.reason)}); check the "
-                                        f"network, or {target.manual()}.") from None
+                    short = f"cannot reach {redirects.where()} ({_reason(exc.reason)})"
+                    raise SourceFailed(f"{short}; check the network, or {target.manual()}.", short) from None
                 reason = _reason(exc.reason)
             except (_Dropped, OSError, http.client.HTTPException) as exc:  # resets, timeouts, TLS errors
                 reason = _reason(exc)
@@ -178,9 +191,9 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
             have = part.stat().st_size if part.exists() else 0
             if failures > RETRIES:
                 tries = f"{failures} attempts" if failures > 1 else "1 attempt"
-                raise DownloadError(f"downloading {target.url} failed after {tries} (last: {reason}); "
-                                    f"{fmt_bytes(have)} are kept in {part}: rerun to resume, or "
-                                    f"{target.manual()}.")
+                raise SourceFailed(f"downloading {target.url} failed after {tries} (last: {reason}); "
+                                   f"{fmt_bytes(have)} are kept in {part}: rerun to resume, or "
+                                   f"{target.manual()}.", f"{target.url} failed after {tries} (last: {reason})")
             delay = BACKOFF_S * 2 ** (failures - 1)
             info(f"{reason}; retrying in {delay:g}s ({failures}/{RETRIES}), resuming at {fmt_bytes(have)}")
             time.sleep(delay)
@@ -200,8 +213,8 @@ def _span(resp: Any, offset: int, where: str) -> tuple[int, int | None]:
     if length is None:
         return 0, None
     if not length.strip().isdigit():
-        raise DownloadError(f"{where} sent an unreadable Content-Length ({length!r}); it is not a file server "
-                            f"fqvae can trust, so nothing was downloaded.")
+        raise SourceFailed(f"{where} sent an unreadable Content-Length ({length!r}); it is not a file server "
+                           f"fqvae can trust, so nothing was downloaded.")
     return 0, int(length)
 
 
@@ -230,9 +243,9 @@ def _copy(resp: Any, fh: IO[bytes], bar: Progress, part: Path, target: Target, s
         if target.max_bytes is not None and start + got + len(block) > target.max_bytes:
             fh.close()
             part.unlink(missing_ok=True)
-            raise DownloadError(f"{where} sent more than {target.max_bytes:,} bytes ({target.cap_reason}); the "
-                                f"download was stopped and its partial file removed: pass --max-bytes if the "
-                                f"file really is larger.")
+            raise SourceFailed(f"{where} sent more than {target.max_bytes:,} bytes ({target.cap_reason}); the "
+                               f"download was stopped and its partial file removed: pass --max-bytes if the "
+                               f"file really is larger.", f"{where} sent more than {target.max_bytes:,} bytes")
         try:
             _write(fh, block)
             fh.flush()
@@ -275,7 +288,7 @@ def drive_download(file_id: str, output: Path, bar: Progress, target: Target) ->
     try:
         import gdown
     except ImportError:
-        raise DownloadError(f"{target.name} is on Google Drive, which needs the optional package gdown "
+        raise SourceFailed(f"{target.name} is on Google Drive, which needs the optional package gdown "
                             f"(pip install 'fqvae[drive]'); or {target.manual()}.") from None
     import inspect
 
@@ -295,9 +308,9 @@ def drive_download(file_id: str, output: Path, bar: Progress, target: Target) ->
         raise
     except Exception as exc:  # noqa: BLE001 - gdown raises its own errors and requests'; all mean the same here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DownloadError(f"Google Drive did not hand over {target.file} ({first}); Drive limits how often a "
+        raise SourceFailed(f"Google Drive did not hand over {target.file} ({first}); Drive limits how often a "
                             f"large file is downloaded: try again later, or download {target.url} in a browser "
                             f"and run `fqvae data prepare {target.name} --source FILE`.") from None
     if not result or not output.is_file():
-        raise DownloadError(f"Google Drive did not hand over {target.file}; download {target.url} in a browser "
+        raise SourceFailed(f"Google Drive did not hand over {target.file}; download {target.url} in a browser "
                             f"and run `fqvae data prepare {target.name} --source FILE`.")
