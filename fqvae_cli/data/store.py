@@ -26,7 +26,7 @@ import numpy as np
 
 from fqvae_cli import paths
 from fqvae_cli.console import info, progress, warn
-from fqvae_cli.data import isaac3d, mpi3d, shapes3d, synthetic
+from fqvae_cli.data import cars3d, dsprites, isaac3d, mpi3d, shapes3d, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
 from fqvae_cli.data.plan import SourcePlan
@@ -258,6 +258,9 @@ CONVERTERS: dict[str, Callable[..., SourcePlan]] = {
     "shapes3d": shapes3d.plan,
     "mpi3d": mpi3d.plan,
     "isaac3d": isaac3d.plan,
+    "falcor3d": isaac3d.plan,
+    "dsprites": dsprites.plan,
+    "cars3d": cars3d.plan,
 }
 
 
