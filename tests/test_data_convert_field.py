@@ -170,3 +170,50 @@ def test_falcor3d_refusals(tmp_path):
     with pytest.raises(DataError, match=r"train-rec.labels has shape \(8, 3\), expected \(N, 7\)"):
         prepare("falcor3d", write_falcor(tmp_path / "narrow", labels=falcor_labels()[:, :3]))
     assert nothing_written("falcor3d")
+
+
+# ---- SmallNORB ------------------------------------------------------------------------------------------
+
+def test_smallnorb_both_files_instance_a_nuisance(tmp_path):
+    import itertools
+
+    from writers import write_smallnorb
+
+    folder = write_smallnorb(tmp_path / "norb")
+    ds, _ = prepare("smallnorb", folder)
+    assert ds.space.names == ("category", "instance", "elevation", "azimuth", "lighting")
+    assert ds.space.sizes == (2, 4, 2, 2, 1) and len(ds) == 32 and ds.image_size == 64
+    np.testing.assert_allclose(ds.space.values[1], [0, 1, 4, 6])  # testing's 0, 1 and training's 4, 6
+    np.testing.assert_allclose(ds.space.values[3], [0, 34])
+    assert ds.meta["nuisance_factors"] == ["instance"] and ds.meta["convention"] == "disentanglement_lib"
+    for c, i, e, a in itertools.product(range(2), range(4), range(2), range(2)):
+        idx = ((c * 4 + i) * 2 + e) * 2 + a
+        assert ds.codes[idx].tolist() == [c, i, e, a, 0]
+        img = ds.images[idx]
+        assert img[10, 10].tolist() == [3 + 64 * c + 16 * i + 4 * e + 2 * a] * 3, (c, i, e, a)
+        assert img[10, 54, 0] == 200 and img[54, 10, 0] == 100 and img[54, 54, 0] == 0  # camera 0, upright
+
+
+def test_smallnorb_disent_is_the_training_file_only(tmp_path):
+    from writers import norb_quadrants, write_smallnorb
+
+    folder = write_smallnorb(tmp_path / "norb", parts=("training",), gz=False)
+    ds, _ = prepare("smallnorb_disent", folder / "smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat")
+    assert ds.space.sizes == (2, 2, 2, 2, 1) and ds.meta["nuisance_factors"] == []
+    np.testing.assert_allclose(ds.space.values[1], [4, 6])
+    expect = np.asarray(Image.fromarray(norb_quadrants(1, 1, 0, 1, 0)).resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.array_equal(ds.images[((1 * 2 + 1) * 2 + 0) * 2 + 1][..., 0], expect)
+
+
+def test_smallnorb_refusals(tmp_path):
+    from writers import write_smallnorb
+
+    with pytest.raises(DataError, match=r"smallnorb needs smallnorb-\*-testing-dat.mat\(.gz\)"):
+        prepare("smallnorb", write_smallnorb(tmp_path / "a", parts=("training",)))
+    with pytest.raises(DataError, match=r"the labels do not cover the 2x4x2x2x1 grid once each: combination "):
+        prepare("smallnorb", write_smallnorb(tmp_path / "b", drop_row=True))
+    bad = write_smallnorb(tmp_path / "c")
+    (bad / "smallnorb-5x46789x9x18x6x2x96x96-training-cat.mat.gz").write_bytes(b"\x1f\x8bnot gzip")
+    with pytest.raises(DataError, match="training-cat.mat.gz cannot be read"):
+        prepare("smallnorb", bad)
+    assert nothing_written("smallnorb")

@@ -178,3 +178,61 @@ def write_falcor(folder: Path, *, labels=None, size: int = 128) -> Path:
     for i in range(labels.shape[0]):
         Image.fromarray(isaac_image(i, size)).save(folder / "images" / f"{i:06d}.png")
     return folder
+
+
+# ---- SmallNORB ------------------------------------------------------------------------------------------
+
+def norb_matrix(array: np.ndarray) -> bytes:
+    """A NORB binary matrix: int32 magic, int32 rank, max(3, rank) int32 dimensions, little-endian data."""
+    magic = {np.dtype(np.uint8): 0x1E3D4C55, np.dtype(np.int32): 0x1E3D4C54}[array.dtype]
+    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+    header = np.array([magic, array.ndim, *dims], dtype="<i4").tobytes()
+    return header + np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+def norb_quadrants(category: int, instance: int, elevation: int, azimuth: int, lighting: int,
+                   camera: int = 0, size: int = 96) -> np.ndarray:
+    """A 96x96 grayscale image: its top-left quadrant encodes the factors, the others fixed levels (and
+    camera 1 all 77), so the index mapping, the camera and the orientation all show after resizing."""
+    img = np.full((size, size), 77, dtype=np.uint8)
+    if camera == 0:
+        h = size // 2
+        img[:h, :h] = 3 + 64 * category + 16 * instance + 4 * elevation + 2 * azimuth + lighting
+        img[:h, h:] = 200
+        img[h:, :h] = 100
+        img[h:, h:] = 0
+    return img
+
+
+NORB_INSTANCES = {"training": (4, 6), "testing": (0, 1)}  # reduced: two instances in each file
+
+
+def write_smallnorb(folder: Path, *, parts=("training", "testing"), shuffle_seed: int = 3, gz: bool = True,
+                    drop_row: bool = False) -> Path:
+    """The official files (smallnorb-5x{46789,01235}x9x18x6x2x96x96-{training,testing}-{dat,cat,info}.mat.gz)
+    for a reduced grid: categories 2, instances 2 per file, elevations 2, azimuths (0, 34), lightings 1; rows
+    in a shuffled order, as the real files are in no grid order."""
+    import gzip
+    import itertools
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stems = {"training": "smallnorb-5x46789x9x18x6x2x96x96-training",
+             "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing"}
+    for part in parts:
+        rows = [(c, inst, e, az, lt) for c, inst, e, az, lt in
+                itertools.product(range(2), NORB_INSTANCES[part], range(2), (0, 34), (0,))]
+        order = np.random.default_rng(shuffle_seed).permutation(len(rows))
+        rows = [rows[k] for k in order]
+        if drop_row:
+            rows = rows[:-1]
+        ranks = {0: 0, 34: 1}
+        all_inst = sorted(i for p in parts for i in NORB_INSTANCES[p])
+        dat = np.stack([np.stack([norb_quadrants(c, all_inst.index(inst), e, ranks[az], lt, cam)
+                                  for cam in (0, 1)]) for c, inst, e, az, lt in rows]).astype(np.uint8)
+        cat = np.array([r[0] for r in rows], dtype=np.int32)
+        info = np.array([r[1:] for r in rows], dtype=np.int32)
+        for kind, arr in (("dat", dat), ("cat", cat), ("info", info)):
+            data = norb_matrix(arr)
+            name = f"{stems[part]}-{kind}.mat" + (".gz" if gz else "")
+            (folder / name).write_bytes(gzip.compress(data) if gz else data)
+    return folder

@@ -82,6 +82,7 @@ class DatasetSpec:
     built_in: bool = False  # rendered on demand, no source file needed
     converter: str | None = None  # the converter of its source format (fqvae_cli.data.store.CONVERTERS)
     download: DownloadSource | None = None  # the official file, for `fqvae data download`
+    companions: tuple[DownloadSource, ...] = ()  # more files it needs, downloaded beside `download`
 
     @property
     def n_factors(self) -> int:
@@ -113,6 +114,7 @@ MPI3D_FACTORS = ("object_color", "object_shape", "object_size", "camera_height",
                  "horizontal_axis", "vertical_axis")
 DSPRITES_FACTORS = ("shape", "scale", "orientation", "position_x", "position_y")
 CARS3D_FACTORS = ("elevation", "azimuth", "object")
+SMALLNORB_FACTORS = ("category", "instance", "elevation", "azimuth", "lighting")
 FALCOR3D_FACTORS = ("lighting_intensity", "lighting_x", "lighting_y", "lighting_z", "camera_x", "camera_y",
                     "camera_z")
 ISAAC3D_FACTORS = ("object_shape", "robot_x", "robot_y", "camera_height", "object_scale",
@@ -210,6 +212,44 @@ SOURCES["falcor3d"] = DownloadSource(
     citation="Nie et al., Semi-Supervised StyleGAN for Disentanglement Learning, ICML 2020",
     licence="CC BY 4.0 (NVIDIA)",
 )
+_NORB_URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
+_NORB_PROVENANCE = ("URL, size and sha256: tensorflow/datasets tensorflow_datasets/datasets/smallnorb/checksums.tsv "
+                    "(the same URLs as disentanglement_lib bin/dlib_download_data and nmichlo/disent "
+                    "_groundtruth__norb.py)")
+# (file stem, size, sha256) from TFDS's checksums.tsv
+_NORB_FILES = {
+    "training-dat": ("smallnorb-5x46789x9x18x6x2x96x96-training-dat", 131_896_188,
+                     "5ffd6272a07d32695ee1082a26a41a93a37aab8c28da047f8c34ed348d214873"),
+    "training-cat": ("smallnorb-5x46789x9x18x6x2x96x96-training-cat", 348,
+                     "2784e542c1922060691090952b6cd6278879a216c90f81476f0f00256d42cdaa"),
+    "training-info": ("smallnorb-5x46789x9x18x6x2x96x96-training-info", 71_052,
+                      "de7eb932ebe7a4ee16217fead60660d0eb3d23632c2f4d1c51f88c501c17bf32"),
+    "testing-dat": ("smallnorb-5x01235x9x18x6x2x96x96-testing-dat", 130_799_817,
+                    "cf7104eed3e51174d2f65b66d1e5878b9da233b886f161b0d88f4510ba2c7474"),
+    "testing-cat": ("smallnorb-5x01235x9x18x6x2x96x96-testing-cat", 347,
+                    "ecaf6d5bb8c3bc5eab9cf0258f6d2198dd474e016e374836fc097f2e5ff509ff"),
+    "testing-info": ("smallnorb-5x01235x9x18x6x2x96x96-testing-info", 10_428,
+                     "16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2"),
+}
+
+
+def _norb(key: str) -> DownloadSource:
+    stem, size, digest = _NORB_FILES[key]
+    return DownloadSource(url=f"{_NORB_URL}{stem}.mat.gz", file=f"{stem}.mat.gz", approx_bytes=size, size=size,
+                          hash=digest, provenance=_NORB_PROVENANCE,
+                          citation="LeCun, Huang and Bottou, Learning Methods for Generic Object Recognition with "
+                                   "Invariance to Pose and Lighting, CVPR 2004",
+                          licence="free for research use (as the NYU page states)")
+
+
+SOURCES["scream"] = DownloadSource(
+    url="https://upload.wikimedia.org/wikipedia/commons/f/f4/The_Scream.jpg", file="scream.jpg",
+    approx_bytes=60_000_000,
+    provenance=("URL: disentanglement_lib bin/dlib_download_data; Wikimedia keeps no fixed version under this "
+                "name and no hash is published, so the sha256 of the downloaded file is recorded in meta.json; "
+                "size: not published (the approximate size is an upper estimate, for the byte cap)"),
+    citation="Edvard Munch, The Scream, 1893", licence="public domain",
+)
 
 DATASETS: dict[str, DatasetSpec] = {
     "synth3d": DatasetSpec(
@@ -259,8 +299,8 @@ DATASETS: dict[str, DatasetSpec] = {
             name=name, title=title, factor_names=DSPRITES_FACTORS, factor_sizes=(3, 6, 40, 32, 32),
             source=f"{_DSPRITES_FILE} or the .npz" + (", with scream.jpg beside it"
                                                         if name == "scream_dsprites" else ""),
-            hyperparameters="shapes3d", converter="dsprites",
-            download=None if name == "scream_dsprites" else _DSPRITES,
+            hyperparameters="shapes3d", converter="dsprites", download=_DSPRITES,
+            companions=(SOURCES["scream"],) if name == "scream_dsprites" else (),
         )
         for name, title in _DSPRITES_VARIANTS.items()
     },
@@ -269,6 +309,22 @@ DATASETS: dict[str, DatasetSpec] = {
         factor_names=CARS3D_FACTORS, factor_sizes=(4, 24, 183),
         source="nips2015-analogy-data.tar.gz, or its data/cars folder (list.txt, car_*_mesh.mat)",
         hyperparameters="shapes3d", converter="cars3d", download=SOURCES["cars3d"],
+    ),
+    # SmallNORB's photographs borrow the mpi3d column (the one real-world capture among the paper's).
+    "smallnorb": DatasetSpec(
+        name="smallnorb", title="SmallNORB, disentanglement_lib's: train + test files, instance a nuisance",
+        factor_names=SMALLNORB_FACTORS, factor_sizes=(5, 10, 9, 18, 6),
+        source="the six smallnorb-*-{training,testing}-{dat,cat,info}.mat(.gz) files, in one folder",
+        hyperparameters="mpi3d", converter="smallnorb", download=_norb("training-dat"),
+        companions=tuple(_norb(k) for k in ("training-cat", "training-info", "testing-dat", "testing-cat",
+                                            "testing-info")),
+    ),
+    "smallnorb_disent": DatasetSpec(
+        name="smallnorb_disent", title="SmallNORB, disent's: training file only, instance a factor",
+        factor_names=SMALLNORB_FACTORS, factor_sizes=(5, 5, 9, 18, 6),
+        source="the three smallnorb-*-training-{dat,cat,info}.mat(.gz) files, in one folder",
+        hyperparameters="mpi3d", converter="smallnorb", download=_norb("training-dat"),
+        companions=(_norb("training-cat"), _norb("training-info")),
     ),
     "falcor3d": DatasetSpec(
         name="falcor3d", title="Falcor3D (128x128, prepared at 64x64)",

@@ -106,10 +106,13 @@ def download(name: str, *, root: Path | str | None = None, url: str | Sequence[s
                        "point --root or FQVAE_DATA at a writable folder")
     with _holding_lock(folder, name):
         result = _fetch_chain(target, folder, extra_space=_prepared_estimate(target) if prepare else 0)
+        companions = [_fetch_chain(t, folder, 0) for t in companion_targets(name)]
         if not prepare:
             return result
         assert result.file is not None and result.hashes is not None
-        record = {"url": result.url, **result.hashes}
+        record: dict[str, Any] = {"url": result.url, **result.hashes}
+        if companions:
+            record["companions"] = [{"name": c.file.name, "url": c.url, **(c.hashes or {})} for c in companions]
         if target.expected:
             record["expected"] = {"algorithm": target.algorithm, "hash": target.expected, "from": target.origin,
                                   "matched": result.hashes.get(target.algorithm or "") == target.expected}
@@ -117,8 +120,25 @@ def download(name: str, *, root: Path | str | None = None, url: str | Sequence[s
         if not keep_source:
             result.file.unlink()
             (folder / STATE_FILE).unlink(missing_ok=True)
+            for c, t in zip(companions, companion_targets(name), strict=True):
+                c.file.unlink(missing_ok=True)
+                (folder / t.state_file).unlink(missing_ok=True)
             result.file = None
         return result
+
+
+def companion_targets(name: str) -> list[Target]:
+    """The files downloaded beside a dataset's main file (SmallNORB's other five, The Scream), each from
+    its catalog sources with its own digest and its own state file."""
+    out = []
+    for src in get_dataset_spec(name).companions:
+        target = Target(name, src.url, src.file, src.size, src.approx_bytes, src.algorithm if src.hash else None,
+                        src.hash, src.hash_enforced, "the catalog", src.note, sources=src.urls,
+                        state_file=f".{src.file}.state.json")
+        cap = src.size or int(CAP_MARGIN * src.approx_bytes)
+        out.append(dataclasses.replace(target, max_bytes=cap, cap_reason="the file's size, from the catalog"
+                                       if src.size else f"{CAP_MARGIN:g} x the catalog's approximate size"))
+    return out
 
 
 def download_rows(root: Path | str | None = None) -> list[dict[str, Any]]:
@@ -160,7 +180,7 @@ def _fetch_chain(target: Target, folder: Path, extra_space: int) -> Result:
     next is tried; a local failure (disk full, Ctrl-C) stops the chain. The source a partial file came
     from is tried first, so a rerun resumes it."""
     sources = list(target.sources or (target.url,))
-    state = _read_state(folder)
+    state = _read_state(folder, target.state_file)
     if state.get("url") in sources:
         sources.insert(0, sources.pop(sources.index(state["url"])))
     if len(sources) == 1:
@@ -186,7 +206,7 @@ class _Rejected(DataError):
 def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
     final = folder / target.file
     part = folder / f"{target.file}.part"
-    state = _read_state(folder)
+    state = _read_state(folder, target.state_file)
     if final.is_file() and _same_file(state, target, final):
         info(f"using {final}, verified on an earlier download")
         return Result(target.name, file=final, url=state["url"], hashes=state["hashes"], reused=True,
@@ -199,7 +219,7 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
         part.unlink(missing_ok=True)
         state = {}
     state.update(url=target.url, file=target.file, status="partial")
-    atomic_write_json(folder / STATE_FILE, state)
+    atomic_write_json(folder / target.state_file, state)
     have = part.stat().st_size if part.exists() else 0
     known = target.size or target.approx_bytes
     if known:
@@ -218,7 +238,7 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
                           f"in {folder}: rerun the same command to resume.") from None
     hashes = _verify(target, part, folder)
     part.replace(final)
-    atomic_write_json(folder / STATE_FILE, {**state, "status": "verified", "size": final.stat().st_size,
+    atomic_write_json(folder / target.state_file, {**state, "status": "verified", "size": final.stat().st_size,
                                             "hashes": hashes})
     return Result(target.name, file=final, url=target.url, hashes=hashes, check=_check_text(target, hashes))
 
@@ -235,7 +255,7 @@ class _OnHeaders:
 
     def __call__(self, total: int | None, start: int) -> None:
         if self.state.get("validator") != self.saved:
-            atomic_write_json(self.folder / STATE_FILE, self.state)
+            atomic_write_json(self.folder / self.target.state_file, self.state)
             self.saved = self.state.get("validator")
         if self.extra_space is not None and total is not None:
             check_free_space(self.folder, total - start + self.extra_space, f"downloading {self.target.name}")
@@ -296,9 +316,9 @@ def _hash_file(path: Path, algorithms: list[str], what: str) -> dict[str, str]:
     return {a: d.hexdigest() for a, d in digests.items()}
 
 
-def _read_state(folder: Path) -> dict[str, Any]:
+def _read_state(folder: Path, name: str = STATE_FILE) -> dict[str, Any]:
     try:
-        state = json.loads((folder / STATE_FILE).read_text())
+        state = json.loads((folder / name).read_text())
     except (OSError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}

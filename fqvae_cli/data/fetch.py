@@ -56,6 +56,7 @@ class Target:
     note: str = ""
     max_bytes: int | None = None  # never read more than this
     sources: tuple[str, ...] = ()  # every URL of the file, tried in order (url is the one being tried)
+    state_file: str = "state.json"  # where this file's download state is kept, in the download folder
     cap_reason: str = ""  # where max_bytes comes from, for the refusal
 
     def manual(self) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from fqvae_cli import paths
 from fqvae_cli.console import info, progress, warn
-from fqvae_cli.data import cars3d, dsprites, isaac3d, mpi3d, shapes3d, synthetic
+from fqvae_cli.data import cars3d, dsprites, isaac3d, mpi3d, shapes3d, smallnorb, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
 from fqvae_cli.data.factors import FactorSpace
 from fqvae_cli.data.plan import SourcePlan
@@ -261,6 +261,7 @@ CONVERTERS: dict[str, Callable[..., SourcePlan]] = {
     "falcor3d": isaac3d.plan,
     "dsprites": dsprites.plan,
     "cars3d": cars3d.plan,
+    "smallnorb": smallnorb.plan,
 }
 
 
