@@ -217,3 +217,21 @@ def test_smallnorb_refusals(tmp_path):
     with pytest.raises(DataError, match="training-cat.mat.gz cannot be read"):
         prepare("smallnorb", bad)
     assert nothing_written("smallnorb")
+
+
+def test_smallnorb_nuisance_draws_images_over_the_instances(tmp_path):
+    from writers import write_smallnorb
+
+    from fqvae_cli.data.nuisance import images_for_factors, latent_codes, latent_space
+
+    ds, _ = prepare("smallnorb", write_smallnorb(tmp_path / "norb"))
+    space = latent_space(ds)
+    assert space.names == ("category", "elevation", "azimuth", "lighting") and space.sizes == (2, 2, 2, 1)
+    factors = np.tile([[1, 0, 1, 0]], (4000, 1))
+    idx = images_for_factors(ds, factors, seed=7)
+    assert np.array_equal(latent_codes(ds, idx), factors)  # every image shows the factors asked
+    counts = np.bincount(ds.codes[idx][:, 1], minlength=4)  # the instance, drawn uniformly
+    assert counts.sum() == 4000 and counts.min() > 900 and counts.max() < 1100
+    assert np.array_equal(idx, images_for_factors(ds, factors, seed=7))  # seeded
+    # the images drawn are exactly the four of category 1, elevation 0, azimuth 1 (one per instance):
+    assert sorted(set(idx.tolist())) == [((1 * 4 + i) * 2 + 0) * 2 + 1 for i in range(4)]
