@@ -214,10 +214,16 @@ def _fetch_verified(target: Target, folder: Path, extra_space: int) -> Result:
     if final.exists():
         final.unlink()
     if state.get("url") != target.url and (part.exists() or state):
-        if part.exists():
-            info(f"discarding a partial download from {state.get('url', 'another source')}")
-        part.unlink(missing_ok=True)
-        state = {}
+        if part.exists() and target.expected and target.enforced:
+            # A pinned digest makes every source's file the same: continue it (validators are per host, so
+            # no If-Range; the digest catches a splice).
+            info(f"continuing the partial download from {state.get('url', 'another source')} (same pinned digest)")
+            state = {"validator": None}
+        else:
+            if part.exists():
+                info(f"discarding a partial download from {state.get('url', 'another source')}")
+            part.unlink(missing_ok=True)
+            state = {}
     state.update(url=target.url, file=target.file, status="partial")
     atomic_write_json(folder / target.state_file, state)
     have = part.stat().st_size if part.exists() else 0
