@@ -235,3 +235,21 @@ def test_smallnorb_nuisance_draws_images_over_the_instances(tmp_path):
     assert np.array_equal(idx, images_for_factors(ds, factors, seed=7))  # seeded
     # the images drawn are exactly the four of category 1, elevation 0, azimuth 1 (one per instance):
     assert sorted(set(idx.tolist())) == [((1 * 4 + i) * 2 + 0) * 2 + 1 for i in range(4)]
+
+
+def test_metric_protocols_fit_or_refuse_on_the_small_datasets(tmp_path):
+    """The paper protocol draws 15,000 distinct images: Cars3D's 17,568 hold them; a dataset with fewer
+    images than a protocol asks is refused, never filled with duplicated rows."""
+    import math
+
+    from fqvae_cli.data.catalog import DATASETS
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.evaluation import protocol_sizes
+    from fqvae_cli.metrics import protocol_rows
+    from fqvae_cli.metrics.codes import sample_indices
+
+    assert protocol_rows(protocol_sizes("paper")) == 15_000 <= math.prod(DATASETS["cars3d"].factor_sizes) == 17_568
+    ds, _ = prepare("cars3d", write_cars3d(tmp_path / "c.tar.gz"))
+    assert sorted(sample_indices(ds, 18, 0).tolist()) == list(range(18))
+    with pytest.raises(UsageError, match="needs 19 distinct images but the dataset has only 18"):
+        sample_indices(ds, 19, 0)

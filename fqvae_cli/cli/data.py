@@ -4,10 +4,13 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.data.catalog import DATASETS  # light: names and facts only, for the help texts
+
 data_app = typer.Typer(
     help=(
         "Ground-truth datasets. `synth3d` (a procedural Shapes3D, 480,000 images at 32x32) is built in and "
-        "rendered on first use; shapes3d, mpi3d and isaac3d are fetched, checked and converted once with "
+        "rendered on first use; the others (shapes3d, mpi3d, isaac3d, dsprites and its variants, cars3d, "
+        "smallnorb, falcor3d, ...) are fetched, checked and converted once with "
         "`fqvae data download NAME`, or converted from a file you have with `fqvae data prepare NAME --source "
         "PATH`. Datasets live under --root, else $FQVAE_DATA, else ~/.fqvae/data."
     ),
@@ -17,9 +20,8 @@ data_app = typer.Typer(
 # Help text is markdown: a <workspace> placeholder would vanish as an HTML tag (and read as "/data").
 _ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else `WORKSPACE/data`, WORKSPACE "
                                           "being $FQVAE_HOME or ~/.fqvae).")
-_NAME_HELP = "Dataset: synth3d, shapes3d, mpi3d, mpi3d_toy, mpi3d_realistic, mpi3d_real or isaac3d."
-_DOWNLOAD_HELP = ("Dataset: shapes3d, mpi3d (MPI3D-complex, the paper's), mpi3d_toy, mpi3d_realistic, mpi3d_real "
-                  "or isaac3d.")
+_NAME_HELP = "Dataset: " + ", ".join(DATASETS) + "."
+_DOWNLOAD_HELP = "Dataset: " + ", ".join(n for n, s in DATASETS.items() if s.download) + " (--list shows them)."
 
 
 def _summary(ds) -> str:
