@@ -127,6 +127,8 @@ def _print_download_list(root: Path | None, as_json: bool) -> None:
         typer.echo(f"{r['name']}: {r['size']}, digest {digest}, {'prepared here' if r['prepared'] else 'not prepared'}")
         for i, src in enumerate(r["sources"], 1):
             typer.echo(f"  {i}. {src}")
+        for file, sources in r["companions"].items():
+            typer.echo(f"  with {file}: " + ", ".join(sources))
 
 
 @data_app.command("synth")

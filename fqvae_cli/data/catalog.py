@@ -99,6 +99,18 @@ class DatasetSpec:
         n = math.prod(self.factor_sizes)
         return n * (self.image_size * self.image_size * 3 + 8 * self.n_factors)
 
+    @property
+    def download_files(self) -> tuple[DownloadSource, ...]:
+        return ((self.download,) if self.download else ()) + self.companions
+
+    def download_size_text(self) -> str:
+        """The download's size, every file together ('about' where one is not exactly known)."""
+        files = self.download_files
+        total = sum(f.size or f.approx_bytes for f in files)
+        exact = all(f.size for f in files)
+        text = fmt_bytes(total) if exact else f"about {fmt_bytes(total)}"
+        return text + (f" in {len(files)} files" if len(files) > 1 else "")
+
     def how_to_get(self) -> str:
         """The commands that make this dataset available, for every 'not prepared' message."""
         if self.built_in:
@@ -106,7 +118,7 @@ class DatasetSpec:
         manual = f"`fqvae data prepare {self.name} --source PATH` with PATH the {self.source}"
         if self.download is None:
             return manual
-        return f"`fqvae data download {self.name}` ({self.download.size_text()} download), or {manual}"
+        return f"`fqvae data download {self.name}` ({self.download_size_text()} download), or {manual}"
 
 
 SHAPES3D_FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")

@@ -159,11 +159,14 @@ def download_rows(root: Path | str | None = None) -> list[dict[str, Any]]:
                 recorded = (store.PreparedDataset(store.dataset_dir(name, root)).meta.get("source") or {}).get("sha256")
             except (DataError, OSError):
                 recorded = None
-        digest = "pinned" if src.pinned else "recorded" if recorded else "none"
-        algorithm = src.algorithm if src.pinned else "sha256" if recorded else None
-        rows.append({"name": name, "size": src.size_text(), "bytes": src.size or src.approx_bytes,
-                     "exact": src.size is not None, "digest": digest, "algorithm": algorithm,
-                     "hash": src.hash if src.pinned else recorded, "sources": list(src.urls),
+        pinned = all(f.pinned for f in spec.download_files)
+        digest = "pinned" if pinned else "recorded" if recorded else "none"
+        algorithm = src.algorithm if pinned else "sha256" if recorded else None
+        rows.append({"name": name, "size": spec.download_size_text(), "files": len(spec.download_files),
+                     "bytes": sum(f.size or f.approx_bytes for f in spec.download_files),
+                     "exact": all(f.size is not None for f in spec.download_files), "digest": digest,
+                     "algorithm": algorithm, "hash": src.hash if pinned else recorded,
+                     "sources": list(src.urls), "companions": {c.file: list(c.urls) for c in spec.companions},
                      "prepared": prepared, "note": src.note})
     return rows
 

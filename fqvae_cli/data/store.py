@@ -318,9 +318,11 @@ def list_datasets(root: Path | str | None = None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": name, "title": spec.title, "built_in": spec.built_in,
                                "prepared": False, "path": str(dataset_dir(name, root))}
         if spec.download is not None:
-            dl = spec.download
-            row["download"] = {"url": dl.url, "bytes": dl.size or dl.approx_bytes, "exact": dl.size is not None,
-                               "hash_pinned": dl.pinned, "algorithm": dl.algorithm if dl.hash else None,
+            dl, files = spec.download, spec.download_files  # every file counted (SmallNORB has six)
+            row["download"] = {"url": dl.url, "bytes": sum(f.size or f.approx_bytes for f in files),
+                               "exact": all(f.size is not None for f in files),
+                               "hash_pinned": all(f.pinned for f in files),
+                               "algorithm": dl.algorithm if dl.hash else None,
                                "via": "google drive" if dl.drive_id else "http"}
         if is_prepared(name, root):
             try:
