@@ -5,7 +5,8 @@ Range requests (206, 416, If-Range on an ETag), and faults a test switches on pe
 - `stall[path] = n`: send n bytes of the body, then hang until the server stops (a process to interrupt);
 - `status[path] = code`: answer with that status and no body (404, 503, ...);
 - `endless[path] = block`: a 200 with no Content-Length whose body repeats `block` until the client leaves;
-- `trickle[path] = seconds`: send the body one byte every `seconds`;
+- `trickle[path] = seconds`: send the body one byte every `seconds` (with `drop`, the first n bytes
+  slowly, then close: a source that is slow, then cut);
 - `redirect[path] = location`: a 302 to `location` (any scheme, a loop, another server);
 - `headers[path] = {name: value}`: send these header values instead (a `Content-Length: abc`);
 - `next_version[path] = bytes`: after one response, the path serves these bytes (a file replaced on the
@@ -125,7 +126,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path in srv.drop and srv.drop[path][1] > 0:
             n, times = srv.drop[path]
             srv.drop[path] = (n, times - 1)
-            self._cut(body[:n])
+            if path in srv.trickle:  # slow, then cut
+                self._trickle(body[:n], srv.trickle[path], srv)
+                self._cut(b"")
+            else:
+                self._cut(body[:n])
         elif path in srv.stall:
             self.wfile.write(body[: srv.stall[path]])
             self.wfile.flush()

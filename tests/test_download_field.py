@@ -106,6 +106,10 @@ def test_download_chain_digest_resume_prepare(cli, server, monkeypatch, tmp_path
     assert src["sha256"] == hashlib.sha256(good).hexdigest() and src["url"] == server.url(f"/m/{main}")
     assert [c["name"] for c in src.get("companions", [])] == [c.file for c in spec.companions]
     assert not any(folder.glob("*.part")) and not (folder / main).exists()  # sources deleted once prepared
+    r = cli("data", "info", name)
+    assert r.exit_code == 0 and f"{len(ds):,} images 64x64" in r.stdout
+    text = "".join(r.stdout.split())  # the console wraps long lines, URLs included
+    assert all(f in r.stdout for f in spec.factor_names) and f"downloadedfrom{server.url(f'/m/{main}')}" in text
 
 
 def test_prepared_dsprites_trains_20_steps(cli, server, monkeypatch, tmp_path):

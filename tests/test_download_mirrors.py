@@ -52,9 +52,11 @@ def said(result) -> str:
     return " ".join(result.stderr.split())  # warnings are wrapped to the console's width
 
 
-def test_first_404_second_cut_third_right(cli, server, monkeypatch, shapes):
+def test_first_404_second_slow_then_cut_third_right(cli, server, monkeypatch, shapes):
+    monkeypatch.setattr(fetch, "SLOW_BYTES", 10)  # 100 bytes a second is slow but not stalled here
     server.files["/b/3dshapes.h5"] = shapes
-    server.drop["/b/3dshapes.h5"] = (1000, 10)  # cut after 1,000 bytes, every time
+    server.drop["/b/3dshapes.h5"] = (50, 10)  # 50 bytes at 100 a second, then cut, every time
+    server.trickle["/b/3dshapes.h5"] = 0.01
     server.files["/c/3dshapes.h5"] = shapes
     urls = [server.url(f"/{x}/3dshapes.h5") for x in "abc"]
     mirrored(monkeypatch, "shapes3d", urls, size=len(shapes), hash=sha(shapes))
@@ -62,8 +64,8 @@ def test_first_404_second_cut_third_right(cli, server, monkeypatch, shapes):
     assert r.exit_code == 0, r.stderr
     text = said(r)
     assert f"source 1/3 failed: {urls[0]} answered HTTP 404 Not Found; trying the next." in text
-    assert (f"source 2/3 failed: {urls[1]} failed after 2 attempts (last: the connection closed after 2.0 kB of "
-            f"{len(shapes) / 1000:.1f} kB); trying the next.") in text  # 1,000 bytes, then 1,000 more resumed
+    assert (f"source 2/3 failed: {urls[1]} failed after 2 attempts (last: the connection closed after 100 B of "
+            f"{len(shapes) / 1000:.1f} kB); trying the next.") in text  # 50 bytes, then 50 more resumed
     assert f"downloaded from {urls[2]}" in r.stdout and "sha256 matches the catalog" in r.stdout
     src = PreparedDataset(paths.data_root() / "shapes3d").meta["source"]
     assert src["url"] == urls[2] and src["sha256"] == sha(shapes)
