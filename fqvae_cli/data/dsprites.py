@@ -165,18 +165,21 @@ def variant_image(name: str, mask: np.ndarray, index: int, scream: np.ndarray | 
                   seed: int = VARIANT_SEED) -> np.ndarray:
     """The variant's picture of one 0/1 mask: its draws come from default_rng([seed, index])."""
     rng = np.random.default_rng([seed, index])
-    m = mask.astype(np.float64)[..., None]
-    if name == "color_dsprites":
-        return _to_uint8(m * rng.uniform(0.5, 1.0, size=3))
-    if name == "noisy_dsprites":
-        return _to_uint8(np.minimum(m + rng.uniform(0.0, 1.0, size=(*mask.shape, 3)), 1.0))
+    inside = mask.astype(bool)
+    if name == "color_dsprites":  # mask x colour, rounded: the colour inside, 0 outside
+        out = np.zeros((*mask.shape, 3), dtype=np.uint8)
+        out[inside] = _to_uint8(rng.uniform(0.5, 1.0, size=3))
+        return out
+    if name == "noisy_dsprites":  # min(mask + noise, 1), rounded: 255 inside, the noise outside
+        noise = _to_uint8(rng.uniform(0.0, 1.0, size=(*mask.shape, 3)))
+        noise[inside] = 255
+        return noise
     if name == "scream_dsprites":
         assert scream is not None
         h, w = mask.shape
         x = int(rng.integers(0, scream.shape[0] - h))
         y = int(rng.integers(0, scream.shape[1] - w))
         background = (scream[x:x + h, y:y + w] + rng.uniform(0.0, 1.0, size=3)) / 2.0
-        inside = mask.astype(bool)
         background[inside] = 1.0 - background[inside]
         return _to_uint8(background)
     raise ValueError(name)

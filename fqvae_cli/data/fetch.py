@@ -115,6 +115,8 @@ def fetch_http(target: Target, part: Path, state: dict[str, Any],
     kept up to date (the caller persists it); on_headers(total size or None, first byte sent) runs on
     every response before its body is read, and may raise to stop."""
     failures = 0
+    if "validator" not in state and state.get("etag"):  # a partial file recorded before Last-Modified was used
+        state["validator"] = state["etag"]
     with ExitStack() as stack:
         bar: Progress | None = None
         while True:
