@@ -127,3 +127,18 @@ def test_root_at_a_file_is_one_sentence(cli, server, tmp_path):
 
 def test_max_bytes_must_be_positive(cli):
     one_error(cli("data", "download", "mpi3d_toy", "--max-bytes", "0"), "--max-bytes must be a positive")
+
+
+def test_a_stalled_transfer_keeps_its_bytes_and_a_rerun_resumes(cli, server, monkeypatch):
+    monkeypatch.setattr(fetch, "RETRIES", 0)
+    data = hashlib.shake_256(b"stall").digest(5000)
+    server.files["/s.npz"] = data
+    server.stall["/s.npz"] = 1000  # 1,000 bytes, then nothing
+    args = ("data", "download", "mpi3d_toy", "--url", server.url("/s.npz"), "--no-prepare")
+    one_error(cli(*args), f"(last: the transfer stalled: no byte for {STALL_S:g}s); 1.0 kB are kept in",
+              "rerun to resume")
+    assert (folder() / "mpi3d_toy.npz.part").read_bytes() == data[:1000]
+    del server.stall["/s.npz"]
+    r = cli(*args)
+    assert r.exit_code == 0, r.stderr
+    assert server.ranges("/s.npz") == [None, "bytes=1000-"] and (folder() / "mpi3d_toy.npz").read_bytes() == data
