@@ -12,17 +12,15 @@ apply_traversal, which always take the evaluation (hard) path, whatever the modu
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.bottlenecks import Bottleneck, BottleneckOutput
+from fqvae_cli.models.bottlenecks.base import Bottleneck, BottleneckOutput
 from fqvae_cli.models.discriminator import TotalCorrelation
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ModelSpec
 
 
 class ModelOutput(NamedTuple):
@@ -31,8 +29,10 @@ class ModelOutput(NamedTuple):
 
 
 class Autoencoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec, encoder: nn.Module, bottleneck: Bottleneck,
-                 decoder: nn.Module, tc: TotalCorrelation | None = None):
+    def __init__(self, cfg: Any, spec: Any, encoder: nn.Module, bottleneck: Bottleneck, decoder: nn.Module,
+                 tc: TotalCorrelation | None = None):
+        # cfg, spec: the zoo's ModelConfig and ModelSpec of this model (zoo.build_model builds this class,
+        # so they are not imported here).
         super().__init__()
         self.cfg = cfg
         self.spec = spec

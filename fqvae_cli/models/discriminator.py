@@ -14,8 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from fqvae_cli.models.component import TABLE_A3, ComponentConfig
-from fqvae_cli.models.regularizers import full_precision
+from fqvae_cli.models.regularizers import TABLE_A3, ComponentConfig, full_precision
 from fqvae_cli.models.trunks import init_paper_weights
 
 

@@ -1,4 +1,5 @@
-"""Loss terms beyond reconstruction (docs/architecture.md), each returning already-weighted tensors.
+"""Loss terms beyond reconstruction (docs/architecture.md), each returning already-weighted tensors, and
+the settings base every component (bottleneck or regularizer) shares.
 
 A regularizer reads the statistics its bottleneck exposes ('logits', 'mu'/'logvar', 'z', 'z_e'/'q') and
 returns {part name: weighted loss}. Each regularizer is its own settings (a ComponentConfig of plain float
@@ -12,10 +13,28 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from fqvae_cli.models.component import TABLE_A3, ComponentConfig
+# json_schema_extra of a component field that Table A.3 sets per dataset (a loss weight, QLAE's n_v):
+# a model's Table A.3 settings are read from its components (ModelSpec.hyperparameters).
+TABLE_A3 = {"table_a3": True}
+
+
+class ComponentConfig(BaseModel):
+    """A component's settings: a small pydantic model that rejects unknown keys and names its kind, so a
+    stored model configuration says which component it holds. Subclasses declare
+    `kind: Literal[NAME] = NAME` and their own fields, each with a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def kind_name(cls) -> str:
+        return cls.model_fields["kind"].default
+
+    def settings(self) -> dict:
+        """The fields as `--set model.<field>` names them (without the kind)."""
+        return self.model_dump(mode="json", exclude={"kind"})
 
 
 def full_precision(t: Tensor) -> Tensor:
