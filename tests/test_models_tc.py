@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fqvae_cli.models.discriminator import Discriminator, TotalCorrelation, permute_latents
+from fqvae_cli.models.regularizers import Discriminator, TotalCorrelation, permute_latents
 from fqvae_cli.models.zoo import ModelConfig, build_model
 
 B, D, K = 512, 3, 4

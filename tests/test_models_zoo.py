@@ -40,7 +40,7 @@ def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=g) - 0.5
 
 
-def test_the_zoo_has_the_eleven_models_of_the_paper_and_fsq():
+def test_the_zoo_has_the_eleven_models_of_the_paper_fsq_and_the_field():
     assert list(ZOO) == list(EXPECTED_PARTS)
 
 

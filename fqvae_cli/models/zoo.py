@@ -36,8 +36,14 @@ from fqvae_cli.models.bottlenecks.gumbel_categorical import GumbelCategorical
 from fqvae_cli.models.bottlenecks.identity import Identity
 from fqvae_cli.models.bottlenecks.per_latent_codebook import PerLatentCodebook
 from fqvae_cli.models.bottlenecks.relaxed_codebook import RelaxedCodebook
-from fqvae_cli.models.discriminator import TotalCorrelationConfig
-from fqvae_cli.models.regularizers import BioPenalties, ComponentConfig, KLGaussian, KLUniform, QuantizeCommit
+from fqvae_cli.models.regularizers import (
+    BioPenalties,
+    ComponentConfig,
+    KLGaussian,
+    KLUniform,
+    QuantizeCommit,
+    TotalCorrelationConfig,
+)
 from fqvae_cli.models.trunks import build_trunk
 
 TC = TotalCorrelationConfig  # the TC term of Algorithm 1 (a discriminator, two half-batches per step)
@@ -176,6 +182,8 @@ class ModelConfig(BaseModel):
     latent_dim: int | None = Field(None, gt=0, description="d; default 2 x number of factors")
     width: int | None = Field(None, gt=0, description="trunk channels; default 128 (paper n) or 32 (compact)")
     hidden: int = Field(128, gt=0, description="width of the dense layers between trunk and latent")
+    reconstruction: Literal["mse", "bernoulli"] = Field(
+        "mse", description="mean squared error (the paper's) or Bernoulli cross-entropy summed over pixels")
     bottleneck: _union([b.config for b in BOTTLENECKS.values()])  # type: ignore[valid-type]
     regularizers: list[_union(list(REGULARIZERS.values()))] = Field(default_factory=list)  # type: ignore[valid-type]
 

@@ -115,6 +115,10 @@ class Bottleneck(nn.Module):
         self.n_latents = n_latents
         self.value_dim = value_dim
         self.regularizers = tuple(regularizers)
+        if any(getattr(r, "counts_iterations", False) for r in self.regularizers):
+            # updates made so far, for a term that follows a schedule (AnnealedVAE's capacity); saved with
+            # the weights, advanced by Autoencoder.training_step_losses
+            self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, n_latents: int, cfg: BottleneckConfig, regularizers: Sequence[Regularizer]) -> Bottleneck:
@@ -138,6 +142,8 @@ class Bottleneck(nn.Module):
         if hard is None:
             hard = not self.training
         z, codes, tc_input, stats = self.assign(h, temperature, hard)
+        if "iteration" in self._buffers:
+            stats["iteration"] = self.iteration
         losses: dict[str, Tensor] = {}
         for reg in self.regularizers:
             losses.update(reg(stats))

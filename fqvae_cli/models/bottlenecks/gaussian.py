@@ -41,4 +41,4 @@ class Gaussian(Bottleneck):
             z = mu
         else:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return z, z, z, {"mu": mu, "logvar": logvar}
+        return z, z, z, {"mu": mu, "logvar": logvar, "z": z}
