@@ -24,6 +24,7 @@ EXPECTED_PARTS = {
     "vqvae": {"recon", "kl"},
     "factorvqvae": {"recon", "kl", "tc"},
     "fsq": {"recon"},
+    "betatcvae": {"recon", "kl", "tc"},
 }
 
 
