@@ -25,6 +25,7 @@ EXPECTED_PARTS = {
     "factorvqvae": {"recon", "kl", "tc"},
     "fsq": {"recon"},
     "betatcvae": {"recon", "kl", "tc"},
+    "dipvae1": {"recon", "kl", "dip"},
 }
 
 

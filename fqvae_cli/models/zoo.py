@@ -36,6 +36,7 @@ from fqvae_cli.models.bottlenecks.gumbel_categorical import GumbelCategorical
 from fqvae_cli.models.bottlenecks.identity import Identity
 from fqvae_cli.models.bottlenecks.per_latent_codebook import PerLatentCodebook
 from fqvae_cli.models.bottlenecks.relaxed_codebook import RelaxedCodebook
+from fqvae_cli.models.dip import DIP
 from fqvae_cli.models.minibatch_tc import MinibatchTC
 from fqvae_cli.models.regularizers import (
     BioPenalties,
@@ -116,6 +117,7 @@ ZOO: dict[str, ModelSpec] = {
         # Beyond the paper's tables: finite scalar quantization (Mentzer et al. 2023), no codebook loss.
         model("fsq", "FSQ", FSQ),
         model("betatcvae", "β-TCVAE", Gaussian, MinibatchTC, reconstruction="bernoulli"),
+        model("dipvae1", "DIP-VAE-I", Gaussian, DIP, reconstruction="bernoulli"),
         # disentanglement_lib's model set (Locatello et al. 2019), with its Bernoulli reconstruction loss
     ]
 }
