@@ -26,6 +26,7 @@ EXPECTED_PARTS = {
     "fsq": {"recon"},
     "betatcvae": {"recon", "kl", "tc"},
     "dipvae1": {"recon", "kl", "dip"},
+    "dipvae2": {"recon", "kl", "dip"},
 }
 
 

@@ -118,6 +118,7 @@ ZOO: dict[str, ModelSpec] = {
         model("fsq", "FSQ", FSQ),
         model("betatcvae", "β-TCVAE", Gaussian, MinibatchTC, reconstruction="bernoulli"),
         model("dipvae1", "DIP-VAE-I", Gaussian, DIP, reconstruction="bernoulli"),
+        model("dipvae2", "DIP-VAE-II", Gaussian, DIP, dip_type="ii", lambda_d_factor=1.0, reconstruction="bernoulli"),
         # disentanglement_lib's model set (Locatello et al. 2019), with its Bernoulli reconstruction loss
     ]
 }
