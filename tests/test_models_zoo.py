@@ -27,6 +27,7 @@ EXPECTED_PARTS = {
     "betatcvae": {"recon", "kl", "tc"},
     "dipvae1": {"recon", "kl", "dip"},
     "dipvae2": {"recon", "kl", "dip"},
+    "annealedvae": {"recon", "kl"},
 }
 
 

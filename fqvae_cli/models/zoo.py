@@ -36,6 +36,7 @@ from fqvae_cli.models.bottlenecks.gumbel_categorical import GumbelCategorical
 from fqvae_cli.models.bottlenecks.identity import Identity
 from fqvae_cli.models.bottlenecks.per_latent_codebook import PerLatentCodebook
 from fqvae_cli.models.bottlenecks.relaxed_codebook import RelaxedCodebook
+from fqvae_cli.models.capacity import Capacity
 from fqvae_cli.models.dip import DIP
 from fqvae_cli.models.minibatch_tc import MinibatchTC
 from fqvae_cli.models.regularizers import (
@@ -119,6 +120,7 @@ ZOO: dict[str, ModelSpec] = {
         model("betatcvae", "β-TCVAE", Gaussian, MinibatchTC, reconstruction="bernoulli"),
         model("dipvae1", "DIP-VAE-I", Gaussian, DIP, reconstruction="bernoulli"),
         model("dipvae2", "DIP-VAE-II", Gaussian, DIP, dip_type="ii", lambda_d_factor=1.0, reconstruction="bernoulli"),
+        model("annealedvae", "AnnealedVAE", Gaussian, Capacity, reconstruction="bernoulli"),
         # disentanglement_lib's model set (Locatello et al. 2019), with its Bernoulli reconstruction loss
     ]
 }
