@@ -117,11 +117,11 @@ ZOO: dict[str, ModelSpec] = {
         model("factorvqvae", "FactorVQVAE", RelaxedCodebook, KLUniform, TC, codebook_dim=8),
         # Beyond the paper's tables: finite scalar quantization (Mentzer et al. 2023), no codebook loss.
         model("fsq", "FSQ", FSQ),
+        # disentanglement_lib's model set (Locatello et al. 2019), with its Bernoulli reconstruction loss
         model("betatcvae", "β-TCVAE", Gaussian, MinibatchTC, reconstruction="bernoulli"),
         model("dipvae1", "DIP-VAE-I", Gaussian, DIP, reconstruction="bernoulli"),
         model("dipvae2", "DIP-VAE-II", Gaussian, DIP, dip_type="ii", lambda_d_factor=1.0, reconstruction="bernoulli"),
         model("annealedvae", "AnnealedVAE", Gaussian, Capacity, reconstruction="bernoulli"),
-        # disentanglement_lib's model set (Locatello et al. 2019), with its Bernoulli reconstruction loss
     ]
 }
 
