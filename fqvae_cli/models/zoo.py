@@ -230,14 +230,15 @@ SETTING_NAMES = TRUNK_FIELDS + tuple(k for k in OWNERS if k not in TRUNK_FIELDS)
 
 
 def nest(flat: dict) -> dict:
-    """Flat settings of model flat["name"] -> the nested form. A setting goes to the component of this
-    model that has it; one that only other models' components have (disc_width for a model without a TC
-    term, as a profile sets it for every model) is dropped; a name no component has is kept, so
-    validation refuses it by name."""
+    """Flat settings of model flat["name"] -> the nested form, over the defaults of the model's zoo line.
+    A setting goes to the component of this model that has it; one that only other models' components
+    have (disc_width for a model without a TC term, as a profile sets it for every model) is dropped; a
+    name no component has is kept, so validation refuses it by name."""
     name = flat.get("name", ModelConfig.model_fields["name"].default)
     if name not in ZOO:
         raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(ZOO)}")
     spec = ZOO[name]
+    flat = {**spec.defaults, **flat}
     trunk = {k: v for k, v in flat.items() if k in TRUNK_FIELDS or k not in OWNERS}
 
     def component(cls: type[ComponentConfig]) -> dict:
