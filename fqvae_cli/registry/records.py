@@ -39,14 +39,18 @@ def opt_text(value: Any, what: str, limit: int) -> str | None:
 
 
 def opt_int(value: Any, what: str) -> int | None:
+    """An integer column's value: a 64-bit integer (what SQLite and PostgreSQL store) or None."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise UsageError(f"{what} must be an integer, not {value!r}.")
     try:
-        return operator.index(value)
+        number = operator.index(value)
     except TypeError as exc:
         raise UsageError(f"{what} must be an integer, not {value!r}.") from exc
+    if not -(2 ** 63) <= number < 2 ** 63:
+        raise UsageError(f"{what} must be an integer between {-(2 ** 63):,} and {2 ** 63 - 1:,}, not {number:,}.")
+    return number
 
 
 def encode_value(value: Any) -> tuple[float | None, str | None]:
