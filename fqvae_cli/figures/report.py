@@ -25,6 +25,7 @@ from fqvae_cli.figures.compare import compare_figure
 from fqvae_cli.figures.gallery import Gallery, run_gallery
 from fqvae_cli.io import atomic_dir
 from fqvae_cli.tables import format_cell, header_lines, undecided_lines
+from fqvae_cli.uncounted import seeds_text, uncounted_lines
 
 MARKER = ".fqvae-report"  # marks a folder fqvae wrote, which a later report may replace; lists its files
 # What a report wrote before its marker listed the files: the page, the tables' figures, the runs' pictures.
@@ -77,11 +78,12 @@ def _table_html(part: TablePart, seeds: dict[str, int]) -> str:
         rows.append(f'<tr><th colspan="{len(t.columns) + 2}">{escape(ds)}</th></tr>')
         for key, label in t.rows:
             c = t.cells[(ds, key)]
-            rows.append(f"<tr><td>{escape(label)}</td><td>{c.n}</td>{_cell_html(t, ds, key, seeds)}</tr>")
+            rows.append(f"<tr><td>{escape(label)}</td><td>{seeds_text(c)}</td>{_cell_html(t, ds, key, seeds)}</tr>")
     rows.append("</table>")
     rows.append('<p class="note">Each cell: ours (published, ours − published); sN links to the run of seed N; '
                 "bold = best in the column beyond the spread of seeds.</p>")
     rows += [f'<p class="note">{escape(u)}</p>' for u in undecided_lines(t)]
+    rows += [f'<p class="missing">{escape(u)}</p>' for u in uncounted_lines(t)]
     if t.missing:
         rows.append(f'<p class="missing">{len(t.missing)} cell(s) have no runs; to fill them:</p><pre>'
                     + escape("\n".join(t.missing)) + "</pre>")
