@@ -192,6 +192,21 @@ def _metric_step(step: int):
     return edit
 
 
+def _run_field(key: str, value):
+    def edit(manifest: dict, files: dict) -> None:
+        manifest["runs"][0]["run"][key] = value
+    return edit
+
+
+def _artifact_size(size: int):
+    """An edit declaring the matrix at `size` bytes, in its row and in the file list alike."""
+    def edit(manifest: dict, files: dict) -> None:
+        (row,) = [a for a in manifest["runs"][0]["artifacts"] if a["kind"] == "matrix_importance"]
+        row["bytes"] = size
+        manifest["files"][f"runs/{run_id(manifest)}/{row['path']}"]["bytes"] = size
+    return edit
+
+
 def _set(key: str, value):
     def edit(manifest: dict, files: dict) -> None:
         manifest[key] = value
@@ -232,5 +247,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "manifest nested 200,000 deep": (lambda src, dst: rebuild(src, dst, manifest_text=b"[" * 200_000 + b"]" * 200_000),
                                      "nests too deeply"),
     "metric step 2**70": (_edit(_metric_step(2 ** 70)), "metric step must be an integer between"),
+    "run seed 2**70": (_edit(_run_field("seed", 2 ** 70)), "malformed run row (its seed must be non-negative"),
+    "artifact size 2**70": (_edit(_artifact_size(2 ** 70)), "artifact size must be an integer between"),
     "format nope": (_edit(_set("format", "nope")), "its manifest.json does not describe an fqvae bundle"),
 }

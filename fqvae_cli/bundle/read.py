@@ -24,6 +24,7 @@ from typing import Any
 
 from fqvae_cli.bundle.validate import CONFIG, content_problem, kind_problem
 from fqvae_cli.errors import DataError, FqvaeError, UsageError
+from fqvae_cli.inputs import check_seed
 from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord, StartRow, provenance_key
 from fqvae_cli.registry.schema import HEAD, REVISIONS
@@ -96,6 +97,7 @@ def _plan(entry: Any, files: dict, bundle: Path, records: dict[str, dict]) -> Ru
     try:
         run = RunRecord(**{**row, **{k: _time(row[k]) for k in _TIMES}})
         folder = run_dir(run)
+        check_seed(run.seed, "its seed")
     except (TypeError, ValueError, FqvaeError) as exc:
         raise _bad(bundle, f"its manifest has a malformed run row ({exc})") from None
     if not (isinstance(run.short_id, str) and re.fullmatch(r"[0-9a-f]{8}", run.short_id)
