@@ -132,3 +132,21 @@ def test_a_dataset_mismatch_names_the_field_that_differs(cli, honest, small_data
     assert res.exit_code == 1
     assert (f"but the dataset prepared here at {dataset_dir('synth3d')} differs: source.renderer_version is "
             f"{version} here, {version - 1} in the run's record; nothing was imported.") in res.stderr, res.stderr
+
+
+def test_export_leaves_out_what_import_would_refuse(cli, workspace, tmp_path):
+    with Registry() as reg:
+        run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, name="odd")
+        folder = workspace / "runs" / run.id
+        folder.mkdir(parents=True)
+        for kind, name in (("figure", "a.png"), ("tensorboard", "events.out")):
+            (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+            reg.add_artifact(run.id, kind=kind, path=folder / name, bytes=8,
+                             sha256=hashlib.sha256(b"\x89PNG\r\n\x1a\n").hexdigest())
+        reg.transition(run.id, "finished")
+    res = cli("runs", "export", run.short_id, "--bundle", tmp_path / "b.tar")
+    assert res.exit_code == 0, res.stderr
+    assert (f"note: left out {folder / 'events.out'}: artifact kind 'tensorboard' is not one of checkpoint, "
+            "checkpoint_state, matrix_importance, matrix_nmi, snapshot, figure.") in res.stderr
+    manifest, files = members(tmp_path / "b.tar")
+    assert sorted(files) == [f"runs/{run.id}/a.png"]
