@@ -200,7 +200,7 @@ class Bundle:
         ids = [p.run.id for p in self.runs]
         if len(set(ids)) != len(ids):
             raise _bad(path, "its manifest lists a run twice")
-        owned = {name: p for p in self.runs for name, _ in p.files}
+        owned = {name for p in self.runs for name, _ in p.files}
         for name in sorted(self.files):
             if name not in owned:
                 raise _bad(path, f"its manifest lists {name}, which belongs to none of its runs")

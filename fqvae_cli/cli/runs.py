@@ -195,12 +195,13 @@ def _delete_damaged(reg, damaged, yes: bool, force: bool) -> None:
     from fqvae_cli.console import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.paths import runs_root
+    from fqvae_cli.registry.lifecycle import RUNNING
     from fqvae_cli.registry.store import RUN_ID
 
     if not yes:
         raise UsageError(f"not deleting run {damaged.short_id} (its registry row is damaged: {damaged.why}) "
                          "without --yes.")
-    if damaged.status == "running" and not force:
+    if damaged.status == RUNNING and not force:
         raise UsageError(f"run {damaged.short_id} is marked running; stop it first, or add --force.")
     reg.delete_run(damaged.run_id)
     folder = runs_root() / damaged.run_id if RUN_ID.fullmatch(str(damaged.run_id)) else None
