@@ -122,7 +122,7 @@ def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], li
 
 def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
     """Refuse a run whose dataset is prepared here with another fingerprint; note the ones not prepared."""
-    from fqvae_cli.data.identity import dataset_fingerprint, fingerprint_text
+    from fqvae_cli.data.identity import dataset_fingerprint, fingerprint_differences, fingerprint_text
     from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
 
     notes = []
@@ -139,22 +139,8 @@ def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
         here = dataset_fingerprint(ds)
         if recorded and here != recorded:
             raise bundle.bad(f"run {run.short_id} was trained on {fingerprint_text(recorded)} but the dataset prepared "
-                             f"here at {ds.path} differs: {_differences(recorded, here)}")
+                             f"here at {ds.path} differs: {fingerprint_differences(recorded, here)}")
     return notes
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
-
-
-def _differences(recorded: dict, here: dict) -> str:
-    """'source.renderer_version is 2 here, 1 in the run's record': the fields of two fingerprints that differ."""
-    a, b = _flat(recorded), _flat(here)
-    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "(none)") != b.get(k, "(none)")]
-    return "; ".join(f"{k} is {b.get(k, '(none)')!r} here, {a.get(k, '(none)')!r} in the run's record"
-                     for k in keys[:4])
 
 
 def _check_checkpoints(bundle: Bundle, plan: RunPlan, folder: Path) -> None:
