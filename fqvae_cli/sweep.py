@@ -22,8 +22,7 @@ from fqvae_cli.experiments import (
     table_of,
 )
 from fqvae_cli.inputs import available_cores, check_seed
-from fqvae_cli.models.specs import get_model_spec
-from fqvae_cli.models.zoo import check_model_size
+from fqvae_cli.models.zoo import check_model_size, get_model_spec
 from fqvae_cli.paths import workspace
 from fqvae_cli.registry.lifecycle import FINISHED, NEXT_STEPS, QUEUED, RUNNING, next_step
 from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
