@@ -4,7 +4,19 @@ checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly fr
 (seeded; as many as the protocol's metrics of codes take) -> eval-mode codes -> `score_all` with the
 chosen metrics (the intervention scores encode their own batches through the dataset and the encoder)
 -> registry metrics with the protocol name and the provenance of this process (machine, kernels,
-threads, versions); importance and NMI matrices as artifacts; MSE on the held-out test split."""
+threads, versions); importance and NMI matrices as artifacts; MSE on the held-out test split.
+
+`encode_run` / `write_encoding`: a run's representation as plain arrays, for any tool to score: exactly
+the rows `evaluate` scores (as many as the protocol's largest metric of codes takes, fqvae_cli.metrics.protocol_rows).
+
+DIR/codes.npy    (n, d) codes: int64 codebook indices for discrete models, float64 values otherwise
+DIR/factors.npy  (n, f) int64 factor codes of the same images
+DIR/indices.npy  (n,) dataset rows
+DIR/meta.json    the run, checkpoint step, protocol and its sizes, seed, factor names and sizes, whether
+                 the codes are discrete and the kNN neighbours, so `fqvae score` reproduces `evaluate`
+                 with no options.
+
+`udr_cell`: UDR across the seeds of a run's setting (metrics/udr.py), recorded per run."""
 
 from __future__ import annotations
 
@@ -20,9 +32,9 @@ from fqvae_cli import console, provenance
 from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
-from fqvae_cli.errors import CheckpointError, ConfigError, NotFoundError
+from fqvae_cli.errors import CheckpointError, ConfigError, DataError, NotFoundError, UsageError
 from fqvae_cli.experiments import load_experiments
-from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.io import atomic_path, atomic_write_json, sha256_file
 from fqvae_cli.metrics import (
     DEFAULT_METRICS,
     parse_metrics,
@@ -36,6 +48,7 @@ from fqvae_cli.metrics.codes import (
     FactorEncoder,
     encode_codes,
     held_out_subset,
+    latent_kl,
     reconstruction_mse,
     sample_indices,
 )
@@ -84,7 +97,7 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
 
 def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
                  jobs: int = 1, seed: int | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
-                 show_progress: bool = True) -> dict:
+                 show_progress: bool = True, dci_estimator: str = "gbt") -> dict:
     """Compute and record the chosen metrics (default: the paper's DCI and InfoMEC) and the MSE of one run
     with a protocol's sizes. Returns the numbers, as recorded."""
     metrics = parse_metrics(list(metrics))
@@ -106,12 +119,15 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     with _maybe_progress(show_progress, "metrics", score_steps(ds.space.n_factors, metrics), "step") as bar:
         scores = score_all(codes, factors, discrete=model.bottleneck.discrete, sizes=sizes, metrics=metrics,
                            seed=seed, jobs=jobs, n_neighbors=cfg.eval.n_neighbors, progress=bar,
-                           factor_sizes=ds.space.sizes, represent=represent)
+                           factor_sizes=ds.space.sizes, represent=represent, dci_estimator=dci_estimator)
 
     test_idx = held_out_subset(ds, cfg.eval.mse_images, seed)
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
         mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size, progress=bar)
 
+    if not np.isfinite(mse):
+        raise DataError(f"run {loaded.run.short_id}'s reconstruction MSE is {mse} at step {loaded.step} (its weights "
+                        "hold NaN or infinity?); nothing was recorded.")
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
     # Each metric row is written here, with the protocol and the provenance that produced it.
     reg.log_metrics(loaded.run.id, [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol)
@@ -119,8 +135,8 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
     folder = run_dir(loaded.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:
-        if metric not in scores.details:
-            continue
+        if metric not in scores.details or (metric == "dci" and dci_estimator != "gbt"):
+            continue  # the importance artifact is gbt's, the one the figures draw
         path = folder / f"{name}_step{loaded.step}.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -136,3 +152,93 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
 def _maybe_progress(show: bool, description: str, total: int, unit: str):
     # Without a display the metric functions get progress=None, which they accept.
     return console.progress(description, total, unit=unit) if show else nullcontext(None)
+
+
+def udr_cell(reg: Any, ref: str, device: Any, *, protocol: str = "paper", points: int = 1000, method: str = "lasso",
+             seed: int | None = None, show_progress: bool = True) -> dict[str, float]:
+    """UDR (metrics/udr.py) of every finished run of RUN's cell (its training setup, any seed; the newest run
+    of each seed) against the others, on the same `points` images: the first rows of the protocol's draw.
+    Records `udr_<method>` per run under the protocol and returns {short id: score}."""
+    from fqvae_cli.metrics.base import as_codes
+    from fqvae_cli.metrics.udr import METHODS, compute_udr
+    from fqvae_cli.tables import one_per_seed, training_setup
+
+    if method not in METHODS:
+        raise UsageError(f"unknown UDR method '{method}'; choose from: {', '.join(METHODS)}.")
+    if points < 2:
+        raise UsageError(f"--points must be at least 2, got {points}.")
+    first = reg.get_run(ref)
+    setup = training_setup(first.config)
+    cell = one_per_seed([r for r in reg.find_runs(model=first.model, dataset=first.dataset, profile=first.profile,
+                                                  status="finished") if training_setup(r.config) == setup])
+    if len(cell) < 2:
+        raise DataError(f"UDR scores a run by its agreement with the other seeds of its setting, and run "
+                        f"{first.short_id}'s setting has {len(cell)} finished run; train another seed first.")
+    sizes = protocol_sizes(protocol)
+    codes, kls, loaded = [], [], []
+    for run in cell:
+        one = load_run(reg, run.id, device)
+        draw_seed = one.cfg.eval.seed if seed is None else seed
+        indices = sample_indices(one.dataset, max(protocol_rows(sizes), points), draw_seed,
+                                 what=f"the {protocol} protocol")[:points]
+        codes.append(as_codes(encode_codes(one.model, one.dataset, indices, device, seed=draw_seed,
+                                           batch_size=one.cfg.eval.batch_size), f"run {run.short_id}'s codes"))
+        kls.append(latent_kl(one.model, one.dataset, indices, device, batch_size=one.cfg.eval.batch_size))
+        loaded.append(one)
+    origin = provenance.collect(device)
+    result = compute_udr(codes, kls, method=method)
+    out = {}
+    for one, score in zip(loaded, result.scores, strict=True):
+        reg.log_metrics(one.run.id, [(f"udr_{method}", float(score), one.step, "eval", protocol)], provenance=origin)
+        out[one.run.short_id] = float(score)
+    if show_progress:
+        console.info(f"UDR ({method}) of {len(cell)} runs of run {first.short_id}'s setting, on {points} images")
+    return out
+
+
+
+@dataclass
+class Encoding:
+    codes: np.ndarray
+    factors: np.ndarray
+    indices: np.ndarray
+    meta: dict
+
+
+def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper", n: int | None = None,
+               seed: int | None = None, step: int | None = None) -> Encoding:
+    """The codes of `n` (or the protocol's number of) uniformly drawn factor combinations, drawn and
+    encoded as evaluate_run draws and encodes them for the same seed."""
+    if (protocol is None) == (n is None):
+        raise UsageError("give either a protocol or a number of rows, not both.")
+    if n is not None and n < 1:
+        raise UsageError(f"the number of rows must be at least 1, got {n}.")
+    sizes = protocol_sizes(protocol) if protocol is not None else None
+    loaded = load_run(reg, ref, device, step=step)
+    cfg, ds = loaded.cfg, loaded.dataset
+    seed = cfg.eval.seed if seed is None else seed
+    if seed < 0:
+        raise UsageError(f"the seed must be non-negative, got {seed}.")
+    rows = n if sizes is None else protocol_rows(sizes)
+    indices = sample_indices(ds, rows, seed, what=f"the {protocol} protocol" if sizes is not None else f"--n {n}")
+    factors = np.asarray(ds.codes[indices], dtype=np.int64)
+    codes = encode_codes(loaded.model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed)
+    meta = {"run": loaded.run.id, "short_id": loaded.run.short_id, "model": cfg.model.name, "dataset": cfg.dataset,
+            "step": loaded.step, "protocol": protocol, "protocol_sizes": sizes, "seed": seed, "rows": rows,
+            "factor_names": list(ds.space.names), "factor_sizes": [int(s) for s in ds.space.sizes],
+            "discrete": bool(loaded.model.bottleneck.discrete), "n_neighbors": cfg.eval.n_neighbors,
+            "dataset_fingerprint": loaded.run.dataset_fingerprint}
+    return Encoding(codes, factors, indices, meta)
+
+
+def write_encoding(enc: Encoding, folder: Path) -> list[Path]:
+    """Write the four files (each atomically); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, array in (("codes", enc.codes), ("factors", enc.factors), ("indices", enc.indices)):
+        path = folder / f"{name}.npy"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        written.append(path)
+    atomic_write_json(folder / "meta.json", enc.meta)
+    return written + [folder / "meta.json"]

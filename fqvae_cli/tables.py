@@ -37,9 +37,10 @@ from fqvae_cli.experiments import (
     load_experiments,
     profile_of,
     resolve_run_config,
+    table_columns,
     table_of,
 )
-from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
+from fqvae_cli.metrics import DEFAULT_METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.zoo import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
@@ -86,6 +87,7 @@ class Table:
     provenance: dict[str, dict] = field(default_factory=dict)  # hash -> record, of the cells' runs
     kernel_family: str | None = None  # only runs trained in this kernel family
     left_out: int = 0  # runs of the cells' setups that the kernel-family filter left out
+    dci_estimator: str = "gbt"  # the estimator of every DCI cell (a table never mixes them)
 
 
 def training_setup(config: Any) -> dict | None:
@@ -163,15 +165,10 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
     return list(table_of(exp, table_number)["datasets"])
 
 
-def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
-    """(key, title) of the columns the chosen metrics add beside the paper's (DCI and InfoMEC are there)."""
-    return [(key, title) for name in parse_metrics(metrics) if name not in DEFAULT_METRICS
-            for key, title in METRICS[name].columns.items()] if metrics else []
-
-
 def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
-                metrics: Sequence[str] | None = None, kernel_family: str | None = None) -> Table:
+                metrics: Sequence[str] | None = None, kernel_family: str | None = None,
+                dci_estimator: str = "gbt") -> Table:
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -180,8 +177,8 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     rows = [(r["key"], r["label"]) for r in chosen]
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
-    extra = extra_columns(metrics)
-    columns = list(COLUMNS) + [k for k, _ in extra]
+    columns, titles = table_columns(metrics, dci_estimator)
+    base = columns[:len(COLUMNS)]  # the paper's columns, DCI's by the estimator
     cells: dict[tuple[str, str], Cell] = {}
     published_from: dict[str, str] = {}
     missing: list[str] = []
@@ -195,11 +192,13 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
         identity = dataset_identity(ds)
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
-            published = spec.get("published", {}).get(ref, {}).get(r["key"])
-            cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
+            published = spec.get("published", {}).get(ref, {}).get(r["key"]) if dci_estimator == "gbt" else None
+            cell = Cell(published=None if published is None else list(published) + [None] * (len(columns) - len(base)))
             values = []
             setup = cell_runs(runs, r["model"], want, identity)
-            scored = [run for run in setup if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            scored = [run for run in setup if all(c in reg.latest_metrics(run.id, protocol) for c in base)]
+            lacking |= (waiting := dci_estimator != "gbt" and not scored and any(  # scored by gbt only
+                all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS) for run in setup))
             candidates += scored
             kept = scored if kernel_family is None else sources.keep(scored, kernel_family)
             n_left_out += len(scored) - len(kept)
@@ -218,19 +217,19 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 cell.mean = [sum(c) / len(c) if c else None for c in cols]
                 cell.std = [_std(tuple(c)) if c else None for c in cols]
                 lacking = lacking or min(cell.counts) < cell.n
-            else:
+            elif not waiting:
                 missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
                                f"--rows {r['key']}{fill_set}")
             cells[(ds, r["key"])] = cell
     if lacking:
-        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS)
-        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}")
+        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS or dci_estimator != "gbt")
+        estimator = f" --dci-estimator {dci_estimator}" if dci_estimator != "gbt" else ""
+        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}{estimator}")
     if kernel_family is not None:
         check_family(kernel_family, sources, candidates)
-    titles = list(COLUMN_TITLES) + [title for _, title in extra]
     best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given, columns, titles, sources.records, kernel_family, n_left_out)
+                 undecided, given, columns, titles, sources.records, kernel_family, n_left_out, dci_estimator)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:

@@ -59,10 +59,10 @@ class Cells:
         protocol_sizes(protocol)  # an unknown protocol is an error, not an empty table
         return cls(paper_table, profile, split(datasets), split(rows), extra, protocol, kernel_family)
 
-    def table(self, reg: Any, *, metrics: list[str] | None = None) -> Any:
+    def table(self, reg: Any, *, metrics: list[str] | None = None, dci_estimator: str = "gbt") -> Any:
         """The Table these cells make from the registry (fqvae_cli.tables.build_table)."""
         from fqvae_cli.tables import build_table
 
         return build_table(reg, self.number, self.profile, datasets=self.datasets, protocol=self.protocol,
                            rows=self.rows, overrides=self.overrides, metrics=metrics,
-                           kernel_family=self.kernel_family)
+                           kernel_family=self.kernel_family, dci_estimator=dci_estimator)

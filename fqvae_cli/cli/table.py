@@ -17,7 +17,7 @@ from fqvae_cli.cli.cells import (
     Cells,
     split,
 )
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import DB_OPTION, DCI_ESTIMATOR_OPTION, DEVICE_OPTION
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
     app.command(name="reproduce")(reproduce)
 
 
-def _print_table(reg, cells: Cells, fmt: str, out: Path | None, *, metrics: list[str] | None = None) -> None:
+def _print_table(reg, cells: Cells, fmt: str, out: Path | None, *, metrics: list[str] | None = None,
+                 dci_estimator: str = "gbt") -> None:
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.outputs import check_output, write_bytes
@@ -37,7 +38,7 @@ def _print_table(reg, cells: Cells, fmt: str, out: Path | None, *, metrics: list
     if out is not None:
         out = check_output(out, reg)
         to_stdout = out is None
-    t = cells.table(reg, metrics=metrics)
+    t = cells.table(reg, metrics=metrics, dci_estimator=dci_estimator)
     if fmt == "rich" and to_stdout:
         console.out().print(_render_rich(t))
         if t.missing:
@@ -63,9 +64,10 @@ def table(
     overrides: list[str] = SET_OPT,
     protocol: str = PROTOCOL_OPT,
     metrics: list[str] = typer.Option(None, "--metrics", "-m", help="Add columns beside the paper's: mig, sap, "
-                                      "modularity (and explicitness), factor_vae, beta_vae, or all "
+                                      "modularity (and explicitness), factor_vae, beta_vae, irs, unsupervised, or all "
                                       "(recorded by `fqvae evaluate --metrics`)."),
     kernel_family: str = KERNEL_FAMILY_OPT,
+    dci_estimator: str = DCI_ESTIMATOR_OPTION,
     fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, latex, csv or json."),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: str = DB_OPTION,
@@ -77,7 +79,10 @@ def table(
     from fqvae_cli.registry.store import Registry
 
     chosen = Cells.from_options(paper_table, profile, datasets, rows, overrides, protocol, kernel_family)
-    _print_table(Registry(db), chosen, fmt, out, metrics=split(metrics))
+    from fqvae_cli.metrics import record
+
+    record("dci", dci_estimator)  # an unknown estimator: one sentence
+    _print_table(Registry(db), chosen, fmt, out, metrics=split(metrics), dci_estimator=dci_estimator)
 
 
 def reproduce(

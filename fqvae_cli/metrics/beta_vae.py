@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
+from fqvae_cli.metrics.base import Job, Metric
 from fqvae_cli.metrics.interventions import (
     IMAGES_PER_CALL,
     Represent,
@@ -108,3 +109,18 @@ def compute_beta_vae(factor_sizes: Sequence[int], represent: Represent, random_s
     if progress is not None:
         progress.advance()
     return BetaVAEResult(score=score, train_accuracy=train_accuracy)
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    sz = job.sizes
+    r = compute_beta_vae(job.factor_sizes, job.represent, np.random.RandomState(job.seed),
+                         batch_size=sz["beta_vae_batch"], num_train=sz["beta_vae_train"],
+                         num_eval=sz["beta_vae_eval"], progress=job.progress)
+    return {"beta_vae": r.score, "beta_vae_train": r.train_accuracy}, r
+
+
+METRIC = Metric(
+    "beta_vae", "BetaVAE score", "BetaVAE score (Higgins et al. 2017)",
+    {"beta_vae": "BetaVAE score (eval accuracy)", "beta_vae_train": "BetaVAE score (train accuracy)"},
+    {"beta_vae": "BetaVAE score"}, ("beta_vae_batch", "beta_vae_train", "beta_vae_eval"), _run, intervenes=True,
+    units=2)

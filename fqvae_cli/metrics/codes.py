@@ -93,3 +93,21 @@ class FactorEncoder:
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         indices = self.ds.space.ravel(np.asarray(factors, dtype=np.int64))
         return encode_codes(self.model, self.ds, indices, self.device, batch_size=self.batch_size, seed=self.seed)
+
+
+def latent_kl(model: Any, ds: Any, indices: np.ndarray, device: Any, *,
+              batch_size: int = 1024) -> np.ndarray | None:
+    """Each latent's mean KL(q(z|x) || N(0, 1)) over the images at `indices`, for a bottleneck that exposes
+    a Gaussian posterior ('mu', 'logvar'); None for every other bottleneck (no KL to filter latents by)."""
+    model.eval()
+    total, count = None, 0
+    with torch.no_grad():
+        for idx in _batches(np.asarray(indices), batch_size):
+            stats = model.bottleneck.assign(model.encoder(to_float(ds.images_at(idx), device)), 1.0, True)[3]
+            if not isinstance(stats, dict) or "mu" not in stats or "logvar" not in stats:
+                return None
+            mu, logvar = stats["mu"].double(), stats["logvar"].double()
+            kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().numpy()
+            total = kl if total is None else total + kl
+            count += len(idx)
+    return None if total is None else total / count

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import UsageError
+from fqvae_cli.metrics.base import Job, Metric
 from fqvae_cli.metrics.interventions import (
     IMAGES_PER_CALL,
     Represent,
@@ -130,3 +131,21 @@ def compute_factor_vae(factor_sizes: Sequence[int], represent: Represent, random
         train_votes=train_votes,
         eval_votes=eval_votes,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    sz = job.sizes
+    r = compute_factor_vae(job.factor_sizes, job.represent, np.random.RandomState(job.seed),
+                           batch_size=sz["factor_vae_batch"], num_train=sz["factor_vae_train"],
+                           num_eval=sz["factor_vae_eval"], num_variance_estimate=sz["factor_vae_variance"],
+                           progress=job.progress)
+    return {"factor_vae": r.score, "factor_vae_train": r.train_accuracy, "factor_vae_active": r.n_active}, r
+
+
+METRIC = Metric(
+    "factor_vae", "FactorVAE score", "FactorVAE score (Kim & Mnih 2018)",
+    {"factor_vae": "FactorVAE score (eval accuracy)", "factor_vae_train": "FactorVAE score (train accuracy)",
+     "factor_vae_active": "FactorVAE active latents"},
+    {"factor_vae": "FactorVAE score"},
+    ("factor_vae_batch", "factor_vae_train", "factor_vae_eval", "factor_vae_variance"), _run, intervenes=True,
+    counts=("factor_vae_active",), units=3)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError, UsageError
-from fqvae_cli.metrics.checks import as_codes
+from fqvae_cli.metrics.base import as_codes
 
 Represent = Callable[[np.ndarray], np.ndarray]
 
