@@ -48,8 +48,8 @@ from fqvae_cli.models.regularizers import (
     QuantizeCommit,
     TotalCorrelationConfig,
 )
-from fqvae_cli.models.trunks import build_trunk
 from fqvae_cli.models.tripod import TripodTerms
+from fqvae_cli.models.trunks import build_trunk
 
 TC = TotalCorrelationConfig  # the TC term of Algorithm 1 (a discriminator, two half-batches per step)
 
