@@ -106,6 +106,8 @@ def test_each_term_can_be_turned_off():
     cfg = ModelConfig.from_flat(name="tripod", latent_dim=3, lambda_hessian=0.0, grid_levels=5)
     assert (cfg.bottleneck.grid_levels, cfg.regularizers[0].lambda_hessian) == (5, 0.0)
     assert cfg.reconstruction == "bernoulli_mean"
+    # without the quantization leg: the raw encoder output, its own batch deviation as bandwidths
+    assert ZOO["tripod_continuous"].parts == ("identity", ("tripod",)) and not ZOO["tripod_continuous"].discrete
 
 
 def test_the_per_pixel_bernoulli_reconstruction():

@@ -29,6 +29,7 @@ EXPECTED_PARTS = {
     "dipvae2": {"recon", "kl", "dip"},
     "annealedvae": {"recon", "kl"},
     "tripod": {"recon", "multiinformation", "hessian"},
+    "tripod_continuous": {"recon", "multiinformation", "hessian"},
 }
 
 

@@ -127,6 +127,9 @@ ZOO: dict[str, ModelSpec] = {
         # Tripod (Hsu et al. 2024): a fixed grid, KDE multiinformation and the normalized Hessian penalty,
         # with its code's per-pixel mean binary cross-entropy
         model("tripod", "Tripod", FixedGrid, TripodTerms, reconstruction="bernoulli_mean"),
+        # its ablation without the quantization leg (the reference's quantize_latents: False, z unbounded)
+        model("tripod_continuous", "Tripod w/o quantization", Identity, TripodTerms,
+              reconstruction="bernoulli_mean"),
     ]
 }
 
