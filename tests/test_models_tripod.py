@@ -39,6 +39,11 @@ def test_training_rounds_with_a_straight_through_gradient():
     assert torch.allclose(h.grad, torch.tensor([[1.0, 0.75]]), atol=1e-6)
 
 
+class _NoDecoder(torch.nn.Module):
+    def forward(self, z):  # pragma: no cover - the test fails if it is called
+        raise AssertionError("the decoder was called with the Hessian terms off")
+
+
 def _normal(x: float, var: float) -> float:
     return math.exp(-x * x / (2 * var)) / math.sqrt(2 * math.pi * var)
 
@@ -59,9 +64,10 @@ def test_kde_multiinformation_of_three_points_by_hand():
     # the term: bandwidths from the batch standard deviation of z_c (here exactly 1), weighted, batch mean
     a = math.sqrt(1.5)
     z_c = torch.tensor([[-a, -a], [a, a], [0.0, 0.0]], dtype=torch.float64)
-    parts = TripodTerms(lambda_multiinformation=0.5)({"z": z, "z_c": z_c})
+    term = TripodTerms(lambda_multiinformation=0.5, lambda_hessian=0.0)
+    parts = term({"z": z, "z_c": z_c, "decoder": _NoDecoder()})
     assert parts["multiinformation"].item() == pytest.approx(0.5 * (want[0] + 2 * want[1]) / 3, rel=1e-5)
-    assert "hessian" not in parts  # no decoder given: evaluation computes no Hessian term
+    assert term({"z": z, "z_c": z_c}) == {}  # no decoder given: evaluation, where no loss is used
 
 
 def _quadratic(z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -86,11 +92,6 @@ def test_finite_difference_hessian_penalties_on_a_quadratic_decoder():
     # the centre given (as the reference passes f(z)) changes nothing
     hp2, nhp2 = hessian_penalties(_quadratic, z, sigma, rademacher, gaussian, 0.1, f_z=_quadratic(z))
     assert torch.allclose(hp, hp2) and torch.allclose(nhp, nhp2)
-
-
-class _NoDecoder(torch.nn.Module):
-    def forward(self, z):  # pragma: no cover - the test fails if it is called
-        raise AssertionError("the decoder was called with the Hessian terms off")
 
 
 def test_each_term_can_be_turned_off():
