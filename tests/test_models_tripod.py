@@ -118,6 +118,22 @@ def test_the_per_pixel_bernoulli_reconstruction():
     assert model.reconstruction_loss(torch.zeros(2, 3, 32, 32), x).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
+def test_the_finite_differences_stay_in_float32_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    decoder = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8), torch.nn.ReLU())
+    z = torch.rand(5, 3) * 2 - 1
+    term = TripodTerms(lambda_multiinformation=0.0, lambda_hessian=1.0, lambda_hessian_unnormalized=1.0,
+                       hessian_on="output")
+    results = []
+    for autocast in (False, True):
+        torch.manual_seed(1)  # the same perturbations
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            results.append(term({"z": z, "decoder": decoder}))
+    assert results[0]["hessian"].item() > 0
+    assert torch.equal(results[0]["hessian"], results[1]["hessian"])
+    assert torch.equal(results[0]["hessian_unnormalized"], results[1]["hessian_unnormalized"])
+
+
 def _weights(name: str) -> dict:
     from safetensors.torch import load_file
 
