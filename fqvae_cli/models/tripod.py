@@ -142,7 +142,8 @@ class TripodTerms(ComponentConfig):
                                   description="Tripod: weight of the normalized Hessian penalty")
     lambda_hessian_unnormalized: float = Field(0.0, ge=0,
                                                description="Tripod: weight of the plain Hessian penalty")
-    num_perturbations: int = Field(2, ge=1, le=64, description="Tripod: finite-difference perturbations per kind")
+    num_perturbations: int = Field(2, ge=2, le=64,
+                                   description="Tripod: perturbations per kind (a variance over them: 2 or more)")
     epsilon: float = Field(0.1, gt=0, description="Tripod: finite-difference step, in batch standard deviations")
     hessian_on: Literal["activations", "output"] = Field(
         "activations", description="Tripod: the decoder's hidden activations or its output logits")
