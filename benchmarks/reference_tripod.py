@@ -8,6 +8,7 @@ The reference is JAX and equinox code. It runs in a Python of its own (a virtual
 two sides exchange arrays as .npy files in a temporary folder:
 
     python3 -m venv JAXENV && JAXENV/bin/pip install jax equinox einops optax numpy
+    (or `pip install .[reference-tripod]` into fqvae's own environment and leave out --jax-python)
     git clone https://github.com/kylehkhsu/tripod TRIPOD
     python benchmarks/reference_tripod.py --tripod TRIPOD --jax-python JAXENV/bin/python [--cases 20]
 
