@@ -44,8 +44,9 @@ class Autoencoder(nn.Module):
     # ------------------------------------------------------------------ training
 
     def forward(self, x: Tensor, temperature: float = 1.0) -> ModelOutput:
-        """Soft (Gumbel) in training mode, hard assignment in eval mode."""
-        b = self.bottleneck(self.encoder(x), temperature)
+        """Soft (Gumbel) in training mode, hard assignment in eval mode. In training the regularizers
+        may call the decoder (it is in their statistics)."""
+        b = self.bottleneck(self.encoder(x), temperature, decoder=self.decoder if self.training else None)
         return ModelOutput(self.decoder(b.z), b)
 
     def training_step_losses(self, x: Tensor, temperature: float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -69,11 +70,12 @@ class Autoencoder(nn.Module):
     def reconstruction_loss(self, out: Tensor, x: Tensor) -> Tensor:
         """mse: the mean squared error over pixels and channels (the paper's). bernoulli: the decoder's
         output are logits of the pixel intensities x + 0.5 in [0, 1], the binary cross-entropy summed
-        over pixels and averaged over the batch (disentanglement_lib's `bernoulli_loss`)."""
+        over pixels and averaged over the batch (disentanglement_lib's `bernoulli_loss`). bernoulli_mean:
+        the same averaged over pixels and channels too (Tripod's `binary_cross_entropy`)."""
         if self.cfg.reconstruction == "mse":
             return F.mse_loss(out, x)
         bce = F.binary_cross_entropy_with_logits(out.float(), x.float() + 0.5, reduction="none")
-        return bce.flatten(1).sum(1).mean()
+        return bce.mean() if self.cfg.reconstruction == "bernoulli_mean" else bce.flatten(1).sum(1).mean()
 
     def discriminator_loss(self, tc_input: Tensor, x_other: Tensor, temperature: float) -> Tensor:
         """Algorithm 1, second stage: encode x_other again (new noise, no VAE graph), permute each latent

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.models.autoencoder import Autoencoder
 from fqvae_cli.models.bottlenecks.base import Bottleneck, BottleneckKind
+from fqvae_cli.models.bottlenecks.fixed_grid import FixedGrid
 from fqvae_cli.models.bottlenecks.fsq import FSQ
 from fqvae_cli.models.bottlenecks.gaussian import Gaussian
 from fqvae_cli.models.bottlenecks.gumbel_categorical import GumbelCategorical
@@ -47,6 +48,7 @@ from fqvae_cli.models.regularizers import (
     QuantizeCommit,
     TotalCorrelationConfig,
 )
+from fqvae_cli.models.tripod import TripodTerms
 from fqvae_cli.models.trunks import build_trunk
 
 TC = TotalCorrelationConfig  # the TC term of Algorithm 1 (a discriminator, two half-batches per step)
@@ -122,6 +124,12 @@ ZOO: dict[str, ModelSpec] = {
         model("dipvae1", "DIP-VAE-I", Gaussian, DIP, reconstruction="bernoulli"),
         model("dipvae2", "DIP-VAE-II", Gaussian, DIP, dip_type="ii", lambda_d_factor=1.0, reconstruction="bernoulli"),
         model("annealedvae", "AnnealedVAE", Gaussian, Capacity, reconstruction="bernoulli"),
+        # Tripod (Hsu et al. 2024): a fixed grid, KDE multiinformation and the normalized Hessian penalty,
+        # with its code's per-pixel mean binary cross-entropy
+        model("tripod", "Tripod", FixedGrid, TripodTerms, reconstruction="bernoulli_mean"),
+        # its ablation without the quantization leg (the reference's quantize_latents: False, z unbounded)
+        model("tripod_continuous", "Tripod w/o quantization", Identity, TripodTerms,
+              reconstruction="bernoulli_mean"),
     ]
 }
 
@@ -190,8 +198,9 @@ class ModelConfig(BaseModel):
     latent_dim: int | None = Field(None, gt=0, description="d; default 2 x number of factors")
     width: int | None = Field(None, gt=0, description="trunk channels; default 128 (paper n) or 32 (compact)")
     hidden: int = Field(128, gt=0, description="width of the dense layers between trunk and latent")
-    reconstruction: Literal["mse", "bernoulli"] = Field(
-        "mse", description="mean squared error (the paper's) or Bernoulli cross-entropy summed over pixels")
+    reconstruction: Literal["mse", "bernoulli", "bernoulli_mean"] = Field(
+        "mse", description="mean squared error (the paper's), Bernoulli cross-entropy summed over pixels "
+        "(disentanglement_lib's) or averaged over them (Tripod's)")
     bottleneck: _union([b.config for b in BOTTLENECKS.values()])  # type: ignore[valid-type]
     regularizers: list[_union(list(REGULARIZERS.values()))] = Field(default_factory=list)  # type: ignore[valid-type]
 

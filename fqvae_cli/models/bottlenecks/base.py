@@ -138,12 +138,17 @@ class Bottleneck(nn.Module):
         continuous codes. Codebook health (perplexity, dead codes) is measured against it."""
         return None
 
-    def forward(self, h: Tensor, temperature: float = 1.0, hard: bool | None = None) -> BottleneckOutput:
+    def forward(self, h: Tensor, temperature: float = 1.0, hard: bool | None = None,
+                decoder: nn.Module | None = None) -> BottleneckOutput:
+        """decoder: the model's decoder, given to the regularizers that call it on perturbed codes
+        (Tripod's Hessian penalty) as stats["decoder"]; the autoencoder passes it in training."""
         if hard is None:
             hard = not self.training
         z, codes, tc_input, stats = self.assign(h, temperature, hard)
         if "iteration" in self._buffers:
             stats["iteration"] = self.iteration
+        if decoder is not None:
+            stats["decoder"] = decoder
         losses: dict[str, Tensor] = {}
         for reg in self.regularizers:
             losses.update(reg(stats))
