@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fqvae_cli import console
+from fqvae_cli.config import run_protocol
 from fqvae_cli.errors import UsageError
 from fqvae_cli.evaluation import evaluate_run
 from fqvae_cli.experiments import (
@@ -223,7 +224,39 @@ def _queued_run(cfg: Any) -> dict:
             "config": cfg.model_dump(mode="json"), "status": QUEUED}
 
 
+# ------------------------------------------------------------------ evaluate
+
+
+def runs_to_evaluate(reg: Any, *, ref: str | None = None, keys: Sequence[str] = (), protocol: str | None = None,
+                     checkpoint: int | None = None, model: str | None = None, dataset: str | None = None,
+                     missing: bool = True) -> list[tuple[str, str]]:
+    """(short id, protocol) of the runs `fqvae evaluate` scores, each with `protocol` or its own: run `ref`;
+    or, with no ref, every finished run (of `model`, `dataset`) that lacks one of `keys` under it (every
+    one with missing=False). A run that has not finished training (queued, running, interrupted or failed)
+    but has checkpoints is refused unless `checkpoint` names one: its last checkpoint is not its end."""
+    if ref is None:
+        todo = []
+        for r in reg.find_runs(status=FINISHED, model=model, dataset=dataset):
+            wanted = protocol or run_protocol(r.config)
+            if missing and all(k in reg.latest_metrics(r.id, wanted) for k in keys):
+                continue
+            todo.append((r.short_id, wanted))
+        return todo
+    rec = reg.get_run(ref)
+    if rec.status != FINISHED and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
+        raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it when it "
+                         "has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
+    return [(rec.short_id, protocol or run_protocol(rec.config))]
+
+
 # ------------------------------------------------------------------ reproduce
+
+
+def default_workers(device: Any) -> int:
+    """Workers for `reproduce` when none is asked for: 2 on a CPU when this process may use 2 or more
+    cores (one thread each beats two threads on one run), else 1 (a GPU is shared by one worker)."""
+    return 2 if device.type == "cpu" and available_cores() >= 2 else 1
+
 
 
 @dataclass

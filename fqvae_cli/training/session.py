@@ -76,9 +76,10 @@ class RunStopped(KeyboardInterrupt):
 class RunSession:
     """The run this process holds (`run`), its settings (`cfg`), its data (`ds`, opened once) and where
     training continues from (`start`: a checkpoint, or None for iteration 0; `restarted`: a stopped run
-    without a checkpoint starts again from 0)."""
+    without a checkpoint starts again from 0). A claimed run's settings and data are read when it trains,
+    inside the session, so a run that cannot be read fails rather than staying claimed."""
 
-    def __init__(self, reg: Any, run: Any, cfg: RunConfig, ds: Any = None,
+    def __init__(self, reg: Any, run: Any, cfg: RunConfig | None = None, ds: Any = None,
                  start: RecordedCheckpoint | None = None, restarted: bool = False):
         self.reg = reg
         self.run = run
@@ -99,8 +100,9 @@ class RunSession:
         return result
 
     def _open_claimed(self) -> None:
-        """A claimed run's data: its identity learned when it first starts, checked afterwards; it
-        continues from its newest checkpoint that verifies, if it has one."""
+        """A claimed run's settings and data: the data's identity learned when it first starts, checked
+        afterwards; it continues from its newest checkpoint that verifies, if it has one."""
+        self.cfg = build_run_config(self.run.config)
         ds = _open(self.cfg)
         if self.run.dataset_fingerprint is None:
             self.reg.set_dataset_fingerprint(self.run.id, dataset_fingerprint(ds))
@@ -138,8 +140,8 @@ def run_session(reg: Any, start: NewRun | Resume | Claimed) -> Iterator[RunSessi
 
 def _prepare(reg: Any, start: NewRun | Resume | Claimed) -> RunSession:
     if isinstance(start, Claimed):
-        # Already held: what could fail here (its data) is inside the session, and fails the run.
-        return RunSession(reg, start.run, build_run_config(start.run.config))
+        # Already held: what could fail here (its settings, its data) is inside the session, and fails the run.
+        return RunSession(reg, start.run)
     if isinstance(start, NewRun):
         cfg = start.cfg
         check_startable(cfg)
