@@ -16,10 +16,8 @@ import time
 import torch
 
 from fqvae_cli.experiments import load_experiments
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ZOO
 from fqvae_cli.models.trunks import count_parameters
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import ZOO, ModelConfig, build_model
 
 SETUPS = {"compact": {"image_size": 32, "batch": 64, "steps": 10},
           "paper": {"image_size": 64, "batch": 8, "steps": 2}}

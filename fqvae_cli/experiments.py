@@ -1,6 +1,6 @@
 """experiments.yaml (the profiles, Table A.3, the metric protocols, the paper's table layouts) and `--set`
 overrides: where a run's configuration comes from, and where the flat way people write a model's settings
-is translated, once, into the nested form a run stores (fqvae_cli.models.settings.nest).
+is translated, once, into the nested form a run stores (fqvae_cli.models.zoo.nest).
 
 Resolution order (later wins): the defaults of fqvae_cli.config < the model's own defaults (e.g.
 codebook_dim 8 for vqvae) < the profile < the Table A.3 hyperparameters for (dataset, model) <
@@ -42,8 +42,7 @@ from fqvae_cli.config import (
 from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.metrics import PROTOCOL_SIZES, REQUIRED_SIZES
-from fqvae_cli.models.settings import OWNERS, check_flat, nest
-from fqvae_cli.models.specs import ZOO, get_model_spec
+from fqvae_cli.models.zoo import OWNERS, ZOO, check_flat, get_model_spec, nest
 
 COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
 COLUMN_TITLES = ("D", "I", "C", "InfoM", "InfoE", "InfoC", "MSE×10⁴")
@@ -55,7 +54,7 @@ class _Strict(BaseModel):
 
 def _check_section(section: str, values: dict, info: ValidationInfo | None = None) -> dict:
     """A profile's (or a table row's, or a Table A.3 entry's) settings of one section, checked key by key:
-    the model section in its flat form (models.settings), train and eval against their classes."""
+    the model section in its flat form (models.zoo), train and eval against their classes."""
     if section == "model":
         try:
             check_flat(values)

@@ -23,7 +23,7 @@ from fqvae_cli.experiments import (
     table_of,
 )
 from fqvae_cli.inputs import available_cores, check_seed
-from fqvae_cli.models.specs import get_model_spec
+from fqvae_cli.models.zoo import get_model_spec
 from fqvae_cli.paths import workspace
 from fqvae_cli.registry.lifecycle import (
     BUSY,

@@ -40,7 +40,7 @@ from fqvae_cli.experiments import (
     table_of,
 )
 from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
 from fqvae_cli.registry.lifecycle import FINISHED

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess, stop_after_checkpoint
 
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import ZOO
 
 
 def _registry():

@@ -13,7 +13,7 @@ from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
 from fqvae_cli.figures.plots import pyplot
 from fqvae_cli.figures.traversal import swap, traversal
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import ZOO
 
 
 def global_codebook_models() -> list[str]:

@@ -88,7 +88,7 @@ class _Model:
 
 def run_gallery(reg: Any, run: Any, folder: Path, rel: str, device: Any) -> Gallery:
     """Gather or draw the pictures of `run` into `folder` (the report's `rel` subfolder)."""
-    from fqvae_cli.models.specs import ZOO
+    from fqvae_cli.models.zoo import ZOO
 
     folder.mkdir(parents=True, exist_ok=True)
     arts = reg.artifacts(run.id)

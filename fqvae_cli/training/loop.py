@@ -29,8 +29,7 @@ from fqvae_cli.errors import TrainingError
 from fqvae_cli.inputs import bounded_by_cores
 from fqvae_cli.io import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
-from fqvae_cli.models.specs import get_model_spec
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import build_model, get_model_spec
 from fqvae_cli.registry.lifecycle import RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
