@@ -38,9 +38,15 @@ def _killed_before_its_first_checkpoint(reg, like, name: str, protocol: str | No
     config = dict(like.config)
     if protocol is not None:
         config["eval"] = {**config["eval"], "protocol": protocol}
-    return reg.create_run(model=like.model, dataset=like.dataset, profile=like.profile, seed=like.seed,
-                          config=config, name=name, worker=_dead_holder(),
-                          dataset_fingerprint=like.dataset_fingerprint)
+    import torch
+
+    from fqvae_cli import provenance
+
+    run = reg.create_run(model=like.model, dataset=like.dataset, profile=like.profile, seed=like.seed,
+                         config=config, name=name, worker=_dead_holder(),
+                         dataset_fingerprint=like.dataset_fingerprint)
+    reg.transition(run.id, RUNNING, provenance=provenance.collect(torch.device("cpu")), step=0)  # it started
+    return reg.get_run(run.id)
 
 
 def _final_weights(reg, run) -> dict:
@@ -79,6 +85,8 @@ def test_a_worker_starts_a_run_killed_before_its_first_checkpoint_again(cli, sma
     killed = _killed_before_its_first_checkpoint(reg, ref, "killed", protocol=tiny_protocol)
     res = cli("worker", "--device", "cpu", "--once", "--quiet")
     assert res.exit_code == 0, res.stderr
+    assert (f"run {killed.short_id} stopped before its first checkpoint; it starts again from iteration 0 with its "
+            "settings") in " ".join(res.stderr.split())
     run = reg.get_run(killed.id)
     assert run.status == FINISHED, (run.status, run.error, res.stderr)
     assert sorted(a.step for a in reg.artifacts(run.id, kind="checkpoint")) == [3, 6]

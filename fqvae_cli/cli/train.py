@@ -77,9 +77,10 @@ def train(
             if not resume:
                 console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile "
                              f"{cfg.profile}, {cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
-            elif session.restarted:
-                console.info(f"run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) stopped before its "
-                             "first checkpoint; it starts again from iteration 0 with its settings")
+            elif session.start is None:
+                how = "stopped before its first checkpoint; it starts again" if session.restarted else "starts"
+                console.info(f"run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) {how} from "
+                             "iteration 0 with its settings")
             else:
                 console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) from "
                              f"iteration {session.start.step}")

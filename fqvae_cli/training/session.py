@@ -109,6 +109,9 @@ class RunSession:
         else:
             require_same_dataset(self.run, ds, "resume")
         self.start, self.restarted = _start_of(self.reg, self.run, None)
+        if self.restarted:
+            console.info(f"run {self.run.short_id} stopped before its first checkpoint; it starts again from "
+                         "iteration 0 with its settings")
         self.ds = ds
 
 
@@ -168,15 +171,15 @@ def _open(cfg: RunConfig) -> Any:
 
 
 def _start_of(reg: Any, run: Any, step: int | None) -> tuple[RecordedCheckpoint | None, bool]:
-    """(the checkpoint a stopped run continues from, whether it starts again from iteration 0 instead). A
-    run stopped before its first checkpoint starts again; one whose checkpoints all fail to verify is
-    refused (usable_checkpoint says why)."""
+    """(the checkpoint a run continues from, or None for iteration 0; whether it trained before, so that it
+    starts again). A run stopped before its first checkpoint starts again from 0; one whose checkpoints all
+    fail to verify is refused (usable_checkpoint says why)."""
     if recorded_checkpoints(reg, run.id):
         return usable_checkpoint(reg, run, step=step, warn=console.warn), False
     if step is not None:
         raise CheckpointError(f"run {run.short_id} has no checkpoint yet; without --checkpoint it starts again "
                               "from iteration 0.")
-    return None, True
+    return None, bool(reg.starts([run.id]))  # a start is recorded when training begins
 
 
 def _settle(reg: Any, run_id: str, status: str, error: str | None = None) -> None:
