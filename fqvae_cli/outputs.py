@@ -116,14 +116,14 @@ def check_output_folder(out: Path | str, reg: Any = None, *, what: str = "--out"
         raise UsageError(f"{what} {path} is the results registry; choose a new folder.")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{what} {path} is a file, not a folder; choose a new folder.")
-    places = [(Path(os.path.realpath(paths.data_root())), "the datasets folder"),
-              (Path(os.path.realpath(paths.runs_root())), "the runs folder, whose files the registry records")]
-    for root, name in places:
+    places = [(Path(os.path.realpath(paths.data_root())), "the datasets folder", ""),
+              (Path(os.path.realpath(paths.runs_root())), "the runs folder", ", whose files the registry records")]
+    for root, name, why in places:
         if real.is_relative_to(root):
-            raise UsageError(f"{what} {path} is inside {name} {root}; choose a folder elsewhere.")
-    for held, name in places + [(f, "the results registry") for f in _registry_files(reg)[:1]]:
+            raise UsageError(f"{what} {path} is inside {name} {root}{why}; choose a folder elsewhere.")
+    for held, name, _why in places + [(f, "the results registry", "") for f in _registry_files(reg)[:1]]:
         if held.is_relative_to(real):
-            raise UsageError(f"{what} {path} holds {name.split(',')[0]} ({held}); choose a new folder.")
+            raise UsageError(f"{what} {path} holds {name} ({held}); choose a new folder.")
     if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
         raise UsageError(f"{what} {path} is a folder with other files in it; choose a new folder (fqvae replaces "
                          "only a folder it wrote itself).")

@@ -10,8 +10,8 @@ intervals, where the data lives) and the evaluation section are left out. Each c
 over distinct seeds (the newest run of a seed counts), the seed count, the published value and the
 difference; the best mean per column is marked (highest, lowest for MSE) only where it beats the second
 best by more than their standard deviations, with n >= 2 seeds in both; otherwise the table says it
-cannot tell. Rows for
-models outside the paper (`--rows fsq`) can be added; they have no published values. The footer says
+cannot tell. The runs a cell leaves out are named beside it (uncounted.py). Rows for models outside the
+paper (`--rows fsq`) can be added; they have no published values. The footer says
 where the numbers came from (machines, kernel families, library versions; origins.py), and
 `kernel_family` keeps only runs trained in one kernel family."""
 
@@ -43,7 +43,8 @@ from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.zoo import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
-from fqvae_cli.registry.lifecycle import FINISHED
+from fqvae_cli.registry.lifecycle import FINISHED, STOPPED
+from fqvae_cli.uncounted import left_out, note, seeds_text, uncounted_lines
 
 SCALE = {"mse": MSE_SCALE}
 
@@ -59,6 +60,7 @@ class Cell:
     # run short id -> provenance hashes of its training starts, and of the metric rows shown (origins.py)
     trained_on: dict[str, list[str]] = field(default_factory=dict)
     scored_on: dict[str, list[str | None]] = field(default_factory=dict)
+    uncounted: dict[str, list[str]] = field(default_factory=dict)  # reason -> runs left out (uncounted.py)
 
     @property
     def n(self) -> int:
@@ -184,25 +186,25 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     published_from: dict[str, str] = {}
     missing: list[str] = []
     lacking = False
-    sources, candidates, left_out = Sources(reg), [], 0
+    sources, candidates, n_left_out = Sources(reg), [], 0
     for ds in datasets:
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
         runs = reg.find_runs(dataset=ds, profile=profile, status=FINISHED)
+        stopped = reg.find_runs(dataset=ds, profile=profile, status=STOPPED)
         identity = dataset_identity(ds)
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
             published = spec.get("published", {}).get(ref, {}).get(r["key"])
             cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
             values = []
-            scored = [run for run in cell_runs(runs, r["model"], want, identity)
-                      if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            setup = cell_runs(runs, r["model"], want, identity)
+            scored = [run for run in setup if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
             candidates += scored
-            if kernel_family is not None:
-                kept = sources.keep(scored, kernel_family)
-                left_out += len(scored) - len(kept)
-                scored = kept
-            for run in one_per_seed(scored):
+            kept = scored if kernel_family is None else sources.keep(scored, kernel_family)
+            n_left_out += len(scored) - len(kept)
+            cell.uncounted = left_out(setup, scored, kept, cell_runs(stopped, r["model"], want, identity))
+            for run in one_per_seed(kept):
                 m = reg.latest_metrics(run.id, protocol)
                 cell.runs.append(run.short_id)
                 values.append([m[c] * SCALE.get(c, 1.0) if c in m else None for c in columns])
@@ -228,7 +230,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     titles = list(COLUMN_TITLES) + [title for _, title in extra]
     best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given, columns, titles, sources.records, kernel_family, left_out)
+                 undecided, given, columns, titles, sources.records, kernel_family, n_left_out)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:
@@ -335,6 +337,7 @@ def to_records(t: Table) -> list[dict]:
                 rec[f"{col}_std"] = None if c.std is None else c.std[j]
                 rec[f"{col}_published"] = None if c.published is None else c.published[j]
             rec["kernel_families"] = cell_families(c, t.provenance)
+            rec["not_counted"] = c.uncounted
             out.append(rec)
     return out
 
@@ -343,16 +346,17 @@ def render_text(t: Table, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing,
                            "undecided": t.undecided, "provenance": provenance_lines(t),
-                           "provenance_records": labelled(t.provenance)}, indent=2)
+                           "not_counted": uncounted_lines(t), "provenance_records": labelled(t.provenance)}, indent=2)
     if fmt == "csv":
         recs = to_records(t)
         buf = io.StringIO()
         # The numbers' columns as they always were; where they came from is in the JSON and the footers.
-        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in ("runs", "kernel_families")] + ["runs"],
+        fixed = ("runs", "kernel_families", "not_counted")
+        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in fixed] + ["runs", "not_counted"],
                            extrasaction="ignore")
         w.writeheader()
         for r in recs:
-            w.writerow({**r, "runs": " ".join(r["runs"])})
+            w.writerow({**r, "runs": " ".join(r["runs"]), "not_counted": note(r["not_counted"], t.protocol)})
         return buf.getvalue()
     if fmt == "markdown":
         return _markdown(t)
@@ -371,10 +375,10 @@ def _markdown(t: Table) -> str:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
             vals = [format_cell(t, c, j, j in marks, bold=("**", "**")) for j in range(len(t.columns))]
-            lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
+            lines.append(f"| {label} | {seeds_text(c)} | " + " | ".join(vals) + " |")
     lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
               "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
-    lines += [f"_{u}_  " for u in undecided_lines(t)]
+    lines += [f"_{u}_  " for u in undecided_lines(t) + uncounted_lines(t)]
     lines += [f"_{p}_  " for p in provenance_lines(t)]
     return "\n".join(lines)
 
@@ -391,6 +395,6 @@ def _latex(t: Table) -> str:
             vals = [format_cell(t, c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
                     for j in range(len(t.columns))]
             lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {u}" for u in uncounted_lines(t)]
     lines += [f"% {p}" for p in provenance_lines(t)]
     return "\n".join(lines)

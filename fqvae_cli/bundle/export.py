@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from fqvae_cli import __version__
 from fqvae_cli.bundle.read import CHECKPOINT_KINDS, FORMAT, FORMAT_VERSION, MANIFEST
+from fqvae_cli.bundle.validate import kind_problem
 from fqvae_cli.errors import CheckpointError, DataError, UsageError
 from fqvae_cli.io import atomic_path, sha256_file
 from fqvae_cli.registry.lifecycle import ENDED
@@ -64,13 +65,17 @@ def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, d
         if a.kind in CHECKPOINT_KINDS and a.step not in wanted:
             continue
         path = Path(a.path)
+        rel = bundle_rel(folder, path, a.id)
+        problem = kind_problem(a.kind, rel)
+        if problem:  # import would refuse the whole bundle for it
+            notes.append(f"left out {path}: {problem}.")
+            continue
         if not (_plain_file(path) and path.stat().st_size == a.bytes and sha256_file(path) == a.sha256):
             if a.kind in CHECKPOINT_KINDS:
                 raise CheckpointError(f"run {run.short_id}'s checkpoint file {path} is missing or does not match "
                                       "the sha256 recorded in the registry; refusing to bundle it.")
             notes.append(f"left out {a.kind} {path}: the file is missing or was replaced since it was recorded.")
             continue
-        rel = bundle_rel(folder, path, a.id)
         entries.append({"kind": a.kind, "path": rel, "bytes": a.bytes, "sha256": a.sha256, "step": a.step,
                         "created_at": a.created_at.isoformat()})
         files[f"runs/{run.id}/{rel}"] = (path, a.sha256)

@@ -23,7 +23,8 @@ def report(
     protocol: str = PROTOCOL_OPT,
     kernel_family: str = KERNEL_FAMILY_OPT,
     out: Path = typer.Option(..., "--out", help="Folder to write (index.html and its pictures); a new folder, "
-                             "or one an earlier `fqvae report` wrote, which is replaced."),
+                             "or one an earlier `fqvae report` wrote, which is replaced (refused if it holds files the "
+                             "report did not write)."),
     device: str = DEVICE_OPTION,
     db: str = DB_OPTION,
 ) -> None:
@@ -35,7 +36,7 @@ def report(
     from fqvae_cli.cli.cells import Cells, split
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.figures.report import MARKER, write_report
+    from fqvae_cli.figures.report import MARKER, check_report_folder, write_report
     from fqvae_cli.outputs import check_output_folder
     from fqvae_cli.registry.store import Registry
 
@@ -45,6 +46,7 @@ def report(
     chosen = [Cells.from_options(n, profile, datasets, rows, overrides, protocol, kernel_family) for n in numbers]
     with Registry(db) as reg:
         target = check_output_folder(out, reg, marker=MARKER)
+        check_report_folder(target)
         dev = resolve_device(device)
         tables = [c.table(reg) for c in chosen]
         shown = write_report(reg, tables, target, dev,

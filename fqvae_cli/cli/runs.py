@@ -155,10 +155,15 @@ def delete(
 
     from fqvae_cli.console import console
     from fqvae_cli.errors import RegistryError, UsageError
+    from fqvae_cli.registry.records import DamagedRow
     from fqvae_cli.registry.store import run_dir
 
     with _open(db) as reg:
-        rec = reg.get_run(run)
+        try:
+            rec = reg.get_run(run)
+        except DamagedRow as damaged:
+            _delete_damaged(reg, damaged, yes, force)
+            return
         artifacts = reg.artifacts(rec.id)
         try:
             folder = run_dir(rec)
@@ -184,6 +189,27 @@ def delete(
         console().print(f"warning: left {path} in place: it is outside the run folder.", soft_wrap=True,
                         markup=False)
     console().print(f"deleted run {rec.short_id} ({rec.model} on {rec.dataset}, seed {rec.seed}) and {folder}.",
+                    soft_wrap=True, markup=False)
+
+
+def _delete_damaged(reg, damaged, yes: bool, force: bool) -> None:
+    """Delete a run whose row cannot be read (DamagedRow): its rows by id, then its folder."""
+    from fqvae_cli.console import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.paths import runs_root
+    from fqvae_cli.registry.lifecycle import RUNNING
+    from fqvae_cli.registry.store import RUN_ID
+
+    if not yes:
+        raise UsageError(f"not deleting run {damaged.short_id} (its registry row is damaged: {damaged.why}) "
+                         "without --yes.")
+    if damaged.status == RUNNING and not force:
+        raise UsageError(f"run {damaged.short_id} is marked running; stop it first, or add --force.")
+    reg.delete_run(damaged.run_id)
+    folder = runs_root() / damaged.run_id if RUN_ID.fullmatch(str(damaged.run_id)) else None
+    if folder is not None:
+        _remove_run_folder(folder)
+    console().print(f"deleted the damaged run {damaged.short_id}" + (f" and {folder}." if folder else "'s rows."),
                     soft_wrap=True, markup=False)
 
 

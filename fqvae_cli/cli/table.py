@@ -143,10 +143,11 @@ def _render_rich(t):
     from rich.table import Table as RichTable
 
     from fqvae_cli.tables import format_cell, header_lines, provenance_lines, undecided_lines
+    from fqvae_cli.uncounted import seeds_text, uncounted_lines
 
     rt = RichTable(title=t.title, caption="\n".join(header_lines(t)[1:]) +
                    "\ncell: ours (published, ours − published); bold = best in column beyond the seeds' spread"
-                   + "".join("\n" + u for u in undecided_lines(t))
+                   + "".join("\n" + escape(u) for u in undecided_lines(t) + uncounted_lines(t))
                    + "".join("\n" + escape(p) for p in provenance_lines(t)), caption_justify="left")
     rt.add_column("model", no_wrap=True)
     rt.add_column("n", justify="right")
@@ -158,6 +159,6 @@ def _render_rich(t):
         for key, label in t.rows:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
-            rt.add_row(label, str(c.n), *[format_cell(t, c, j, j in marks, bold=("[bold]", "[/bold]"))
+            rt.add_row(label, seeds_text(c), *[format_cell(t, c, j, j in marks, bold=("[bold]", "[/bold]"))
                                           for j in range(len(t.columns))])
     return rt

@@ -24,6 +24,7 @@ from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
 from fqvae_cli.registry.records import (
     ArtifactRecord,
     ArtifactRow,
+    DamagedRow,
     MetricRecord,
     MetricRow,
     RunRecord,
@@ -205,7 +206,21 @@ class Registry(Transitions):
             wanted = [status] if isinstance(status, str) else list(status)
             stmt = stmt.where(RUNS.c.status.in_([check_status(s) for s in wanted]))
         stmt = stmt.order_by(RUNS.c.created_at, RUNS.c.id)
-        return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+        return self._tx(lambda conn: self._readable(conn.execute(stmt)), write=False)
+
+    def _readable(self, rows: Any) -> list[RunRecord]:
+        """The records of `rows`, leaving out damaged rows with one warning each (per registry handle)."""
+        from fqvae_cli.console import console
+
+        out, said = [], self.__dict__.setdefault("_damaged_said", set())
+        for row in rows:
+            try:
+                out.append(RunRecord.from_row(row))
+            except DamagedRow as exc:
+                if exc.run_id not in said:
+                    said.add(exc.run_id)
+                    console().print(f"warning: left out {exc}", soft_wrap=True, markup=False)
+        return out
 
     def runs_matching(self, *, ids: Sequence[str] = (), short_ids: Sequence[str] = (),
                       names: Sequence[str] = ()) -> list[RunRecord]:
@@ -215,7 +230,7 @@ class Registry(Transitions):
         if not clauses:
             return []
         stmt = select(RUNS).where(or_(*clauses)).order_by(RUNS.c.created_at, RUNS.c.id)
-        return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+        return self._tx(lambda conn: self._readable(conn.execute(stmt)), write=False)
 
     def import_runs(self, runs: Sequence[tuple]) -> None:
         """Record runs made elsewhere (a bundle), each given as (run, metric rows, artifact rows[, start
@@ -279,11 +294,14 @@ class Registry(Transitions):
                 **{col: self._stamp(getattr(run, col))
                    for col in ("created_at", "started_at", "finished_at", "heartbeat_at")}}
 
-    def delete_run(self, run_id: str) -> RunRecord:
+    def delete_run(self, run_id: str) -> RunRecord | None:
         """Delete a run's rows (metrics, artifacts, starts, run) in one transaction; files are the caller's.
-        Provenance records stay: other rows may share them."""
-        def fn(conn: Any) -> RunRecord:
-            run = self._get(conn, run_id)
+        Provenance records stay: other rows may share them. Returns the run (None for a damaged row)."""
+        def fn(conn: Any) -> RunRecord | None:
+            try:
+                run = self._get(conn, run_id)
+            except DamagedRow:
+                run = None
             conn.execute(delete(METRICS).where(METRICS.c.run_id == run_id))
             conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.run_id == run_id))
             conn.execute(delete(STARTS).where(STARTS.c.run_id == run_id))
