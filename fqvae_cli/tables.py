@@ -44,7 +44,7 @@ from fqvae_cli.metrics import DEFAULT_METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.zoo import ZOO
 from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
-from fqvae_cli.registry.lifecycle import STOPPED
+from fqvae_cli.registry.lifecycle import FINISHED, STOPPED
 from fqvae_cli.uncounted import left_out, note, seeds_text, uncounted_lines
 
 SCALE = {"mse": MSE_SCALE}
@@ -187,7 +187,7 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     for ds in datasets:
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
-        runs = reg.find_runs(dataset=ds, profile=profile, status="finished")
+        runs = reg.find_runs(dataset=ds, profile=profile, status=FINISHED)
         stopped = reg.find_runs(dataset=ds, profile=profile, status=STOPPED)
         identity = dataset_identity(ds)
         for r in chosen:

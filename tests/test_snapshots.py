@@ -149,23 +149,3 @@ def test_snapshot_and_tensorboard_settings_do_not_split_table_cells():
     assert training_setup(plain) == training_setup(pictured)
     assert plain.train.snapshot_interval(6000) == 600 and pictured.train.snapshot_interval(6000) == 7
     assert plain.train.snapshot_interval(6) == 1
-
-
-def test_a_snapshot_that_cannot_be_written_interrupts_the_run(cli, small_data, monkeypatch):
-    import errno
-    from contextlib import contextmanager
-
-    from fqvae_cli.training import snapshots
-
-    @contextmanager
-    def full_disk(path):
-        raise OSError(errno.ENOSPC, "No space left on device")
-        yield path
-
-    monkeypatch.setattr(snapshots, "atomic_path", full_disk)
-    res = cli("train", "--model", "ae", *TINY, "--name", "full")
-    assert res.exit_code == 1, res.stderr
-    assert "could not write the snapshot" in res.stderr and "No space left on device" in res.stderr
-    assert "Traceback" not in res.stderr
-    run = _registry().get_run("full")
-    assert run.status == "interrupted" and "is the disk full?" in run.error

@@ -45,13 +45,13 @@ def evaluate(
     """
     import json
 
-    from fqvae_cli.config import run_protocol
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.evaluation import evaluate_run, protocol_sizes
     from fqvae_cli.inputs import check_seed
     from fqvae_cli.metrics import parse_metrics, record, require_sizes
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.sweep import runs_to_evaluate
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
@@ -65,21 +65,8 @@ def evaluate(
     dev = resolve_device(device)
     if all_runs == (run is not None):
         raise UsageError("give either a RUN or --all.")
-    todo = []  # (short id, protocol)
-    if all_runs:
-        for r in reg.find_runs(status="finished", model=model, dataset=dataset):
-            wanted = protocol or run_protocol(r.config)
-            recorded = reg.latest_metrics(r.id, wanted)
-            if missing and all(k in recorded for k in keys):
-                continue
-            todo.append((r.short_id, wanted))
-    else:
-        rec = reg.get_run(run)
-        unfinished = rec.status in ("running", "queued", "interrupted")
-        if unfinished and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
-            raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it "
-                             "when it has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
-        todo.append((rec.short_id, protocol or run_protocol(rec.config)))
+    todo = runs_to_evaluate(reg, ref=None if all_runs else run, keys=keys, protocol=protocol, checkpoint=checkpoint,
+                            model=model, dataset=dataset, missing=missing)
     refs = [ref for ref, _ in todo]
     out = {}
     for ref, wanted in todo:

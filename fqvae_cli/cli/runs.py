@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
+from fqvae_cli.registry.lifecycle import QUEUED, RUNNING
+from fqvae_cli.registry.liveness import ALIVE
 
 runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
 
@@ -111,7 +113,7 @@ def show(
         con.print(f"  iteration {s.step}  {s.host or '?'}  {_time(s.started_at)}  {refs[s.provenance]} "
                   f"{prov.kernel_family(records.get(s.provenance))}", markup=False, highlight=False)
     if not starts:
-        con.print(f"  {'not started yet' if rec.status == 'queued' else prov.NOT_RECORDED}", markup=False)
+        con.print(f"  {'not started yet' if rec.status == QUEUED else prov.NOT_RECORDED}", markup=False)
     if metrics:
         table = Table(title="metrics" + (" (every row)" if history else " (latest of each)"), title_justify="left")
         for col in ("protocol", "split", "name", "value", "step", "computed by"):
@@ -144,7 +146,7 @@ def show(
 def delete(
     run: str = RUN_ARGUMENT,
     yes: bool = typer.Option(False, "--yes", help="Really delete (rows and the run's folder)."),
-    force: bool = typer.Option(False, "--force", help="Also delete a run whose status is 'running'."),
+    force: bool = typer.Option(False, "--force", help=f"Also delete a run whose status is {RUNNING}."),
     db: str = DB_OPTION,
 ) -> None:
     """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it.
@@ -171,7 +173,7 @@ def delete(
         if not yes:
             raise UsageError(f"not deleting run {rec.short_id} ({len(artifacts)} artifact(s), folder {folder}) "
                              "without --yes.")
-        if rec.status == "running" and not force and reg.holder_state(rec) == "alive":
+        if rec.status == RUNNING and not force and reg.holder_state(rec) == ALIVE:
             raise UsageError(f"run {rec.short_id} is running (on {rec.worker or rec.host or 'an unknown host'}); "
                              "stop it first, or add --force.")
         # Rows first: a crash after this leaves stray files, never rows that point at missing files.

@@ -110,22 +110,20 @@ def reproduce(
     last checkpoint. `fqvae reproduce --paper-table 1 --profile quick` is the CPU-sized reproduction.
     Stopping it (Ctrl-C, SIGTERM) stops its workers: each checkpoints and marks its run interrupted.
     """
-    import os
-
     from fqvae_cli import console
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import Interrupted
     from fqvae_cli.experiments import parse_overrides
     from fqvae_cli.paths import registry_url
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import ReproduceRequest
+    from fqvae_cli.sweep import ReproduceRequest, default_workers
     from fqvae_cli.sweep import reproduce as run_reproduce
 
     url = registry_url(db)
     reg = Registry(url)
     dev = resolve_device(device)
     if workers is None:
-        workers = 2 if dev.type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+        workers = default_workers(dev)
     extra = parse_overrides(overrides or [])
     req = ReproduceRequest(paper_table, profile, split(datasets), split(rows), split(models), seeds, extra,
                            retry_failed, workers, executor, {"partition": partition, "gpus": gpus,

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.inputs import check_seed, run_name
+from fqvae_cli.registry import lifecycle
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, STARTS, json_text
 from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
 from fqvae_cli.registry.records import (
@@ -65,15 +66,14 @@ def _refuse_id_like_name(conn: Any, name: str) -> None:
 def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
                  status: str = RUNNING, worker: str | None = None,
                  dataset_fingerprint: dict | None = None) -> dict[str, Any]:
-    """The checked columns of a new run (create_runs); only a running run has a holder (worker)."""
-    if status not in (RUNNING, QUEUED):
-        raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
+    """The checked columns of a new run (create_runs) but its status columns (lifecycle.columns)."""
+    lifecycle.require("new", None, status)
     for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
         if opt_text(value, what, limit) is None:
             raise UsageError(f"{what} is required.")
     return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
             "status": status, "config": json_text(config, "run config"), "name": run_name(name),
-            "worker": opt_text(worker, "worker", 255) if status == RUNNING else None,
+            "worker": opt_text(worker, "worker", 255),
             "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
                                                                                       "dataset fingerprint")}
 
@@ -88,8 +88,8 @@ class Registry(Transitions):
     def create_run(self, *, model: str, dataset: str, profile: str, seed: int, config: dict,
                    name: str | None = None, status: str = RUNNING, worker: str | None = None,
                    dataset_fingerprint: dict | None = None) -> RunRecord:
-        """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
-        "queued": a sweep worker will). The name goes through inputs.run_name (stripped; no control
+        """Record a new run (status running: this process, named by `worker` as host:pid, trains it now;
+        queued: a sweep worker will). The name goes through inputs.run_name (stripped; no control
         characters; never one that reads as a run id)."""
         (run,) = self.create_runs([{
             "model": model, "dataset": dataset, "profile": profile, "seed": seed, "config": config, "name": name,
@@ -109,20 +109,22 @@ class Registry(Transitions):
             for name in names:
                 _refuse_id_like_name(conn, name)
             ids = self._free_run_ids(conn, len(rows), avoid=set(names))
+            host = socket.gethostname()
             for status in (RUNNING, QUEUED):
                 params = [{**row, "id": run_id, "short_id": run_id[:8]}
                           for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
                 if not params:
                     continue
-                times = ("created_at", "started_at", "heartbeat_at") if status == RUNNING else ("created_at",)
-                stmt = insert(RUNS).values(version=__version__, code_revision=revision,
-                                           host=socket.gethostname() if status == RUNNING else None)
-                if self._sqlite:  # one time per row, increasing: a shared one would tie the batch in the queue
-                    params = [{**p, **dict.fromkeys(times, self._now())} for p in params]
-                else:  # now() is the transaction's start; clock_timestamp() is read per row (and per call)
+                # The status columns as a move to `status` writes them: only a running run has a holder
+                # and a start; one time per row, increasing (a shared one would tie the batch in the queue).
+                params = [{**p, **lifecycle.columns(status, now, worker=p["worker"], host=host),
+                           **({"created_at": now} if self._sqlite else {})}
+                          for p in params for now in [self._now() if self._sqlite else None]]
+                stmt = insert(RUNS).values(version=__version__, code_revision=revision)
+                if not self._sqlite:  # now() is the transaction's start; clock_timestamp() is read per row
                     stmt = stmt.values(created_at=func.clock_timestamp())
                 conn.execute(stmt, params)
-                if not self._sqlite and status == RUNNING:  # a running run starts when it is created
+                if not self._sqlite and status == RUNNING:  # a running run starts when it is created (above: None)
                     for part in slices([p["id"] for p in params]):
                         conn.execute(update(RUNS).where(RUNS.c.id.in_(part)).values(
                             started_at=RUNS.c.created_at, heartbeat_at=RUNS.c.created_at))

@@ -59,10 +59,18 @@ def save_checkpoint(ckpt_dir: Path, step: int, model: Any, state: dict, config: 
     except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
         if not existed:
             files.state.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise StorageError(f"could not write the checkpoint at iteration {step} in {ckpt_dir} ({reason}); "
-                           "is the disk full?") from None
+        raise StorageError(f"could not write the checkpoint at iteration {step} in {ckpt_dir} "
+                           f"({write_failure(exc)}).") from None
     return files
+
+
+def write_failure(exc: BaseException) -> str:
+    """Why a checkpoint write failed, in words: the system's reason (no space left, permission denied),
+    or, for torch's own report of a short write (`enforce fail at inline_container.cc`, the internals of
+    its zip writer), that the file was cut short."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "the file could not be written in full; is the disk full?"
 
 
 @dataclass(frozen=True)
