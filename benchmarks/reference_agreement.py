@@ -598,8 +598,8 @@ def main() -> None:
         if args.run:
             import torch
 
-            from fqvae_cli.evaluation import load_run
             from fqvae_cli.registry.store import Registry
+            from fqvae_cli.runs.evaluation import load_run
 
             reg, device = Registry(args.db), torch.device("cpu")
             sizes = quick | {"factor_vae_train": args.run_points, "factor_vae_eval": args.run_points // 2,

@@ -26,7 +26,7 @@ from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import native_bf16
 from fqvae_cli.experiments import resolve_run_config
 from fqvae_cli.figures.traversal import snapshot_picture
-from fqvae_cli.io import sha256_file
+from fqvae_cli.files import sha256_file
 from fqvae_cli.models.zoo import ZOO, build_model
 from fqvae_cli.training.snapshots import Snapshots, write_png
 from fqvae_cli.training.step import Optimizers, TrainStep

@@ -244,9 +244,9 @@ def test_metric_protocols_fit_or_refuse_on_the_small_datasets(tmp_path):
 
     from fqvae_cli.data.catalog import DATASETS
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.metrics import protocol_rows
     from fqvae_cli.metrics.codes import sample_indices
+    from fqvae_cli.runs.evaluation import protocol_sizes
 
     assert protocol_rows(protocol_sizes("paper")) == 15_000 <= math.prod(DATASETS["cars3d"].factor_sizes) == 17_568
     ds, _ = prepare("cars3d", write_cars3d(tmp_path / "c.tar.gz"))

@@ -203,7 +203,7 @@ def test_disk_full_keeps_the_partial_file(cli, server, monkeypatch):
 
     monkeypatch.setattr(fetch, "_write", write)
     args = ("data", "download", "mpi3d_toy", "--url", server.url("/f.npz"), "--no-prepare")
-    from fqvae_cli.io import fmt_bytes
+    from fqvae_cli.files import fmt_bytes
 
     r = cli(*args)  # blocks are written as they arrive: the first one is kept, whatever its size
     error_sentence(r, f"is full after {fmt_bytes(written[0])}; the partial file", "is kept: free some space and rerun")

@@ -45,7 +45,7 @@ def test_a_claim_can_be_restricted_to_given_runs(db_url):
 
 
 def test_reproduce_leaves_a_queued_sweep_run_alone(cli, small_data, tiny_protocol):
-    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.runs.sweep import queue_grid
 
     reg = Registry()
     (other,) = queue_grid(reg, SWEEP_GRID)
@@ -57,7 +57,7 @@ def test_reproduce_leaves_a_queued_sweep_run_alone(cli, small_data, tiny_protoco
 
 
 def test_a_worker_given_runs_on_stdin_executes_only_those(cli, small_data, tiny_protocol, monkeypatch):
-    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.runs.sweep import queue_grid
 
     reg = Registry()
     (first,) = queue_grid(reg, SWEEP_GRID)
@@ -69,7 +69,7 @@ def test_a_worker_given_runs_on_stdin_executes_only_those(cli, small_data, tiny_
 
 
 def test_local_workers_receive_their_runs(monkeypatch):
-    from fqvae_cli import workers
+    from fqvae_cli.runs import workers
 
     started = []
 
@@ -243,7 +243,7 @@ def test_a_table_built_with_set_says_so(cli):
 
 
 def test_a_worker_says_interrupted_only_for_a_run_it_interrupted(cli, monkeypatch):
-    from fqvae_cli import workers
+    from fqvae_cli.runs import workers
 
     reg = Registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, status="queued")

@@ -59,7 +59,7 @@ def _old_registry(tmp_path, drop=()) -> Registry:
 # ---- item 4 and the cell-matching rule ------------------------------------------------------------
 
 def test_old_runs_keep_their_cells_smoke_runs_do_not_and_n_counts_seeds(tmp_path):
-    from fqvae_cli.tables import build_table
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path, drop=[("model", "eval_code"), ("train", "bf16"), ("train", "weight_decay")])
     t = build_table(reg, "1", "quick", protocol="quick")
@@ -72,7 +72,7 @@ def test_old_runs_keep_their_cells_smoke_runs_do_not_and_n_counts_seeds(tmp_path
 
 
 def test_reproduce_does_not_take_a_smoke_run_for_a_cell(tmp_path):
-    from fqvae_cli.sweep import queue_table
+    from fqvae_cli.runs.sweep import queue_table
 
     reg = _old_registry(tmp_path)
     report = queue_table(reg, "1", "quick", models=["ae"], seeds=4)
@@ -82,7 +82,8 @@ def test_reproduce_does_not_take_a_smoke_run_for_a_cell(tmp_path):
 
 
 def test_a_run_on_other_data_leaves_the_cell(small_data, tmp_path):
-    from fqvae_cli.tables import build_table, dataset_identity
+    from fqvae_cli.runs.cell_sources import dataset_identity
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path)
     here = dataset_identity("synth3d")
@@ -96,7 +97,7 @@ def test_a_run_on_other_data_leaves_the_cell(small_data, tmp_path):
 
 def test_extra_row_for_a_model_outside_the_paper(tmp_path):
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import build_table
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path)
     cfg = resolve_run_config("vqvae", None, "quick", 0)
@@ -112,7 +113,7 @@ def test_extra_row_for_a_model_outside_the_paper(tmp_path):
 # ---- item 6: grids --------------------------------------------------------------------------------
 
 def test_grid_is_counted_before_expanding_and_duplicates_collapse(cli):
-    from fqvae_cli.sweep import parse_grid
+    from fqvae_cli.runs.sweep import parse_grid
 
     res = cli("sweep", "--grid", "model=ae seed=0..100000000")
     assert res.exit_code == 2 and "100,000,001 combinations" in res.stderr and "--yes" in res.stderr
@@ -206,7 +207,7 @@ def test_resume_of_a_live_run_is_refused_through_the_cli(cli, workspace, small_d
 
 def test_resume_against_other_data_is_refused_naming_both(cli, workspace, small_data):
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import dataset_identity
+    from fqvae_cli.runs.cell_sources import dataset_identity
 
     reg = Registry()
     cfg = resolve_run_config("ae", None, "quick", 0)
@@ -232,7 +233,7 @@ def test_a_dead_local_run_can_be_deleted_and_is_requeued(cli, workspace):
     import socket
 
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.sweep import queue_table
+    from fqvae_cli.runs.sweep import queue_table
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -276,10 +277,10 @@ def test_negative_seed_is_refused_before_anything_is_written(cli, workspace):
     res = cli("train", "--seed", "-1", "--steps", "1")
     assert res.exit_code == 2
     assert not (workspace / "registry.db").exists() or Registry().find_runs() == []
-    from fqvae_cli.sweep import parse_grid
+    from fqvae_cli.runs.sweep import parse_grid
 
     with pytest.raises(Exception, match="seed"):
-        from fqvae_cli.sweep import queue_grid
+        from fqvae_cli.runs.sweep import queue_grid
 
         parse_grid("model=ae seed=-1")  # parses; the run config refuses it
         queue_grid(Registry(), "model=ae seed=-1")

@@ -64,7 +64,7 @@ def test_the_forest_is_seeded_splits_90_10_and_ignores_jobs():
 def test_a_table_never_mixes_estimators_in_a_cell():
     from fqvae_cli.experiments import COLUMNS, paper_columns, resolve_run_config
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.tables import build_table
+    from fqvae_cli.runs.tables import build_table
 
     assert paper_columns("rf") == (["dci_rf_d", "dci_rf_i", "dci_rf_c", "infom", "infoe", "infoc", "mse"],
                                    ["D[rf]", "I[rf]", "C[rf]", "InfoM", "InfoE", "InfoC", "MSE×10⁴"])

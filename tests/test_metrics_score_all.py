@@ -36,9 +36,9 @@ def test_names_runners_and_sizes_agree():
 
 
 def test_the_paper_protocol_is_the_published_one():
-    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.metrics import base as mutual_info  # the discretiser lives with what every metric shares
     from fqvae_cli.metrics import beta_vae, factor_vae, sap
+    from fqvae_cli.runs.evaluation import protocol_sizes
 
     paper = protocol_sizes("paper")
     assert {k: paper[k] for k in PROTOCOL_SIZES} == {

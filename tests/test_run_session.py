@@ -106,7 +106,7 @@ def test_a_resume_that_names_a_checkpoint_of_a_run_without_one_is_one_sentence(c
 
 
 def test_threads_above_the_cores_are_stored_as_the_threads_used(cli, small_data):
-    from fqvae_cli.inputs import available_cores
+    from fqvae_cli.device import available_cores
 
     args = [a for a in TINY if a != "train.threads=1"]
     args = [a for i, a in enumerate(args) if not (a == "--set" and args[i + 1].startswith("--"))]
@@ -167,7 +167,7 @@ def test_no_run_status_is_spelled_outside_the_lifecycle_module():
 def test_reproduce_workers_follow_the_cores_this_process_may_use(monkeypatch, cores, device, expected):
     import torch
 
-    from fqvae_cli import sweep
+    from fqvae_cli.runs import sweep
 
     monkeypatch.setattr(sweep, "available_cores", lambda: cores)
     assert sweep.default_workers(torch.device(device)) == expected

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import TINY
 
-from fqvae_cli.io import sha256_file
+from fqvae_cli.files import sha256_file
 from fqvae_cli.training.snapshots import codebook_health
 
 
@@ -142,7 +142,7 @@ def test_tensorboard_without_the_extra_is_one_sentence(cli, small_data, monkeypa
 
 def test_snapshot_and_tensorboard_settings_do_not_split_table_cells():
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import training_setup
+    from fqvae_cli.runs.cell_sources import training_setup
 
     plain = resolve_run_config("qvae", None, "quick", 0, {})
     pictured = resolve_run_config("qvae", None, "quick", 0, {"train": {"snapshot_every": 7, "tensorboard": True}})

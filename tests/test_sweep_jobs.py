@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fqvae_cli import workers
+from fqvae_cli.runs import workers
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 

@@ -12,7 +12,7 @@ import pytest
 
 from fqvae_cli.experiments import COLUMNS, resolve_run_config
 from fqvae_cli.registry.store import Registry
-from fqvae_cli.tables import build_table, render_text
+from fqvae_cli.runs.tables import build_table, render_text
 
 VALUES = [0.8, 0.9, 0.6, 0.7, 0.9, 0.5, 1e-4]
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from fqvae_cli.experiments import COLUMNS
-from fqvae_cli.tables import build_table, expected_setup, render_text
+from fqvae_cli.runs.cell_sources import expected_setup
+from fqvae_cli.runs.tables import build_table, render_text
 
 
 def _registry():

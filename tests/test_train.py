@@ -103,7 +103,7 @@ def test_same_seed_gives_identical_loss_curves(cli, small_data):
 
 
 def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_data):
-    from fqvae_cli.io import sha256_file
+    from fqvae_cli.files import sha256_file
 
     res = cli("train", "--model", "ae", "--steps", "50", "--batch-size", "8", "--set", "train.lr=1e30",
               "--set", "train.lr_min=0", "--set", "train.checkpoint_every=1", "--set", "train.threads=1",

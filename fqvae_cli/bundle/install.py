@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import paths
 from fqvae_cli.bundle.export import bundle_rel
@@ -37,6 +37,9 @@ from fqvae_cli.errors import CheckpointError, DataError, UsageError
 from fqvae_cli.registry.liveness import holder_id, pid_alive
 from fqvae_cli.registry.records import RunRecord, encode_value
 from fqvae_cli.registry.store import run_dir
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _metric_key(m: Any) -> tuple:
     return (m.name, encode_value(m.value), m.step, m.split, m.protocol)
 
 
-def _require_same(reg: Any, local: RunRecord, plan: RunPlan) -> None:
+def _require_same(reg: Registry, local: RunRecord, plan: RunPlan) -> None:
     """Refuse a bundle run whose id this registry holds unless the registry holds all of it already."""
     if _identity(local) != _identity(plan.run):
         raise UsageError(f"this registry already holds a different run with id {local.id} ({local.model} on "
@@ -73,7 +76,7 @@ def _require_same(reg: Any, local: RunRecord, plan: RunPlan) -> None:
                          f"imported. To replace it, delete it here first: fqvae runs delete {local.short_id} --yes.")
 
 
-def _free_short_id(reg: Any, run: RunRecord, taken: set[str]) -> str:
+def _free_short_id(reg: Registry, run: RunRecord, taken: set[str]) -> str:
     windows = [run.id[i:i + 8] for i in range(len(run.id) - 7)]
     taken = taken | {r.short_id for r in reg.runs_matching(short_ids=windows)}
     for short in windows:
@@ -82,7 +85,7 @@ def _free_short_id(reg: Any, run: RunRecord, taken: set[str]) -> str:
     raise UsageError(f"every short id of run {run.id} is taken in this registry; nothing was imported.")
 
 
-def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], list[str], list[str]]:
+def _against_registry(reg: Registry, plans: list[RunPlan]) -> tuple[list[RunPlan], list[str], list[str]]:
     """(runs to import, short ids already here, notes), refusing collisions (see the module docstring)."""
     keys = [p.run.short_id for p in plans] + [p.run.name for p in plans if p.run.name]
     local = reg.runs_matching(ids=[p.run.id for p in plans], short_ids=keys, names=keys)
@@ -250,7 +253,7 @@ def _place(bundle: Bundle, plans: list[RunPlan]) -> _Placed:
         raise
 
 
-def install_bundle(bundle: Bundle, reg: Any) -> Installed:
+def install_bundle(bundle: Bundle, reg: Registry) -> Installed:
     """Import a verified bundle's runs into `reg` and this workspace's runs folder (module docstring)."""
     notes = sweep_stale_imports(paths.runs_root())
     todo, present, more = _against_registry(reg, bundle.runs)

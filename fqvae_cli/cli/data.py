@@ -89,7 +89,7 @@ def download(
     file and hash comes from."""
     from fqvae_cli.data.download import download as do_download
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.io import fmt_bytes
+    from fqvae_cli.files import fmt_bytes
 
     if list_:
         _print_download_list(root, as_json)
@@ -175,7 +175,7 @@ def list_(
     from rich.table import Table
 
     from fqvae_cli.console import out
-    from fqvae_cli.io import fmt_bytes
+    from fqvae_cli.files import fmt_bytes
 
     table = Table(title="Datasets")
     for head in ("name", "status", "images", "size", "factors", "download", "hash", "path"):

@@ -47,11 +47,11 @@ def evaluate(
 
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import evaluate_run, protocol_sizes
     from fqvae_cli.inputs import check_seed
     from fqvae_cli.metrics import parse_metrics, record, require_sizes
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import runs_to_evaluate
+    from fqvae_cli.runs.evaluation import evaluate_run, protocol_sizes
+    from fqvae_cli.runs.sweep import runs_to_evaluate
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
@@ -108,9 +108,9 @@ def udr(
     import json
 
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.evaluation import udr_cell
     from fqvae_cli.inputs import check_seed
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import udr_cell
 
     if seed is not None:
         check_seed(seed)

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import typer
 
-from fqvae_cli.cli.cells import DATASETS_OPT, KERNEL_FAMILY_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import (
+    DATASETS_OPT,
+    DB_OPTION,
+    DEVICE_OPTION,
+    KERNEL_FAMILY_OPT,
+    PROFILE_OPT,
+    PROTOCOL_OPT,
+    ROWS_OPT,
+    SET_OPT,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +41,7 @@ def report(
     opens from disk without a network. Figures a run lacks are drawn from its checkpoint and dataset; where
     they cannot be, the page says how to make them."""
     from fqvae_cli import console
-    from fqvae_cli.cli.cells import Cells, split
+    from fqvae_cli.cli.options import Cells, split
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
     from fqvae_cli.figures.report import MARKER, check_report_folder, write_report

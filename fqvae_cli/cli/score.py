@@ -125,8 +125,8 @@ def _names(metrics: str | None) -> list[str] | None:
 def _sizes(protocol: str | None, meta: dict, overrides: list[str] | None) -> dict:
     """The protocol sizes: a named protocol's, else meta.json's over the paper protocol's; then --size."""
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.metrics import PROTOCOL_SIZES
+    from fqvae_cli.runs.evaluation import protocol_sizes
 
     if protocol is not None:
         sizes = protocol_sizes(protocol)
@@ -189,7 +189,7 @@ def _save_matrices(folder: Path, result) -> list[str]:
     import numpy as np
 
     from fqvae_cli.figures.plots import heatmap
-    from fqvae_cli.io import atomic_path
+    from fqvae_cli.files import atomic_path
 
     # Both heatmaps are drawn factors x latents, the layout of the paper's figures.
     shown = []

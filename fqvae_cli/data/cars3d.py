@@ -20,8 +20,7 @@ import numpy as np
 
 from fqvae_cli.console import Progress
 from fqvae_cli.data.catalog import CARS3D_FACTORS, DATASETS
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError
 
 TARGET_SIZE = 64

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.io import fmt_bytes
+from fqvae_cli.files import fmt_bytes
 
 
 @dataclass(frozen=True)

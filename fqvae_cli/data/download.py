@@ -32,7 +32,7 @@ from fqvae_cli.data import store
 from fqvae_cli.data.catalog import drive_id, get_dataset_spec
 from fqvae_cli.data.fetch import CHUNK, SourceFailed, Target, drive_download, fetch_http
 from fqvae_cli.errors import DataError, DownloadError, Interrupted, UsageError
-from fqvae_cli.io import atomic_write_json, check_free_space, fmt_bytes, make_dirs
+from fqvae_cli.files import atomic_write_json, check_free_space, fmt_bytes, make_dirs
 
 STATE_FILE = "state.json"
 # A file of unknown exact size may be this much larger than the catalog's approximate size (the

@@ -29,8 +29,7 @@ import numpy as np
 
 from fqvae_cli.console import Progress
 from fqvae_cli.data.catalog import DSPRITES_FACTORS
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError
 
 OFFICIAL_SIZES = (3, 6, 40, 32, 32)
@@ -135,7 +134,7 @@ def plan(source: Path, name: str = "dsprites") -> SourcePlan:
         extra["variant"] = {"name": name, "seed": VARIANT_SEED,
                             "draw": "numpy default_rng([seed, image index]), once, at prepare"}
     if scream_path is not None:
-        from fqvae_cli.io import sha256_file
+        from fqvae_cli.files import sha256_file
 
         extra["variant"]["scream"] = {"name": scream_path.name, "sha256": sha256_file(scream_path)}
     return SourcePlan(space=space, image_size=size, fill=fill, notes=notes, source_path=main, source=record,

@@ -30,7 +30,7 @@ from urllib.error import HTTPError, URLError
 from fqvae_cli import __version__
 from fqvae_cli.console import Progress, info, progress
 from fqvae_cli.errors import DownloadError
-from fqvae_cli.io import fmt_bytes
+from fqvae_cli.files import fmt_bytes
 
 RETRIES = 5  # after a transient failure (dropped connection, stall, HTTP 5xx/429)
 BACKOFF_S = 2.0  # the first wait; doubled after each failure

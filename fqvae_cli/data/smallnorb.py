@@ -26,8 +26,7 @@ import numpy as np
 
 from fqvae_cli.console import Progress
 from fqvae_cli.data.catalog import SMALLNORB_FACTORS
-from fqvae_cli.data.factors import FactorSpace, unique_values
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan, unique_values
 from fqvae_cli.errors import DataError
 
 TARGET_SIZE = 64

@@ -28,10 +28,9 @@ from fqvae_cli import paths
 from fqvae_cli.console import info, progress, warn
 from fqvae_cli.data import cars3d, dsprites, isaac3d, mpi3d, shapes3d, smallnorb, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
-from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
+from fqvae_cli.files import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
 
 FORMAT_VERSION = 1
 IMAGES_FILE = "images.npy"

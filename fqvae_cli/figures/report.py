@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import __version__
 from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.compare import compare_figure
 from fqvae_cli.figures.gallery import Gallery, run_gallery
-from fqvae_cli.io import atomic_dir
-from fqvae_cli.tables import format_cell, header_lines, undecided_lines
-from fqvae_cli.uncounted import seeds_text, uncounted_lines
+from fqvae_cli.files import atomic_dir
+from fqvae_cli.runs.cell_sources import seeds_text, uncounted_lines
+from fqvae_cli.runs.tables import format_cell, header_lines, undecided_lines
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 MARKER = ".fqvae-report"  # marks a folder fqvae wrote, which a later report may replace; lists its files
 # What a report wrote before its marker listed the files: the page, the tables' figures, the runs' pictures.
@@ -126,7 +129,7 @@ def _run_html(g: Gallery) -> str:
     return "\n".join(out)
 
 
-def write_report(reg: Any, tables: list[Any], out: Path, device: Any, *, progress: Any = None) -> list[str]:
+def write_report(reg: Registry, tables: list[Any], out: Path, device: Any, *, progress: Any = None) -> list[str]:
     """Write the report of `tables` into the folder `out` (checked by outputs.check_output_folder);
     returns the short ids of the runs it shows."""
     runs: dict[str, Any] = {}
@@ -194,7 +197,7 @@ def check_report_folder(folder: Path) -> None:
                          "its folder whole, so move those out or choose a new folder.")
 
 
-def _page(parts: list[TablePart], galleries: list[Gallery], reg: Any) -> str:
+def _page(parts: list[TablePart], galleries: list[Gallery], reg: Registry) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " · ".join(f'<a href="#table-{escape(p.table.number)}">table {escape(p.table.number)}</a>' for p in parts)
     body = [f"<h1 id=\"top\">fqvae report</h1><p class=\"note\">{when}; registry {escape(reg.display_url)}; fqvae "

@@ -83,13 +83,13 @@ def columns(new: str, now: datetime, *, worker: str | None = None, host: str | N
     return values
 
 
-# What to do with a table cell's existing run, by priority: the first step any of its runs allows wins.
+# What to do with a table cell's existing run, by priority: the first action any of its runs allows wins.
 # `queued` and `failed` are named after the status that leads to them.
 DONE, EVALUATE, WAITING, BUSY, RESUME, RETRY = "done", "evaluate", QUEUED, "busy", "resume", FAILED
-NEXT_STEPS = (DONE, EVALUATE, WAITING, BUSY, RESUME, RETRY)
+NEXT_ACTIONS = (DONE, EVALUATE, WAITING, BUSY, RESUME, RETRY)
 
 
-def next_step(status: str, *, holder_alive: bool, evaluated: bool) -> str:
+def next_action(status: str, *, holder_alive: bool, evaluated: bool) -> str:
     """What a cell's run needs: `done` (finished and evaluated), `evaluate`, `queued` (waiting for a
     worker), `busy` (a live process trains it), `resume` (stopped, or running with its holder gone) or
     `failed`."""

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.inputs import check_seed, run_name
+from fqvae_cli.provenance import code_revision
 from fqvae_cli.registry import lifecycle
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, STARTS, json_text
 from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
@@ -34,7 +35,6 @@ from fqvae_cli.registry.records import (
     opt_text,
     provenance_key,
 )
-from fqvae_cli.registry.revision import code_revision
 from fqvae_cli.registry.transitions import DEFAULT_STALE_S, Transitions, slices
 
 __all__ = ["DEFAULT_STALE_S", "ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord",

@@ -17,17 +17,16 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch  # the training package is only imported by commands that train
 
 from fqvae_cli import console, provenance
 from fqvae_cli.config import RunConfig, TrainConfig
 from fqvae_cli.data.sampler import BatchSampler
-from fqvae_cli.device import device_label, native_bf16
+from fqvae_cli.device import bounded_by_cores, device_label, native_bf16
 from fqvae_cli.errors import TrainingError
-from fqvae_cli.inputs import bounded_by_cores
-from fqvae_cli.io import atomic_write_json
+from fqvae_cli.files import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
 from fqvae_cli.models.zoo import build_model, get_model_spec
 from fqvae_cli.registry.lifecycle import RUNNING
@@ -36,9 +35,11 @@ from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.board import Board
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
 from fqvae_cli.training.recorder import Recorder, side_job_failure
-from fqvae_cli.training.schedules import cosine_lr, temperature
 from fqvae_cli.training.snapshots import Draw, Snapshots
-from fqvae_cli.training.step import Optimizers, TrainStep
+from fqvae_cli.training.step import Optimizers, TrainStep, cosine_lr, temperature
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def configure_backend(train: TrainConfig, device: Any) -> None:
         torch.backends.cudnn.allow_tf32 = train.tf32
 
 
-def settle_settings(cfg: RunConfig, reg: Any, run: Any, device: Any) -> RunConfig:
+def settle_settings(cfg: RunConfig, reg: Registry, run: Any, device: Any) -> RunConfig:
     """The run's stored config says what runs. `train.bf16: auto` becomes true or false the first time a
     run starts (native bfloat16 on this device or not), so a resume elsewhere keeps the arithmetic; bf16
     asked for on a device that only emulates it trains, with a warning. `train.threads` above the cores
@@ -104,7 +105,8 @@ def rng_state(device: Any) -> dict:
     return state
 
 
-def load_resume_state(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
+def load_resume_state(reg: Registry, run: Any, model: Any, opts: Optimizers, device: Any,
+                      ckpt: RecordedCheckpoint) -> int:
     """Load checkpoint `ckpt` into model and optimizers and reset the RNG; set aside any newer checkpoint
     (the run continues from `ckpt` and rewrites them). Returns its iteration."""
     load_weights(Path(ckpt.weights.path), model, ckpt.weights.sha256, device=device)
@@ -152,7 +154,7 @@ def open_board(folder: Path, start: int, short_id: str) -> Board | None:
         return None
 
 
-def train_run(cfg: RunConfig, reg: Any, run: Any, ds: Any, device: Any, *,
+def train_run(cfg: RunConfig, reg: Registry, run: Any, ds: Any, device: Any, *,
               resume_from: RecordedCheckpoint | None = None, draw: Draw | None = None,
               show_progress: bool = True, test_mse: bool = True) -> TrainResult:
     """Train `run` (already in the registry and held by this process) with `cfg` on dataset `ds` and
@@ -228,7 +230,7 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, ds: Any, device: Any, *,
     return TrainResult(run.id, recorder.done, mse, ips)
 
 
-def _test_mse(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any, done: int,
+def _test_mse(cfg: RunConfig, reg: Registry, run: Any, model: Any, ds: Any, device: Any, done: int,
               origin: dict) -> float:
     """Test MSE on the held-out subset, recorded; one that is not finite fails the run."""
     test_idx = held_out_subset(ds, cfg.eval.mse_images, cfg.eval.seed)

@@ -19,14 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fqvae_cli import console, signals
 from fqvae_cli.errors import FqvaeError
-from fqvae_cli.io import sha256_file
+from fqvae_cli.files import sha256_file
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
 from fqvae_cli.training.snapshots import write_png
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 T = TypeVar("T")
 
@@ -51,7 +54,7 @@ class Recorder:
     `model` is saved beside it. `views` measures the model's pictures and codebook health
     (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
 
-    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
+    def __init__(self, reg: Registry, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
                  board: Any = None, provenance: dict | None = None):
         self.reg = reg
         self.provenance = provenance  # what computes the rows it logs

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import console
 from fqvae_cli.config import RunConfig, build_run_config
@@ -35,6 +35,9 @@ from fqvae_cli.training.checkpoint import RecordedCheckpoint, recorded_checkpoin
 from fqvae_cli.training.loop import TrainResult, train_run
 from fqvae_cli.training.recorder import TakenOver
 from fqvae_cli.training.snapshots import Draw
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 def check_startable(cfg: RunConfig) -> None:
@@ -79,7 +82,7 @@ class RunSession:
     without a checkpoint starts again from 0). A claimed run's settings and data are read when it trains,
     inside the session, so a run that cannot be read fails rather than staying claimed."""
 
-    def __init__(self, reg: Any, run: Any, cfg: RunConfig | None = None, ds: Any = None,
+    def __init__(self, reg: Registry, run: Any, cfg: RunConfig | None = None, ds: Any = None,
                  start: RecordedCheckpoint | None = None, restarted: bool = False):
         self.reg = reg
         self.run = run
@@ -116,7 +119,7 @@ class RunSession:
 
 
 @contextmanager
-def run_session(reg: Any, start: NewRun | Resume | Claimed) -> Iterator[RunSession]:
+def run_session(reg: Registry, start: NewRun | Resume | Claimed) -> Iterator[RunSession]:
     """The run `start` names, prepared and held by this process (see the module's docstring); on the way
     out, its status says how it ended."""
     session = _prepare(reg, start)
@@ -141,7 +144,7 @@ def run_session(reg: Any, start: NewRun | Resume | Claimed) -> Iterator[RunSessi
         raise
 
 
-def _prepare(reg: Any, start: NewRun | Resume | Claimed) -> RunSession:
+def _prepare(reg: Registry, start: NewRun | Resume | Claimed) -> RunSession:
     if isinstance(start, Claimed):
         # Already held: what could fail here (its settings, its data) is inside the session, and fails the run.
         return RunSession(reg, start.run)
@@ -170,7 +173,7 @@ def _open(cfg: RunConfig) -> Any:
     return ds
 
 
-def _start_of(reg: Any, run: Any, step: int | None) -> tuple[RecordedCheckpoint | None, bool]:
+def _start_of(reg: Registry, run: Any, step: int | None) -> tuple[RecordedCheckpoint | None, bool]:
     """(the checkpoint a run continues from, or None for iteration 0; whether it trained before, so that it
     starts again). A run stopped before its first checkpoint starts again from 0; one whose checkpoints all
     fail to verify is refused (usable_checkpoint says why)."""
@@ -182,7 +185,7 @@ def _start_of(reg: Any, run: Any, step: int | None) -> tuple[RecordedCheckpoint 
     return None, bool(reg.starts([run.id]))  # a start is recorded when training begins
 
 
-def _settle(reg: Any, run_id: str, status: str, error: str | None = None) -> None:
+def _settle(reg: Registry, run_id: str, status: str, error: str | None = None) -> None:
     """Move a run this process still holds (and that is still running) to `status`. Best effort: it is
     called while another error is already on its way out, which it must never hide."""
     try:
@@ -191,7 +194,7 @@ def _settle(reg: Any, run_id: str, status: str, error: str | None = None) -> Non
         pass
 
 
-def _outcome(reg: Any, run: Any) -> RunStopped:
+def _outcome(reg: Registry, run: Any) -> RunStopped:
     """What a stop left of `run`, read back from the registry rather than assumed."""
     try:
         status = reg.get_run(run.id).status

@@ -25,7 +25,7 @@ import torch  # the training package is only imported by commands that train
 
 from fqvae_cli.data.sampler import to_float
 from fqvae_cli.errors import StorageError
-from fqvae_cli.io import atomic_path
+from fqvae_cli.files import atomic_path
 from fqvae_cli.metrics.codes import held_out_subset
 
 SNAPSHOT_IMAGES = 8  # the fixed batch shown, one column each

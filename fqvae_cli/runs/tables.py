@@ -10,9 +10,9 @@ intervals, where the data lives) and the evaluation section are left out. Each c
 over distinct seeds (the newest run of a seed counts), the seed count, the published value and the
 difference; the best mean per column is marked (highest, lowest for MSE) only where it beats the second
 best by more than their standard deviations, with n >= 2 seeds in both; otherwise the table says it
-cannot tell. The runs a cell leaves out are named beside it (uncounted.py). Rows for models outside the
-paper (`--rows fsq`) can be added; they have no published values. The footer says
-where the numbers came from (machines, kernel families, library versions; origins.py), and
+cannot tell. Which runs a cell holds, and the runs it leaves out (named beside it), are in
+cell_sources.py. Rows for models outside the paper (`--rows fsq`) can be added; they have no published
+values. The footer says where the numbers came from (machines, kernel families, library versions; cell_sources.py), and
 `kernel_family` keeps only runs trained in one kernel family."""
 
 from __future__ import annotations
@@ -23,29 +23,39 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fqvae_cli.config import build_run_config, runtime_only
 from fqvae_cli.data.catalog import get_dataset_spec
-from fqvae_cli.data.identity import dataset_fingerprint
-from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
-from fqvae_cli.errors import ConfigError, FqvaeError, UsageError
+from fqvae_cli.errors import UsageError
 from fqvae_cli.experiments import (
     COLUMN_TITLES,
     COLUMNS,
-    deep_merge,
     load_experiments,
     profile_of,
-    resolve_run_config,
     table_columns,
     table_of,
 )
 from fqvae_cli.metrics import DEFAULT_METRICS, MSE_SCALE, parse_metrics
 from fqvae_cli.models.zoo import ZOO
-from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
 from fqvae_cli.provenance import labelled
 from fqvae_cli.registry.lifecycle import FINISHED, STOPPED
-from fqvae_cli.uncounted import left_out, note, seeds_text, uncounted_lines
+from fqvae_cli.runs.cell_sources import (
+    Sources,
+    cell_families,
+    cell_runs,
+    check_family,
+    dataset_identity,
+    expected_setup,
+    footer_lines,
+    left_out,
+    note,
+    one_per_seed,
+    seeds_text,
+    uncounted_lines,
+)
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 SCALE = {"mse": MSE_SCALE}
 
@@ -90,54 +100,6 @@ class Table:
     dci_estimator: str = "gbt"  # the estimator of every DCI cell (a table never mixes them)
 
 
-def training_setup(config: Any) -> dict | None:
-    """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
-    validating it with today's code); None when today's code cannot read the stored config."""
-    if isinstance(config, dict):
-        try:
-            config = build_run_config(config)
-        except ConfigError:
-            return None
-    data = config.model_dump(mode="json")
-    train = {k: v for k, v in data["train"].items() if not runtime_only(k)}
-    return {"model": data["model"], "train": train, "dataset": data["dataset"], "profile": data["profile"]}
-
-
-def expected_setup(model: str, dataset: str, profile: str, row_set: dict, overrides: dict | None = None) -> dict:
-    """The training setup of a cell: the profile's, for this row, with any command-line overrides."""
-    extra = deep_merge(overrides or {}, {"model": dict(row_set)})
-    return training_setup(resolve_run_config(model, dataset, profile, 0, extra))
-
-
-def dataset_identity(dataset: str) -> dict | None:
-    """The fingerprint of the prepared dataset of this name, or None when it is not prepared here."""
-    if not is_prepared(dataset):
-        return None
-    try:
-        return dataset_fingerprint(PreparedDataset(dataset_dir(dataset)))
-    except FqvaeError:
-        return None
-
-
-def cell_runs(runs: list[Any], model: str, want: dict, identity: dict | None = None) -> list[Any]:
-    """The runs of a cell: this model with exactly the cell's training setup, trained on the prepared
-    dataset `identity` where both it and the run's record are known."""
-    out = []
-    for r in runs:
-        if r.model != model or training_setup(r.config) != want:
-            continue
-        if identity is not None and r.dataset_fingerprint is not None and r.dataset_fingerprint != identity:
-            continue
-        out.append(r)
-    return out
-
-
-def one_per_seed(runs: list[Any]) -> list[Any]:
-    """The newest run of each seed, in seed order (runs come oldest first)."""
-    latest = {r.seed: r for r in runs}
-    return [latest[s] for s in sorted(latest)]
-
-
 def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: list[str] | None = None) -> list[dict]:
     """The rows to show or fill: the table's rows, or those named by key; a name that is no row of the
     table but a model of the zoo becomes an extra row outside the paper (no published values)."""
@@ -165,7 +127,7 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
     return list(table_of(exp, table_number)["datasets"])
 
 
-def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
+def build_table(reg: Registry, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
                 metrics: Sequence[str] | None = None, kernel_family: str | None = None,
                 dci_estimator: str = "gbt") -> Table:

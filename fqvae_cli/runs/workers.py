@@ -17,17 +17,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import console
-from fqvae_cli.device import resolve_device
+from fqvae_cli.device import available_cores, bounded_by_cores, resolve_device
 from fqvae_cli.errors import UsageError
-from fqvae_cli.evaluation import evaluate_run
 from fqvae_cli.figures.traversal import snapshot_picture
-from fqvae_cli.inputs import available_cores, bounded_by_cores
 from fqvae_cli.registry.liveness import holder_id
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
+from fqvae_cli.runs.evaluation import evaluate_run
 from fqvae_cli.training.session import Claimed, RunSession, RunStopped, run_session
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 # How long a stopped reproduce waits for its workers to checkpoint before killing them.
 WORKER_GRACE_S = 120.0
@@ -45,7 +47,7 @@ class WorkerStopped(KeyboardInterrupt):
         self.outcome = outcome
 
 
-def execute(reg: Any, run: Any, device: Any, *, session: RunSession, jobs: int = 1,
+def execute(reg: Registry, run: Any, device: Any, *, session: RunSession, jobs: int = 1,
             show_progress: bool = True) -> None:
     """Train the claimed `run` through its `session` (resuming from its last checkpoint if it has one, from
     iteration 0 if it stopped before its first), then evaluate it with its protocol."""
@@ -54,7 +56,7 @@ def execute(reg: Any, run: Any, device: Any, *, session: RunSession, jobs: int =
     evaluate_run(reg, run.id, device, protocol=session.cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
 
 
-def _status_of(reg: Any, run: Any) -> str:
+def _status_of(reg: Registry, run: Any) -> str:
     try:
         return reg.get_run(run.id).status
     except Exception:  # noqa: BLE001 - the failure is being reported; a registry error must not hide it
@@ -70,7 +72,7 @@ def dci_jobs(device: Any, cores: int | None = None) -> int:
     return 1
 
 
-def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
+def run_worker(reg: Registry, device: Any, *, once: bool = False, max_runs: int | None = None,
                stale_after_s: float = DEFAULT_STALE_S, jobs: int | None = None, show_progress: bool = True,
                on_run: Any = None, only: Collection[str] | None = None) -> int:
     """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from fqvae_cli.data.identity import require_same_dataset
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, ConfigError, DataError, NotFoundError, UsageError
 from fqvae_cli.experiments import load_experiments
-from fqvae_cli.io import atomic_path, atomic_write_json, sha256_file
+from fqvae_cli.files import atomic_path, atomic_write_json, sha256_file
 from fqvae_cli.metrics import (
     DEFAULT_METRICS,
     parse_metrics,
@@ -56,6 +56,9 @@ from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.checkpoint import load_weights
 
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
+
 
 @dataclass
 class LoadedRun:
@@ -73,7 +76,7 @@ def protocol_sizes(name: str) -> dict:
     return dict(protocols[name])
 
 
-def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_data: bool = True) -> LoadedRun:
+def load_run(reg: Registry, ref: str, device: Any, *, step: int | None = None, need_data: bool = True) -> LoadedRun:
     """The run's model with the weights of its newest (or the given) checkpoint, hash-verified."""
     run = reg.get_run(ref)
     cfg = build_run_config(run.config)
@@ -95,7 +98,7 @@ def load_run(reg: Any, ref: str, device: Any, *, step: int | None = None, need_d
     return LoadedRun(run, cfg, model, step, ds)
 
 
-def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
+def evaluate_run(reg: Registry, ref: str, device: Any, *, protocol: str = "paper", step: int | None = None,
                  jobs: int = 1, seed: int | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
                  show_progress: bool = True, dci_estimator: str = "gbt") -> dict:
     """Compute and record the chosen metrics (default: the paper's DCI and InfoMEC) and the MSE of one run
@@ -154,14 +157,15 @@ def _maybe_progress(show: bool, description: str, total: int, unit: str):
     return console.progress(description, total, unit=unit) if show else nullcontext(None)
 
 
-def udr_cell(reg: Any, ref: str, device: Any, *, protocol: str = "paper", points: int = 1000, method: str = "lasso",
+def udr_cell(reg: Registry, ref: str, device: Any, *, protocol: str = "paper", points: int = 1000,
+             method: str = "lasso",
              seed: int | None = None, show_progress: bool = True) -> dict[str, float]:
     """UDR (metrics/udr.py) of every finished run of RUN's cell (its training setup, any seed; the newest run
     of each seed) against the others, on the same `points` images: the first rows of the protocol's draw.
     Records `udr_<method>` per run under the protocol and returns {short id: score}."""
     from fqvae_cli.metrics.base import as_codes
     from fqvae_cli.metrics.udr import METHODS, compute_udr
-    from fqvae_cli.tables import one_per_seed, training_setup
+    from fqvae_cli.runs.cell_sources import one_per_seed, training_setup
 
     if method not in METHODS:
         raise UsageError(f"unknown UDR method '{method}'; choose from: {', '.join(METHODS)}.")
@@ -205,7 +209,7 @@ class Encoding:
     meta: dict
 
 
-def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper", n: int | None = None,
+def encode_run(reg: Registry, ref: str, device: Any, *, protocol: str | None = "paper", n: int | None = None,
                seed: int | None = None, step: int | None = None) -> Encoding:
     """The codes of `n` (or the protocol's number of) uniformly drawn factor combinations, drawn and
     encoded as evaluate_run draws and encodes them for the same seed."""
