@@ -143,6 +143,8 @@ class TableSpec(_Strict):
     datasets: list[str]
     rows: list[RowSpec]
     published: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+    # Metrics shown beside the paper's columns unless a command names others (`--metrics`).
+    metrics: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _published(self) -> TableSpec:

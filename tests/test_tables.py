@@ -168,3 +168,13 @@ def test_extra_metric_columns_beside_the_papers(cli):
     assert res.exit_code == 0 and "MIG" in res.stdout and "SAP" in res.stdout, res.stderr
     res = cli("table", "--metrics", "nosuch")
     assert res.exit_code == 2 and "unknown metric 'nosuch'" in res.stderr
+
+
+def test_the_field_table_shows_mig_and_sap_unless_told_otherwise():
+    reg = _registry()
+    a = _add_run(reg, "betatcvae", [0.5, 0.8, 0.4, 0.6, 0.7, 0.5, 2e-4], seed=0)
+    reg.log_metrics(a.id, [("mig", 0.125, 1, "eval", "paper"), ("sap", 0.0625, 1, "eval", "paper")])
+    t = build_table(reg, "field", "quick", rows=["betatcvae"])
+    assert t.columns == [*COLUMNS, "mig", "sap"]
+    assert t.cells[("synth3d", "betatcvae")].mean[7:] == pytest.approx([0.125, 0.0625])
+    assert build_table(reg, "field", "quick", rows=["betatcvae"], metrics=["sap"]).columns == [*COLUMNS, "sap"]

@@ -25,7 +25,10 @@ DCI_ESTIMATOR_OPTION = typer.Option(
 # `fqvae report` take the same ones and turn them into a Table with the same function, so a figure or a
 # report shows exactly the cells the table prints for the same options.
 
-PAPER_TABLE_OPT = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design).")
+PAPER_TABLE_OPT = typer.Option(
+    "1", "--table", "--paper-table", "-t",
+    help="A table of experiments.yaml: 1 (the paper's, all models), 2 (codebook design), field (every model "
+         "of the zoo) or study_v1 (disentanglement_lib's grid).")
 PROFILE_OPT = typer.Option("quick", "--profile", "-p", help="Which runs: quick (CPU, synth3d) or paper.")
 DATASETS_OPT = typer.Option(None, "--datasets", "--dataset", "-d",
                             help="Datasets (columns, comma-separated); default the profile's.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, PAPER_TABLE_OPT
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
 
 
 def sweep(
-    table: str = typer.Option(None, "--table", help="Queue the runs of paper table 1 or 2."),
+    table: str = typer.Option(None, "--table", "--paper-table", "-t", help="Queue the runs of a table: 1, 2, field or "
+                              "study_v1."),
     grid: str = typer.Option(None, "--grid", help="Queue a grid, e.g. 'model=qvae,factorqvae seed=0..4 "
                              "set.beta=1e-4,1e-3' (keys: model, dataset, profile, seed, set.KEY)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Profile of the queued runs."),
@@ -124,7 +125,7 @@ def worker(
 
 
 def reproduce(
-    paper_table: str = typer.Option("1", "--paper-table", "-t", help="1 (all models) or 2 (codebook design)."),
+    paper_table: str = PAPER_TABLE_OPT,
     profile: str = typer.Option("quick", "--profile", "-p", help="quick (CPU, built-in synth3d) or paper (GPU)."),
     datasets: list[str] = typer.Option(None, "--datasets", help="Columns to fill; default the profile's."),
     models: list[str] = typer.Option(None, "--models", help="Only these models (comma-separated)."),

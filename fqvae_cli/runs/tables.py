@@ -139,6 +139,7 @@ def build_table(reg: Registry, number: str, profile: str, *, datasets: list[str]
     rows = [(r["key"], r["label"]) for r in chosen]
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
+    metrics = metrics if metrics else (spec.get("metrics") or None)
     columns, titles = table_columns(metrics, dci_estimator)
     base = columns[:len(COLUMNS)]  # the paper's columns, DCI's by the estimator
     cells: dict[tuple[str, str], Cell] = {}
