@@ -232,9 +232,10 @@ def encode_run(reg: Any, ref: str, device: Any, *, protocol: str | None = "paper
     meta = {"run": loaded.run.id, "short_id": loaded.run.short_id, "model": cfg.model.name, "dataset": cfg.dataset,
             "step": loaded.step, "protocol": protocol, "protocol_sizes": sizes, "seed": seed, "rows": rows,
             "factor_names": list(scored.names), "factor_sizes": [int(s) for s in scored.sizes],
-            "nuisance_factors": [ds.space.names[j] for j in nuisance_columns(ds)],
             "discrete": bool(loaded.model.bottleneck.discrete), "n_neighbors": cfg.eval.n_neighbors,
             "dataset_fingerprint": loaded.run.dataset_fingerprint}
+    if nuisance_columns(ds):  # factors.npy leaves them out (a dataset without one: meta as before)
+        meta["nuisance_factors"] = [ds.space.names[j] for j in nuisance_columns(ds)]
     return Encoding(codes, factors, indices, meta)
 
 

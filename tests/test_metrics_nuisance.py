@@ -134,6 +134,14 @@ def test_complete_factors_draws_the_instance_from_the_given_state(norb, module_h
     rows = np.array([[0, 1, 1, 2, 0]], dtype=np.int64)
     assert complete_factors(plain, rows, rs).tolist() == rows.tolist()
     assert rs.randint(1000) == np.random.RandomState(11).randint(1000)
+    # the factor codes handed to the metrics: all columns without a nuisance, the latent ones with it, in C
+    # order either way (factors.npy's bytes as before for a dataset without one)
+    from fqvae_cli.data.nuisance import latent_codes
+
+    idx = np.array([5, 0, 17])
+    assert latent_codes(plain, idx).tolist() == plain.codes[idx].tolist()
+    assert latent_codes(norb, idx).tolist() == norb.codes[idx][:, LATENT].tolist()
+    assert latent_codes(plain, idx).flags.c_contiguous and latent_codes(norb, idx).flags.c_contiguous
 
 
 class Recorder:

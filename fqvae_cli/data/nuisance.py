@@ -38,7 +38,10 @@ def latent_space(ds: Any) -> FactorSpace:
 
 def latent_codes(ds: Any, indices: np.ndarray) -> np.ndarray:
     """The scored factor codes (n, F_latent) of the images at `indices`."""
-    return np.asarray(ds.codes[np.asarray(indices, dtype=np.int64)][:, latent_columns(ds)], dtype=np.int64)
+    codes = np.asarray(ds.codes[np.asarray(indices, dtype=np.int64)], dtype=np.int64)
+    if not nuisance_columns(ds):
+        return codes  # the rows as they are (C order: the same bytes in factors.npy)
+    return np.ascontiguousarray(codes[:, latent_columns(ds)])
 
 
 def complete_factors(ds: Any, factors: np.ndarray, random_state: Any) -> np.ndarray:
