@@ -8,11 +8,11 @@ numpy function.
 
 Nuisance factors (SmallNORB's instance): `factor_sizes` are the latent factors only, and each batch of
 combinations goes through `observe` right after it is drawn: a representation function with an `observe`
-method (FactorEncoder on a dataset with nuisance factors) turns the latent rows into full-grid rows there,
-drawing the nuisance values from the score's own random state, as the reference's
-sample_observations_from_factors does at the same point of its stream; `represent` then takes those rows.
-Any other function gets the rows as drawn and nothing more is drawn, so datasets without nuisance factors
-keep the same stream and numbers.
+method (FactorEncoder) turns the latent rows into full-grid rows there, drawing the nuisance values from the
+score's own random state, as the reference's sample_observations_from_factors does at the same point of its
+stream; `represent` then takes those rows. On a dataset without nuisance factors FactorEncoder.observe
+returns the rows untouched and draws nothing, and a function without `observe` gets the rows as drawn, so
+the stream and the numbers are as before.
 
 Random stream: for a numpy RandomState, every draw is the reference's, in the reference's order (the
 factor to hold fixed with `randint(F)`, then each batch factor by factor with `randint(size, size=n)`),
