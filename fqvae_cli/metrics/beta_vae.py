@@ -32,6 +32,7 @@ from fqvae_cli.metrics.interventions import (
     Represent,
     check_sizes,
     chunks,
+    observe,
     randint,
     represent_checked,
     sample_factors,
@@ -65,7 +66,8 @@ def difference_points(factor_sizes: list[int], represent: Represent, random_stat
             first = sample_factors(factor_sizes, batch_size, random_state)
             second = sample_factors(factor_sizes, batch_size, random_state)
             second[:, labels[done + g]] = first[:, labels[done + g]]
-            pairs += [first, second]
+            # nuisance values (if any) after both batches are drawn, the first batch's first
+            pairs += [observe(represent, first, random_state), observe(represent, second, random_state)]
         codes = represent_checked(represent, np.concatenate(pairs), features[0].shape[1] if features else None)
         codes = codes.reshape(group, 2, batch_size, -1)
         features.append(np.mean(np.abs(codes[:, 0] - codes[:, 1]), axis=1))

@@ -38,6 +38,7 @@ from fqvae_cli.metrics.interventions import (
     check_sizes,
     chunks,
     encode_in_chunks,
+    observe,
     randint,
     represent_checked,
     sample_factors,
@@ -77,7 +78,7 @@ def _votes(factor_sizes: list[int], represent: Represent, random_state: Any, bat
             held[g] = randint(random_state, n_factors)
             factors = sample_factors(factor_sizes, batch_size, random_state)
             factors[:, held[g]] = factors[0, held[g]]
-            batches.append(factors)
+            batches.append(observe(represent, factors, random_state))
         codes = represent_checked(represent, np.concatenate(batches), len(global_variances))
         local = np.var(codes.reshape(group, batch_size, -1), axis=1, ddof=1)
         argmin = np.argmin(local[:, active] / scale, axis=1)
@@ -102,7 +103,8 @@ def compute_factor_vae(factor_sizes: Sequence[int], represent: Represent, random
     if batch_size < 2 or num_variance_estimate < 2:
         raise UsageError("the FactorVAE score takes variances, so its batch size and its variance sample "
                          f"need at least 2 rows each (got {batch_size} and {num_variance_estimate}).")
-    codes = encode_in_chunks(represent, sample_factors(sizes, num_variance_estimate, random_state), images_per_call)
+    variance_rows = observe(represent, sample_factors(sizes, num_variance_estimate, random_state), random_state)
+    codes = encode_in_chunks(represent, variance_rows, images_per_call)
     global_variances = np.var(codes, axis=0, ddof=1)
     active = np.sqrt(global_variances) >= threshold
     if progress is not None:

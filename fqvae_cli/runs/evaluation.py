@@ -1,7 +1,9 @@
 """Evaluate a trained run with a published protocol and record the numbers in the registry.
 
 checkpoint (sha256 verified) + dataset -> factor combinations drawn uniformly from the whole grid
-(seeded; as many as the protocol's metrics of codes take) -> eval-mode codes -> `score_all` with the
+(seeded; as many as the protocol's metrics of codes take; on a dataset with nuisance factors the metrics
+see the latent factors only, and the intervention scores draw the nuisance values of each batch as the
+reference does, fqvae_cli.data.nuisance) -> eval-mode codes -> `score_all` with the
 chosen metrics (the intervention scores encode their own batches through the dataset and the encoder)
 -> registry metrics with the protocol name and the provenance of this process (machine, kernels,
 threads, versions); importance and NMI matrices as artifacts; MSE on the held-out test split.
@@ -10,7 +12,8 @@ threads, versions); importance and NMI matrices as artifacts; MSE on the held-ou
 the rows `evaluate` scores (as many as the protocol's largest metric of codes takes, fqvae_cli.metrics.protocol_rows).
 
 DIR/codes.npy    (n, d) codes: int64 codebook indices for discrete models, float64 values otherwise
-DIR/factors.npy  (n, f) int64 factor codes of the same images
+DIR/factors.npy  (n, f) int64 factor codes of the same images (the latent factors: a dataset's nuisance
+                 factors, SmallNORB's instance, are left out, as every metric leaves them out)
 DIR/indices.npy  (n,) dataset rows
 DIR/meta.json    the run, checkpoint step, protocol and its sizes, seed, factor names and sizes, whether
                  the codes are discrete and the kNN neighbours, so `fqvae score` reproduces `evaluate`
@@ -31,6 +34,7 @@ import numpy as np
 from fqvae_cli import console, provenance
 from fqvae_cli.config import build_run_config
 from fqvae_cli.data.identity import require_same_dataset
+from fqvae_cli.data.nuisance import latent_codes, latent_space, nuisance_columns
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, ConfigError, DataError, NotFoundError, UsageError
 from fqvae_cli.experiments import load_experiments
@@ -114,15 +118,16 @@ def evaluate_run(reg: Registry, ref: str, device: Any, *, protocol: str = "paper
     codes = factors = None
     if rows_needed(sizes, metrics):
         indices = sample_indices(ds, n, seed, what=f"the {protocol} protocol")
-        factors = np.asarray(ds.codes[indices], dtype=np.int64)
+        factors = latent_codes(ds, indices)
         with _maybe_progress(show_progress, "encode", n, "img") as bar:
             codes = encode_codes(model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed,
                                  progress=bar)
     represent = FactorEncoder(model, ds, device, batch_size=cfg.eval.batch_size, seed=seed)
-    with _maybe_progress(show_progress, "metrics", score_steps(ds.space.n_factors, metrics), "step") as bar:
+    scored = latent_space(ds)  # the factors the metrics score: a nuisance factor is drawn, never scored
+    with _maybe_progress(show_progress, "metrics", score_steps(scored.n_factors, metrics), "step") as bar:
         scores = score_all(codes, factors, discrete=model.bottleneck.discrete, sizes=sizes, metrics=metrics,
                            seed=seed, jobs=jobs, n_neighbors=cfg.eval.n_neighbors, progress=bar,
-                           factor_sizes=ds.space.sizes, represent=represent, dci_estimator=dci_estimator)
+                           factor_sizes=scored.sizes, represent=represent, dci_estimator=dci_estimator)
 
     test_idx = held_out_subset(ds, cfg.eval.mse_images, seed)
     with _maybe_progress(show_progress, "MSE (test split)", len(test_idx), "img") as bar:
@@ -225,13 +230,16 @@ def encode_run(reg: Registry, ref: str, device: Any, *, protocol: str | None = "
         raise UsageError(f"the seed must be non-negative, got {seed}.")
     rows = n if sizes is None else protocol_rows(sizes)
     indices = sample_indices(ds, rows, seed, what=f"the {protocol} protocol" if sizes is not None else f"--n {n}")
-    factors = np.asarray(ds.codes[indices], dtype=np.int64)
+    factors = latent_codes(ds, indices)
+    scored = latent_space(ds)
     codes = encode_codes(loaded.model, ds, indices, device, batch_size=cfg.eval.batch_size, seed=seed)
     meta = {"run": loaded.run.id, "short_id": loaded.run.short_id, "model": cfg.model.name, "dataset": cfg.dataset,
             "step": loaded.step, "protocol": protocol, "protocol_sizes": sizes, "seed": seed, "rows": rows,
-            "factor_names": list(ds.space.names), "factor_sizes": [int(s) for s in ds.space.sizes],
+            "factor_names": list(scored.names), "factor_sizes": [int(s) for s in scored.sizes],
             "discrete": bool(loaded.model.bottleneck.discrete), "n_neighbors": cfg.eval.n_neighbors,
             "dataset_fingerprint": loaded.run.dataset_fingerprint}
+    if nuisance_columns(ds):  # factors.npy leaves them out (a dataset without one: meta as before)
+        meta["nuisance_factors"] = [ds.space.names[j] for j in nuisance_columns(ds)]
     return Encoding(codes, factors, indices, meta)
 
 
