@@ -201,8 +201,8 @@ def test_beta_vae_draws_the_reference_stream(norb):
 
 def _record(monkeypatch):
     """Record the indices each encode call gets and the arrays handed to score_all."""
-    import fqvae_cli.evaluation as evaluation
     import fqvae_cli.metrics.codes as codes
+    import fqvae_cli.runs.evaluation as evaluation
 
     seen = {"encoded": [], "score_all": []}
     encode = codes.encode_codes
@@ -281,6 +281,20 @@ def test_every_metric_end_to_end(cli, ae_run):
     for key in ("dci_d", "infom", "mig", "sap", "modularity", "factor_vae", "beta_vae", "irs",
                 "gaussian_total_correlation", "mse"):
         assert np.isfinite(numbers[key]), key
+
+
+def test_the_traversal_labels_latents_by_scored_factors(cli, ae_run, monkeypatch, tmp_path):
+    """The NMI matrix's rows are the four scored factors: a latent is never labelled 'instance'."""
+    import fqvae_cli.figures.compose as compose
+
+    seen = []
+    real = compose.latent_labels
+    monkeypatch.setattr(compose, "latent_labels", lambda reg, run, names, d: seen.append(names) or real(
+        reg, run, names, d))
+    assert cli("evaluate", ae_run, "--protocol", "tiny", "--device", "cpu").exit_code == 0
+    res = cli("traverse", ae_run, "--out", str(tmp_path / "t.png"), "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
+    assert seen == [["category", "elevation", "azimuth", "lighting"]]
 
 
 def test_encode_writes_latent_factors_and_refuses_more_rows_than_images(cli, run, norb, tmp_path):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fqvae_cli.data.nuisance import latent_space
 from fqvae_cli.data.sampler import to_float
 from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
@@ -64,7 +65,8 @@ def traversal_figure(reg: Registry, loaded: Any, idx: int, steps: int, device: A
     _, decoded, _ = traversal(loaded.model, to_float(original, device), steps)
     d = decoded.shape[0]
     tiles = np.concatenate([np.repeat(original[None], d, axis=0), to_uint8(decoded)], axis=1)
-    labels = latent_labels(reg, loaded.run, list(loaded.dataset.space.names), d)
+    # The NMI matrix's rows are the scored factors: a nuisance factor (SmallNORB's instance) is not one.
+    labels = latent_labels(reg, loaded.run, list(latent_space(loaded.dataset).names), d)
     img, _ = draw_grid(tiles, labels, ["input"] + [str(k) for k in range(steps)])
     return img
 
