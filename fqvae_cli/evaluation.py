@@ -41,6 +41,7 @@ from fqvae_cli.metrics.codes import (
 )
 from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.store import run_dir
+from fqvae_cli.trackers.sync import send_evaluation
 from fqvae_cli.training.checkpoint import load_weights
 
 
@@ -114,8 +115,9 @@ def evaluate_run(reg: Any, ref: str, device: Any, *, protocol: str = "paper", st
 
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
     # Each metric row is written here, with the protocol and the provenance that produced it.
-    reg.log_metrics(loaded.run.id, [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol)
-                                for k, v in results.items()], provenance=origin)
+    rows = [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol) for k, v in results.items()]
+    reg.log_metrics(loaded.run.id, rows, provenance=origin)
+    send_evaluation(reg, loaded.run, cfg.train.tracker_names(), rows)  # the run's trackers (train.trackers)
     folder = run_dir(loaded.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:

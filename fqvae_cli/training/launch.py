@@ -16,7 +16,7 @@ from fqvae_cli.errors import Interrupted
 from fqvae_cli.models.zoo import check_model_size
 from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
 from fqvae_cli.registry.liveness import holder_id, settle_run
-from fqvae_cli.training.board import require_tensorboard
+from fqvae_cli.trackers import require as require_trackers
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, recorded_checkpoints, usable_checkpoint
 from fqvae_cli.training.loop import TrainResult, train_run
 
@@ -25,8 +25,7 @@ def create(reg: Any, cfg: RunConfig, name: str | None) -> Any:
     """Record a new run of `cfg`, held by this process. The model's size and the data come first: a
     model too large or a dataset that is missing (or a Ctrl-C while it renders) leaves no run behind."""
     check_model_size(cfg.model)
-    if cfg.train.tensorboard:
-        require_tensorboard()
+    require_trackers(cfg.train.tracker_names())
     ds = open_dataset(cfg.dataset)
     require_image_size(ds, cfg.model.image_size, cfg.dataset)
     return reg.create_run(model=cfg.model.name, dataset=cfg.dataset, profile=cfg.profile, seed=cfg.seed,
@@ -41,6 +40,7 @@ def claim_to_resume(reg: Any, ref: str, step: int | None = None) -> tuple[Any, R
     run = reg.get_run(ref)
     cfg = build_run_config(run.config)
     require_same_dataset(run, open_dataset(cfg.dataset), "resume")
+    require_trackers(cfg.train.tracker_names())
     reg.require_resumable(run)
     start = usable_checkpoint(reg, run, step=step, warn=console.warn)
     return reg.claim_for_resume(run.id, pid=os.getpid()), cfg, start

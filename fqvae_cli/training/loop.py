@@ -36,7 +36,7 @@ from fqvae_cli.models.zoo import build_model
 from fqvae_cli.registry.lifecycle import FAILED, FINISHED, RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
-from fqvae_cli.training.board import Board
+from fqvae_cli.trackers.mirror import mirror
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
 from fqvae_cli.training.recorder import Recorder
 from fqvae_cli.training.schedules import cosine_lr, temperature
@@ -170,11 +170,13 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     snapshot_every = train.snapshot_interval(n_iter)
-    board = Board(folder / "tensorboard", start) if train.tensorboard else None
     # What trains it (machine, kernels, the threads set above, versions): recorded with this start and
     # with every metric row the run writes.
     origin = provenance.collect(device)
-    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints, board=board,
+    # Trackers (train.trackers): from here on, this run's registry writes also go to its trackers
+    # (started by the move to running, finished by its end; trackers/mirror.py). A failing tracker warns once.
+    reg = mirror(reg, run, train.tracker_names())
+    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints,
                         views=Snapshots(model, ds, device, seed=cfg.eval.seed), provenance=origin)
 
     def state() -> dict:
@@ -213,7 +215,6 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
         result = TrainResult(run.id, recorder.done, None, ips)
     else:
         result = _finish(cfg, reg, run, model, ds, device, recorder.done, ips, origin)
-    recorder.wrap_up({"train_images_per_s": ips} | ({} if result.test_mse is None else {"mse": result.test_mse}))
     return result
 
 

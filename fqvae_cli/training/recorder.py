@@ -1,5 +1,5 @@
-"""What a run leaves behind while it trains: registry rows, checkpoints, snapshots, optional TensorBoard
-events, the heartbeat, and how it stops.
+"""What a run leaves behind while it trains: registry rows, checkpoints, snapshots, the heartbeat, and how
+it stops. (Trackers, TensorBoard among them, see what it records through the registry: trackers/mirror.py.)
 
 The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
 leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
@@ -36,10 +36,10 @@ class Recorder:
     """Registry rows, checkpoints, snapshots and progress of one run. `state()` (an argument of
     `session`) returns the checkpoint state of the last finished iteration (optimizers, RNG, iteration);
     `model` is saved beside it. `views` measures the model's pictures and codebook health
-    (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
+    (snapshots.Snapshots)."""
 
     def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
-                 board: Any = None, provenance: dict | None = None):
+                 provenance: dict | None = None):
         self.reg = reg
         self.provenance = provenance  # what computes the rows it logs
         self.run = run
@@ -48,7 +48,6 @@ class Recorder:
         self.config = config
         self.keep = keep
         self.views = views
-        self.board = board
         self.model: Any = None
         self.last_checkpoint = 0
         self.done = 0
@@ -65,8 +64,6 @@ class Recorder:
         rows = [MetricRow(k, v, iteration, "train") for k, v in train.items()]
         rows += [MetricRow(k, v, iteration, "test") for k, v in health.items()]
         self.reg.log_metrics(self.run.id, rows, provenance=self.provenance)
-        if self.board is not None:
-            self.board.scalars(iteration, train | health)
         if not self.reg.heartbeat(self.run.id):
             raise TakenOver()
         if self.bar:
@@ -92,14 +89,6 @@ class Recorder:
                 self.reg.remove_artifact(old.id)
         self.reg.add_artifact(self.run.id, kind="snapshot", path=str(path), bytes=path.stat().st_size,
                               sha256=sha256_file(path), step=iteration)
-        if self.board is not None:
-            self.board.image("snapshot", iteration, img)
-
-    def wrap_up(self, metrics: dict[str, float]) -> None:
-        """After the loop: the run's settings and final metrics into TensorBoard, and its events closed."""
-        if self.board is not None:
-            self.board.hparams(self.config, metrics, self.done)
-            self.board.close()
 
     def stop_if_asked(self) -> None:
         """Called at the end of each iteration: raise the stop signal noted during it, if any."""
@@ -151,9 +140,6 @@ class Recorder:
         except BaseException as exc:
             self.reg.transition(self.run.id, FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        finally:
-            if self.board is not None:
-                self.board.flush()
 
     @contextmanager
     def _progress(self, description: str, total: int, start: int, show: bool) -> Iterator[None]:
