@@ -357,7 +357,8 @@ def sync(
         for ref in run:
             rec, link, points, images = sync_run(reg, ref, to)
             where = link.describe() if link is not None else to
-            console().print(f"synced run {rec.short_id}: {points} training point(s), {images} image(s) -> {where}",
+            console().print(f"synced run {rec.short_id} ({points} training value(s) and {images} image(s) replayed; "
+                            f"what the tracker held already is not repeated) -> {where}",
                             soft_wrap=True, markup=False, highlight=False)
 
 
