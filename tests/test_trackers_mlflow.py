@@ -93,6 +93,10 @@ def test_a_run_and_its_evaluation_in_a_local_store(cli, small_data, tiny_protoco
         (n, "tiny", "test" if n == "mse" else "eval", 6) for n in scored}
     shown = cli("runs", "show", "m")
     assert f"tracker mlflow run {mr.info.run_id} in {uri}" in shown.stdout
+    # A figure drawn later reaches the tracker with a sync, under its own name.
+    drawn = cli("traverse", "m", "--device", "cpu")
+    assert drawn.exit_code == 0, drawn.stderr
+    figure = Path(drawn.stdout.strip().splitlines()[-1])
     # A sync of a run the tracker already holds finds it and adds nothing twice.
     for _ in range(2):
         res = cli("runs", "sync", "m", "--to", "mlflow")
@@ -102,6 +106,9 @@ def test_a_run_and_its_evaluation_in_a_local_store(cli, small_data, tiny_protoco
     assert [m.step for m in client.get_metric_history(mr.info.run_id, "loss/total")] == [2, 4, 6]
     assert [m.step for m in client.get_metric_history(mr.info.run_id, "tiny/dci_d")] == [6]
     assert _images(client, mr.info.run_id) == [f"step_{i:08d}.png" for i in range(1, 7)]
+    (sent,) = client.list_artifacts(mr.info.run_id, f"images/figure/{figure.stem}")
+    got = client.download_artifacts(mr.info.run_id, sent.path, str(tmp_path / "figure"))
+    assert Path(got).read_bytes() == figure.read_bytes()
     assert len(reg.artifacts(run.id, kind="tracker")) == 1
 
 

@@ -6,7 +6,7 @@ import typer
 
 from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
 
-runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, inspect, delete, export, import and sync recorded runs.", no_args_is_help=True)
 
 
 def _open(db: str | None):
