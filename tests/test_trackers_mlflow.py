@@ -213,3 +213,33 @@ def test_a_server_killed_mid_run_costs_nothing_and_a_sync_fills_it(cli, small_da
     final = reg.metrics(run.id, protocol="final", name="mse")[0].value
     assert _history(client, gap.info.run_id, "final/mse") == pytest.approx({6: final}, rel=1e-12)
     assert url in cli("runs", "show", "d").stdout
+
+
+def test_a_resumed_run_continues_its_mlflow_run(cli, small_data, tmp_path, monkeypatch):
+    from fqvae_cli.training import recorder
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    save, stops = recorder.Recorder.checkpoint, [3]
+
+    def checkpoint(self, iteration, model, state):
+        save(self, iteration, model, state)
+        if stops and iteration == stops.pop():
+            raise KeyboardInterrupt  # Ctrl-C right after the first checkpoint, once
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
+    first = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[mlflow]", "--name", "r")
+    assert first.exit_code == 130, first.stderr
+    run = _registry().get_run("r")
+    client, held = _held(uri, run.id)
+    assert held[0].info.status == "KILLED" and held[0].data.tags["fqvae.status"] == "interrupted"
+    assert sorted(_history(client, held[0].info.run_id, "loss/total")) == [2]
+    res = cli("train", "--resume", "r")
+    assert res.exit_code == 0, res.stderr
+    client, again = _held(uri, run.id)
+    assert [r.info.run_id for r in again] == [held[0].info.run_id]  # the same MLflow run, continued
+    assert again[0].info.status == "FINISHED"
+    recorded = {m.step: m.value for m in _registry().metrics(run.id, name="loss/total")}
+    assert sorted(recorded) == [2, 4, 6]
+    assert _history(client, held[0].info.run_id, "loss/total") == pytest.approx(recorded, rel=1e-12)
+    assert _images(client, held[0].info.run_id) == [f"step_{i:08d}.png" for i in range(1, 7)]
