@@ -15,6 +15,7 @@ from fqvae_cli.data.catalog import DATASETS
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.inputs import SEED_MAX
 from fqvae_cli.models.zoo import SETTING_NAMES, ModelConfig, is_nested, nest
+from fqvae_cli.trackers import NAMES as TRACKER_NAMES
 
 
 class _Strict(BaseModel):
@@ -62,9 +63,14 @@ class TrainConfig(_Strict):
         None, ge=0, description="iterations between snapshots (a PNG of held-out images, their reconstructions and "
                                 "a traversal, in the run's snapshots folder); default about ten per run "
                                 "(steps/10); 0: none", json_schema_extra=RUNTIME)
-    tensorboard: bool = Field(False, description="also write losses, codebook health, snapshots and hyperparameters "
-                                                 "as TensorBoard events into the run's tensorboard folder (needs "
-                                                 "pip install 'fqvae[tensorboard]')", json_schema_extra=RUNTIME)
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="also show the run, live, in these trackers: tensorboard (events in the run's folder), mlflow "
+                    "(MLFLOW_TRACKING_URI), wandb (WANDB_PROJECT, WANDB_MODE=offline works without an account); "
+                    "e.g. --set train.trackers=[mlflow,tensorboard]; each needs its extra, pip install "
+                    "'fqvae[mlflow]' (docs/training.md)", json_schema_extra=RUNTIME)
+    tensorboard: bool = Field(False, description="the same as tensorboard in train.trackers (kept for older "
+                                                 "commands and stored runs)", json_schema_extra=RUNTIME)
     # Bookkeeping above and speed settings below are RUNTIME: none of them changes what a run computes
     # beyond floating-point rounding, so table cells do not tell runs apart by them. bf16 changes the
     # rounding more than the others (within the spread of seeds on the compact trunk,
@@ -89,6 +95,23 @@ class TrainConfig(_Strict):
                                 "larger value is lowered to that, with a warning, by the machine that runs the "
                                 "run (a queued run may execute on a smaller machine than the one that queued it)",
         json_schema_extra=RUNTIME)
+
+    @field_validator("trackers", mode="before")
+    @classmethod
+    def _tracker_list(cls, v: object) -> object:
+        """'[mlflow, wandb]', 'mlflow,wandb' or 'mlflow' (as --set gives it) or a list -> known names, once each."""
+        if isinstance(v, str):
+            v = [p.strip() for p in v.strip().strip("[]").split(",") if p.strip()]
+        if isinstance(v, (list, tuple)):
+            for name in v:
+                if name not in TRACKER_NAMES:
+                    raise ValueError(f"unknown tracker '{name}'; choose one of: {', '.join(TRACKER_NAMES)}")
+            return list(dict.fromkeys(v))
+        return v
+
+    def tracker_names(self) -> list[str]:
+        """The trackers this run shows itself in (train.tensorboard=true counts as tensorboard)."""
+        return list(dict.fromkeys(self.trackers + (["tensorboard"] if self.tensorboard else [])))
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -49,3 +49,13 @@ class Interrupted(FqvaeError):
     """The user (Ctrl-C) or the scheduler (SIGTERM) stopped a job; its state was saved."""
 
     exit_code = 130
+
+
+def side_job_failure(exc: BaseException) -> str:
+    """Why a side job (a snapshot, codebook health, a tracker) failed, in words: the system's own reason
+    (permission denied, not a directory, no space left) with the path it names, or the error's message."""
+    if isinstance(exc, FqvaeError):
+        return str(exc).rstrip(".")
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"

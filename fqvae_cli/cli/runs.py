@@ -1,4 +1,4 @@
-"""`fqvae runs`: list, inspect, delete, export and import the runs in the registry."""
+"""`fqvae runs`: list, inspect, delete, export and import the runs in the registry, and sync them to a tracker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
 from fqvae_cli.registry.lifecycle import QUEUED, RUNNING
 from fqvae_cli.registry.liveness import ALIVE
 
-runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, inspect, delete, export, import and sync recorded runs.", no_args_is_help=True)
 
 
 def _open(db: str | None):
@@ -82,6 +82,7 @@ def show(
     computed each, and artifacts."""
     from fqvae_cli import provenance as prov
     from fqvae_cli.console import out
+    from fqvae_cli.trackers import links as tracker_links
 
     with _open(db) as reg:
         rec = reg.get_run(run)
@@ -89,11 +90,13 @@ def show(
         artifacts = reg.artifacts(rec.id)
         starts = reg.starts([rec.id])
         records = reg.provenance([s.provenance for s in starts] + [m.provenance for m in metrics])
+        tracked = tracker_links.read(reg, rec.id)
     if as_json:
         typer.echo(_dumps({"run": rec.to_json(), "starts": [s.to_json() for s in starts],
                            "metrics": [m.to_json() for m in metrics],
                            "provenance": prov.labelled(records),
-                           "artifacts": [a.to_json() for a in artifacts]}))
+                           "artifacts": [a.to_json() for a in artifacts],
+                           "trackers": [t.to_json() for t in tracked]}))
         return
     from rich.table import Table
 
@@ -122,6 +125,8 @@ def show(
             table.add_row(m.protocol or "", m.split or "", m.name, _num(m.value),
                           "" if m.step is None else str(m.step), refs.get(m.provenance, prov.NOT_RECORDED))
         con.print(table)
+    for t in tracked:  # where the run is shown live (train.trackers) or synced (runs sync)
+        con.print(f"[bold]tracker[/bold] {t.describe()}", soft_wrap=True, highlight=False)
     snapshots = sorted((a for a in artifacts if a.kind == "snapshot"), key=lambda a: a.step or 0)
     if snapshots:
         con.print(f"[bold]snapshots[/bold] {len(snapshots)}, iterations "
@@ -360,6 +365,29 @@ def import_(
         con.print(f"note: {note}", soft_wrap=True, markup=False)
     for plan in done.imported:
         typer.echo(plan.run.short_id)
+
+
+@runs_app.command("sync")
+def sync(
+    run: list[str] = typer.Argument(..., help="Runs to replay (id, short id, unique id prefix, or name).",
+                                    show_default=False),
+    to: str = typer.Option(..., "--to", help="The tracker: mlflow (MLFLOW_TRACKING_URI) or wandb (WANDB_PROJECT, "
+                           "WANDB_ENTITY, WANDB_MODE)."),
+    db: str = DB_OPTION,
+) -> None:
+    """Replay stopped runs into MLflow or Weights & Biases: settings, training curves, snapshots, metric rows
+    with their protocol, figures and status. Again later, it updates the same tracker run and never adds a
+    second one; after a tracker failed during a run, it fills the gap. Prints each run's link."""
+    from fqvae_cli.console import console
+    from fqvae_cli.trackers.sync import sync_run
+
+    with _open(db) as reg:
+        for ref in run:
+            rec, link, points, images = sync_run(reg, ref, to)
+            where = link.describe() if link is not None else to
+            console().print(f"synced run {rec.short_id} ({points} training value(s) and {images} image(s) replayed; "
+                            f"what the tracker held already is not repeated) -> {where}",
+                            soft_wrap=True, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

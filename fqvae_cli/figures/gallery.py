@@ -20,6 +20,7 @@ from fqvae_cli.files import sha256_file
 
 if TYPE_CHECKING:
     from fqvae_cli.registry.store import Registry
+from fqvae_cli.trackers import links as tracker_links
 
 CODEBOOK_IMAGES = 2000  # test images encoded for a codebook usage drawn by the report
 
@@ -37,6 +38,7 @@ class Gallery:
     metrics: list[Any]  # latest metric records, per-latent codebook rows left out
     pictures: list[Picture] = field(default_factory=list)
     snapshots: list[tuple[int, str]] = field(default_factory=list)  # (iteration, relative path)
+    trackers: list[Any] = field(default_factory=list)  # trackers.base.Link: where the run is shown elsewhere
 
 
 def _recorded(path: str, sha256: str) -> bool:
@@ -96,7 +98,7 @@ def run_gallery(reg: Registry, run: Any, folder: Path, rel: str, device: Any) ->
     folder.mkdir(parents=True, exist_ok=True)
     arts = reg.artifacts(run.id)
     latest = [m for m in reg.latest_metric_records([run.id]) if "/z" not in m.name]
-    g = Gallery(run, latest)
+    g = Gallery(run, latest, trackers=tracker_links.read(reg, run.id))
     short = run.short_id
     losses = sorted({m.name for m in reg.metrics(run.id) if m.name.startswith("loss/") and m.protocol is None})
     if _curves(reg, run, losses, folder / "curves.png", f"training losses: {run.model} ({short})"):

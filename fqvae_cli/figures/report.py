@@ -101,6 +101,10 @@ def _run_html(g: Gallery) -> str:
            f'<p class="note">status {escape(r.status)}; profile {escape(r.profile)}; id {escape(r.id)}; '
            f"host {escape(r.host or '?')}, device {escape(r.device or '?')}; "
            f"fqvae {escape(r.version or '?')}, revision {escape(r.code_revision or '?')}</p>"]
+    for t in g.trackers:  # a link only to a web page; a local store or offline folder is named
+        place = (f'<a href="{escape(t.url)}">{escape(t.url)}</a>' if (t.url or "").startswith(("http://", "https://"))
+                 else escape(t.where or t.url or ""))
+        out.append(f'<p class="note">{escape(t.tracker)}: run {escape(t.run_id)} {place}</p>')
     if g.metrics:
         out.append("<table><tr><th>metric</th><th>protocol</th><th>split</th><th>value</th><th>step</th></tr>")
         for m in g.metrics:

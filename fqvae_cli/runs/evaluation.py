@@ -57,7 +57,9 @@ from fqvae_cli.metrics.codes import (
     sample_indices,
 )
 from fqvae_cli.models.zoo import build_model
+from fqvae_cli.registry.lifecycle import FINISHED
 from fqvae_cli.registry.store import run_dir
+from fqvae_cli.trackers.sync import send_evaluation
 from fqvae_cli.training.checkpoint import load_weights
 
 if TYPE_CHECKING:
@@ -138,8 +140,9 @@ def evaluate_run(reg: Registry, ref: str, device: Any, *, protocol: str = "paper
                         "hold NaN or infinity?); nothing was recorded.")
     results = {k: float(v) for k, v in scores.values.items()} | {"mse": mse}
     # Each metric row is written here, with the protocol and the provenance that produced it.
-    reg.log_metrics(loaded.run.id, [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol)
-                                for k, v in results.items()], provenance=origin)
+    rows = [(k, v, loaded.step, "test" if k == "mse" else "eval", protocol) for k, v in results.items()]
+    reg.log_metrics(loaded.run.id, rows, provenance=origin)
+    send_evaluation(reg, loaded.run, cfg.train.tracker_names(), rows)  # the run's trackers (train.trackers)
     folder = run_dir(loaded.run) / "matrices" / protocol
     matrices = [("importance", "dci", "importance"), ("nmi", "infomec", "nmi")]
     for name, metric, attr in matrices:
@@ -179,7 +182,7 @@ def udr_cell(reg: Registry, ref: str, device: Any, *, protocol: str = "paper", p
     first = reg.get_run(ref)
     setup = training_setup(first.config)
     cell = one_per_seed([r for r in reg.find_runs(model=first.model, dataset=first.dataset, profile=first.profile,
-                                                  status="finished") if training_setup(r.config) == setup])
+                                                  status=FINISHED) if training_setup(r.config) == setup])
     if len(cell) < 2:
         raise DataError(f"UDR scores a run by its agreement with the other seeds of its setting, and run "
                         f"{first.short_id}'s setting has {len(cell)} finished run; train another seed first.")

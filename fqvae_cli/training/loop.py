@@ -32,9 +32,8 @@ from fqvae_cli.models.zoo import build_model, get_model_spec
 from fqvae_cli.registry.lifecycle import RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
-from fqvae_cli.training.board import Board
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
-from fqvae_cli.training.recorder import Recorder, side_job_failure
+from fqvae_cli.training.recorder import Recorder
 from fqvae_cli.training.snapshots import Draw, Snapshots
 from fqvae_cli.training.step import Optimizers, TrainStep, cosine_lr, temperature
 
@@ -144,22 +143,13 @@ class FiniteWatch:
                                 f"last good checkpoint: iteration {last_good}.")
 
 
-def open_board(folder: Path, start: int, short_id: str) -> Board | None:
-    """The run's TensorBoard writer, or None with one warning when it cannot be opened (a side job)."""
-    try:
-        return Board(folder, start)
-    except Exception as exc:  # noqa: BLE001 - a side job never costs the run
-        console.warn(f"run {short_id}: TensorBoard events stopped at iteration {start} "
-                     f"({side_job_failure(exc)}); training goes on without TensorBoard events.")
-        return None
-
-
 def train_run(cfg: RunConfig, reg: Registry, run: Any, ds: Any, device: Any, *,
               resume_from: RecordedCheckpoint | None = None, draw: Draw | None = None,
               show_progress: bool = True, test_mse: bool = True) -> TrainResult:
     """Train `run` (already in the registry and held by this process) with `cfg` on dataset `ds` and
     `device`, from scratch or from checkpoint `resume_from` (see checkpoint.usable_checkpoint); records
-    everything in `reg`. `draw` makes the snapshots (snapshots.Draw; none without it). test_mse=False
+    everything in `reg` (the session's: the registry mirrored to the run's trackers, whose move to running
+    below starts them; trackers/mirror.py). `draw` makes the snapshots (snapshots.Draw; none without it). test_mse=False
     leaves the test MSE to the evaluation that follows (a worker's run). The run's status at the end is
     the session's to set (session.py); a test MSE that is not finite raises TrainingError."""
     spec = get_model_spec(cfg.model.name)
@@ -187,11 +177,10 @@ def train_run(cfg: RunConfig, reg: Registry, run: Any, ds: Any, device: Any, *,
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     snapshot_every = train.snapshot_interval(n_iter)
-    board = open_board(folder / "tensorboard", start, run.short_id) if train.tensorboard else None
     # What trains it (machine, kernels, the threads set above, versions): recorded with this start and
     # with every metric row the run writes.
     origin = provenance.collect(device)
-    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints, board=board,
+    recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints,
                         views=Snapshots(model, ds, device, seed=cfg.eval.seed, draw=draw), provenance=origin)
 
     def state() -> dict:
@@ -226,7 +215,6 @@ def train_run(cfg: RunConfig, reg: Registry, run: Any, ds: Any, device: Any, *,
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")], provenance=origin)
     mse = _test_mse(cfg, reg, run, model, ds, device, recorder.done, origin) if test_mse else None
-    recorder.wrap_up({"train_images_per_s": ips} | ({} if mse is None else {"mse": mse}))
     return TrainResult(run.id, recorder.done, mse, ips)
 
 

@@ -1,14 +1,15 @@
-"""What a run leaves behind while it trains: registry rows, checkpoints, snapshots, optional TensorBoard
-events, the heartbeat, and how it stops.
+"""What a run leaves behind while it trains: registry rows, checkpoints, snapshots, the heartbeat, and how
+it stops. (Trackers, TensorBoard among them, see what it records through the registry: trackers/mirror.py.)
 
 The loop calls `log`, `checkpoint` and `advance`; `recording()` wraps the loop: progress, stop signals,
 and on Ctrl-C or SIGTERM a checkpoint of the last finished iteration (unless its loss was not finite).
 What each way out means for the run's status is the run session's to say (session.py); a lost claim
 (the run was requeued after a stale heartbeat) is raised as TakenOver, so it stops without touching it.
 
-Snapshots, codebook health and TensorBoard are side jobs: the first failure of one (a folder that cannot
-be written, a full disk) is one warning naming its cause, that job is off for the rest of the run, and
-training goes on. Only the run's own state (checkpoints, registry rows) stops a run.
+Snapshots and codebook health are side jobs: the first failure of one (a folder that cannot be written,
+a full disk) is one warning naming its cause, that job is off for the rest of the run, and training goes
+on. Trackers are guarded the same way (trackers/base.py). Only the run's own state (checkpoints,
+registry rows) stops a run.
 
 A stop signal during the loop is noted, not raised where it lands: the loop stops at the end of the
 iteration in progress (`stop_if_asked`), so a stop never cuts through an optimizer update, a checkpoint
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fqvae_cli import console, signals
-from fqvae_cli.errors import FqvaeError
+from fqvae_cli.errors import side_job_failure
 from fqvae_cli.files import sha256_file
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
@@ -38,24 +39,14 @@ class TakenOver(Exception):
     """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
 
 
-def side_job_failure(exc: BaseException) -> str:
-    """Why a side job failed, in words: the system's own reason (permission denied, not a directory, no
-    space left) with the path it names, or the error's message."""
-    if isinstance(exc, FqvaeError):
-        return str(exc).rstrip(".")
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return f"{type(exc).__name__}: {exc}"
-
-
 class Recorder:
     """Registry rows, checkpoints, snapshots and progress of one run. `state()` (an argument of
     `session`) returns the checkpoint state of the last finished iteration (optimizers, RNG, iteration);
     `model` is saved beside it. `views` measures the model's pictures and codebook health
-    (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
+    (snapshots.Snapshots)."""
 
     def __init__(self, reg: Registry, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
-                 board: Any = None, provenance: dict | None = None):
+                 provenance: dict | None = None):
         self.reg = reg
         self.provenance = provenance  # what computes the rows it logs
         self.run = run
@@ -64,7 +55,6 @@ class Recorder:
         self.config = config
         self.keep = keep
         self.views = views
-        self.board = board
         self.model: Any = None
         self.last_checkpoint = 0
         self.done = 0
@@ -95,8 +85,6 @@ class Recorder:
         rows = [MetricRow(k, v, iteration, "train") for k, v in train.items()]
         rows += [MetricRow(k, v, iteration, "test") for k, v in health.items()]
         self.reg.log_metrics(self.run.id, rows, provenance=self.provenance)
-        if self.board is not None:
-            self.side("TensorBoard events", iteration, lambda: self.board.scalars(iteration, train | health))
         if not self.reg.heartbeat(self.run.id):
             raise TakenOver()
         if self.bar:
@@ -114,9 +102,7 @@ class Recorder:
     def snapshot(self, iteration: int) -> None:
         """The model's picture at `iteration`, written into the run's snapshots folder and recorded (a
         resumed run that passes the same iteration again replaces it); a side job."""
-        img = self.side("snapshots", iteration, lambda: self._write_snapshot(iteration))
-        if img is not None and self.board is not None:
-            self.side("TensorBoard events", iteration, lambda: self.board.image("snapshot", iteration, img))
+        self.side("snapshots", iteration, lambda: self._write_snapshot(iteration))
 
     def _write_snapshot(self, iteration: int) -> Any:
         img = self.views.picture(self.model, iteration)
@@ -130,12 +116,6 @@ class Recorder:
         self.reg.add_artifact(self.run.id, kind="snapshot", path=str(path), bytes=path.stat().st_size,
                               sha256=sha256_file(path), step=iteration)
         return img
-
-    def wrap_up(self, metrics: dict[str, float]) -> None:
-        """After the loop: the run's settings and final metrics into TensorBoard, and its events closed."""
-        if self.board is not None:
-            self.side("TensorBoard events", self.done, lambda: self.board.hparams(self.config, metrics, self.done))
-            self.side("TensorBoard events", self.done, self.board.close)
 
     def stop_if_asked(self) -> None:
         """Called at the end of each iteration: raise the stop signal noted during it, if any."""
@@ -174,9 +154,6 @@ class Recorder:
             if self.done > self.last_checkpoint and healthy():
                 self.checkpoint(self.done, model, state())
             raise
-        finally:
-            if self.board is not None:
-                self.side("TensorBoard events", self.done, self.board.flush)
 
     @contextmanager
     def _progress(self, description: str, total: int, start: int, show: bool) -> Iterator[None]:

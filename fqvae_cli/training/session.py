@@ -13,7 +13,11 @@
   became of the run; a checkpoint that cannot be written (StorageError) to interrupted with the reason (its
   earlier checkpoints are intact); a lost claim (requeued after a stale heartbeat) to nothing at all; any
   other error to failed with its message. Each end is a transition that moves the run only while this
-  process still holds it."""
+  process still holds it;
+- shows the run in its trackers (train.trackers): once it holds the run, the session's registry is the
+  registry mirrored to them (trackers/mirror.py), so the move to running starts them, what the run records
+  reaches them, and every status the session sets, the endings above included, finishes them; a lost
+  claim finishes them as queued, without touching the run."""
 
 from __future__ import annotations
 
@@ -28,9 +32,10 @@ from fqvae_cli.data.identity import dataset_fingerprint, require_image_size, req
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, StorageError, TrainingError
 from fqvae_cli.models.zoo import check_model_size
-from fqvae_cli.registry.lifecycle import FAILED, FINISHED, INTERRUPTED, RUNNING
+from fqvae_cli.registry.lifecycle import FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING
 from fqvae_cli.registry.liveness import holder_id
-from fqvae_cli.training.board import require_tensorboard
+from fqvae_cli.trackers import require as require_trackers
+from fqvae_cli.trackers.mirror import mirror, release
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, recorded_checkpoints, usable_checkpoint
 from fqvae_cli.training.loop import TrainResult, train_run
 from fqvae_cli.training.recorder import TakenOver
@@ -42,10 +47,9 @@ if TYPE_CHECKING:
 
 def check_startable(cfg: RunConfig) -> None:
     """What refuses a run of `cfg` before it exists, for `train` and for a sweep that queues it alike:
-    a model too large, an optional extra it asks for that is not installed."""
+    a model too large, a tracker it asks for that is not installed or whose server does not answer."""
     check_model_size(cfg.model)
-    if cfg.train.tensorboard:
-        require_tensorboard()
+    require_trackers(cfg.train.tracker_names())
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,12 @@ class RunSession:
     """The run this process holds (`run`), its settings (`cfg`), its data (`ds`, opened once) and where
     training continues from (`start`: a checkpoint, or None for iteration 0; `restarted`: a stopped run
     without a checkpoint starts again from 0). A claimed run's settings and data are read when it trains,
-    inside the session, so a run that cannot be read fails rather than staying claimed."""
+    inside the session, so a run that cannot be read fails rather than staying claimed. `reg` is the
+    registry mirrored to the run's trackers (trackers/mirror.py; the registry itself without trackers)."""
 
     def __init__(self, reg: Registry, run: Any, cfg: RunConfig | None = None, ds: Any = None,
                  start: RecordedCheckpoint | None = None, restarted: bool = False):
-        self.reg = reg
+        self.reg = reg if cfg is None else mirror(reg, run, cfg.train.tracker_names())
         self.run = run
         self.cfg = cfg
         self.ds = ds
@@ -106,6 +111,8 @@ class RunSession:
         """A claimed run's settings and data: the data's identity learned when it first starts, checked
         afterwards; it continues from its newest checkpoint that verifies, if it has one."""
         self.cfg = build_run_config(self.run.config)
+        require_trackers(self.cfg.train.tracker_names())
+        self.reg = mirror(self.reg, self.run, self.cfg.train.tracker_names())
         ds = _open(self.cfg)
         if self.run.dataset_fingerprint is None:
             self.reg.set_dataset_fingerprint(self.run.id, dataset_fingerprint(ds))
@@ -127,21 +134,24 @@ def run_session(reg: Registry, start: NewRun | Resume | Claimed) -> Iterator[Run
     try:
         yield session
     except KeyboardInterrupt:
-        _settle(reg, run.id, INTERRUPTED)
+        _settle(session.reg, run.id, INTERRUPTED)
         stopped = _outcome(reg, run)
         raise stopped from None
     except StorageError as exc:
-        _settle(reg, run.id, INTERRUPTED, str(exc))
+        _settle(session.reg, run.id, INTERRUPTED, str(exc))
         raise
     except TakenOver:
+        _release(session.reg, QUEUED)
         raise TrainingError(f"run {run.short_id} was requeued elsewhere after a stale heartbeat; "
                             "this process stops without touching it.") from None
     except TrainingError as exc:
-        _settle(reg, run.id, FAILED, str(exc))
+        _settle(session.reg, run.id, FAILED, str(exc))
         raise
     except BaseException as exc:
-        _settle(reg, run.id, FAILED, f"{type(exc).__name__}: {exc}")
+        _settle(session.reg, run.id, FAILED, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        _release(session.reg)  # trackers an end did not finish (the run no longer held here)
 
 
 def _prepare(reg: Registry, start: NewRun | Resume | Claimed) -> RunSession:
@@ -160,6 +170,7 @@ def _prepare(reg: Registry, start: NewRun | Resume | Claimed) -> RunSession:
     cfg = build_run_config(run.config)
     ds = _open(cfg)
     require_same_dataset(run, ds, "resume")
+    require_trackers(cfg.train.tracker_names())
     reg.require_resumable(run)
     begin, restarted = _start_of(reg, run, start.step)
     run = reg.claim_for_resume(run.id)
@@ -190,6 +201,14 @@ def _settle(reg: Registry, run_id: str, status: str, error: str | None = None) -
     called while another error is already on its way out, which it must never hide."""
     try:
         reg.transition(run_id, status, error=error, only_from=(RUNNING,), holder=holder_id())
+    except Exception:  # noqa: BLE001 - never hide the error being handled
+        pass
+
+
+def _release(reg: Registry, status: str | None = None) -> None:
+    """Finish the run's trackers still open (mirror.release); best effort, as _settle."""
+    try:
+        release(reg, status)
     except Exception:  # noqa: BLE001 - never hide the error being handled
         pass
 
