@@ -56,7 +56,7 @@ def test_runs_plot_overlays_runs_with_log_losses(cli, small_data, tmp_path):
     assert res.exit_code == 2 and "logged metrics" in res.stderr
     import numpy as np
 
-    from fqvae_cli.figures.curves import smooth, spans_decades
+    from fqvae_cli.figures.plots import smooth, spans_decades
 
     assert smooth(np.array([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
     assert spans_decades([np.array([100.0, 0.5])]) and not spans_decades([np.array([2.0, 0.5])])

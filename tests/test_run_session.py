@@ -25,7 +25,7 @@ def _registry():
 
 def _dead_holder() -> str:
     """host:pid of a process that has exited: a holder that was SIGKILLed."""
-    from fqvae_cli.registry.liveness import holder_id
+    from fqvae_cli.registry.transitions import holder_id
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

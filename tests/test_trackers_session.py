@@ -132,7 +132,7 @@ def test_a_resume_refuses_a_tracker_that_is_not_installed_and_leaves_the_run_as_
 
 
 def test_a_worker_shows_its_claimed_run_in_the_runs_trackers(cli, small_data, tiny_protocol, monkeypatch):
-    from fqvae_cli.registry.liveness import holder_id
+    from fqvae_cli.registry.transitions import holder_id
 
     assert cli("train", "--model", "ae", *TINY, "--name", "ref").exit_code == 0
     reg = _registry()

@@ -34,9 +34,9 @@ from fqvae_cli import paths
 from fqvae_cli.bundle.export import bundle_rel
 from fqvae_cli.bundle.read import Bundle, RunPlan
 from fqvae_cli.errors import CheckpointError, DataError, UsageError
-from fqvae_cli.registry.liveness import holder_id, pid_alive
 from fqvae_cli.registry.records import RunRecord, encode_value
 from fqvae_cli.registry.store import run_dir
+from fqvae_cli.registry.transitions import holder_id, pid_alive
 
 if TYPE_CHECKING:
     from fqvae_cli.registry.store import Registry

@@ -27,10 +27,8 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "train",
     "evaluate",
-    "encode",
     "figures",
     "table",
-    "report",
     "sweep",
     "score",
     "data",

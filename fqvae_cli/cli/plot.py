@@ -21,7 +21,7 @@ def plot(
     import numpy as np
 
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.figures.curves import training_curves
+    from fqvae_cli.figures.plots import training_curves
     from fqvae_cli.outputs import check_output, shown, writing
     from fqvae_cli.registry.store import Registry
 

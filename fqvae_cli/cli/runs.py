@@ -6,7 +6,7 @@ import typer
 
 from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
 from fqvae_cli.registry.lifecycle import QUEUED, RUNNING
-from fqvae_cli.registry.liveness import ALIVE
+from fqvae_cli.registry.transitions import ALIVE
 
 runs_app = typer.Typer(help="List, inspect, delete, export, import and sync recorded runs.", no_args_is_help=True)
 

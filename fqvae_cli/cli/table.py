@@ -1,4 +1,5 @@
-"""`fqvae table`: the paper's tables (and the field's) from the registry."""
+"""`fqvae table` and `fqvae report`: the paper's tables (and the field's) from the registry, printed or as one
+HTML page with every run in them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fqvae_cli.cli.options import (
     DATASETS_OPT,
     DB_OPTION,
     DCI_ESTIMATOR_OPTION,
+    DEVICE_OPTION,
     KERNEL_FAMILY_OPT,
     PAPER_TABLE_OPT,
     PROFILE_OPT,
@@ -23,6 +25,7 @@ from fqvae_cli.cli.options import (
 
 def register(app: typer.Typer) -> None:
     app.command(name="table")(table)
+    app.command(name="report")(report)
 
 
 def print_table(reg, cells: Cells, fmt: str, out: Path | None, *, metrics: list[str] | None = None,
@@ -109,3 +112,47 @@ def _render_rich(t):
             rt.add_row(label, seeds_text(c), *[format_cell(t, c, j, j in marks, bold=("[bold]", "[/bold]"))
                                           for j in range(len(t.columns))])
     return rt
+
+
+# `fqvae report`: the paper tables of the registry and every run in them, as one HTML page.
+
+def report(
+    paper_table: str = typer.Option("1", "--paper-table", "-t", help="1, 2, or 1,2 for both."),
+    profile: str = PROFILE_OPT,
+    datasets: list[str] = DATASETS_OPT,
+    rows: list[str] = ROWS_OPT,
+    overrides: list[str] = SET_OPT,
+    protocol: str = PROTOCOL_OPT,
+    kernel_family: str = KERNEL_FAMILY_OPT,
+    out: Path = typer.Option(..., "--out", help="Folder to write (index.html and its pictures); a new folder, "
+                             "or one an earlier `fqvae report` wrote, which is replaced (refused if it holds files the "
+                             "report did not write)."),
+    device: str = DEVICE_OPTION,
+    db: str = DB_OPTION,
+) -> None:
+    """Write an HTML report: the table(s) with their comparison figure, every cell linked to its runs, and
+    per run its settings, metrics, curves, snapshots, traversal, swap, heatmaps and codebook usage. It
+    opens from disk without a network. Figures a run lacks are drawn from its checkpoint and dataset; where
+    they cannot be, the page says how to make them."""
+    from fqvae_cli import console
+    from fqvae_cli.cli.options import Cells, split
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.figures.report import MARKER, check_report_folder, write_report
+    from fqvae_cli.outputs import check_output_folder
+    from fqvae_cli.registry.store import Registry
+
+    numbers = split([paper_table]) or ["1"]
+    if len(set(numbers)) < len(numbers):
+        raise UsageError(f"--paper-table names a table twice: {paper_table}.")
+    chosen = [Cells.from_options(n, profile, datasets, rows, overrides, protocol, kernel_family) for n in numbers]
+    with Registry(db) as reg:
+        target = check_output_folder(out, reg, marker=MARKER)
+        check_report_folder(target)
+        dev = resolve_device(device)
+        tables = [c.table(reg) for c in chosen]
+        shown = write_report(reg, tables, target, dev,
+                             progress=lambda short: console.info(f"run {short}: pictures gathered"))
+    empty = sum(len(t.missing) for t in tables)
+    console.info(f"{len(shown)} run(s) in the report" + (f"; {empty} cell(s) have no runs" if empty else ""))
+    typer.echo(str(target / "index.html"))

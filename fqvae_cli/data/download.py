@@ -337,7 +337,7 @@ def _read_state(folder: Path, name: str = STATE_FILE) -> dict[str, Any]:
 def _holding_lock(folder: Path, name: str) -> Iterator[None]:
     """One download per dataset at a time. An flock dies with its process, so a killed download never
     blocks the next; the file's text names the holder for the refusal."""
-    from fqvae_cli.registry.liveness import holder_id
+    from fqvae_cli.registry.transitions import holder_id
 
     with open(folder / LOCK_FILE, "a+") as fh:
         try:

@@ -13,8 +13,7 @@ import numpy as np
 
 from fqvae_cli.errors import UsageError
 from fqvae_cli.experiments import COLUMN_TITLES, COLUMNS
-from fqvae_cli.figures.curves import spans_decades
-from fqvae_cli.figures.plots import pyplot
+from fqvae_cli.figures.plots import pyplot, spans_decades
 from fqvae_cli.metrics import DEFAULT_METRICS, METRICS
 
 DEFAULT_PANELS = COLUMNS  # the paper's seven columns

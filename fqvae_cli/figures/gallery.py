@@ -54,7 +54,7 @@ def _newest_figure(arts: list[Any], prefix: str) -> Any | None:
 
 
 def _curves(reg: Registry, run: Any, names: list[str], out: Path, title: str) -> bool:
-    from fqvae_cli.figures.curves import training_curves
+    from fqvae_cli.figures.plots import training_curves
 
     rows = [m for m in reg.metrics(run.id) if m.protocol is None and m.step is not None and m.name in names]
     series: dict = {}

@@ -7,18 +7,20 @@ lifecycle.TRANSITIONS and writes lifecycle.columns; the database checks the same
 A move to running that starts training records the start with its provenance, in the same transaction (every
 start adds a row; a resume elsewhere never replaces where the run first trained).
 
-A run has one writer at a time: both claims leave alone a run whose holder is alive (liveness.py)."""
+A run has one writer at a time: both claims leave alone a run whose holder is alive (below)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 
 from fqvae_cli.errors import UsageError
-from fqvae_cli.registry import lifecycle, liveness
+from fqvae_cli.registry import lifecycle
 from fqvae_cli.registry.base import RUNS, STARTS
 from fqvae_cli.registry.lifecycle import FINISHED, QUEUED, RUNNING
 from fqvae_cli.registry.records import RunRecord, StartRow, opt_text, provenance_key
@@ -90,9 +92,9 @@ class Transitions(Results):
         return self._update(run_id, {"heartbeat_at": self._now()}, where=RUNS.c.status == RUNNING) > 0
 
     def holder_state(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> str:
-        """'alive', 'dead' or 'stale' for a running run (liveness.run_state by the server's clock)."""
+        """'alive', 'dead' or 'stale' for a running run (run_state by the server's clock)."""
         now = self._tx(self._clock, write=False)
-        return liveness.run_state(run, now, stale_after_s)
+        return run_state(run, now, stale_after_s)
 
     # -- one writer per run -------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Transitions(Results):
         claim does. Refuses a finished run, and a running one whose holder is alive (a live pid on this
         machine, or a heartbeat fresher than stale_after_s elsewhere), naming the holder."""
         host = opt_text(host, "host", 255) or socket.gethostname()
-        holder = f"{host}:{liveness.holder_id().rpartition(':')[2] if pid is None else int(pid)}"
+        holder = f"{host}:{holder_id().rpartition(':')[2] if pid is None else int(pid)}"
 
         def resumable(conn: Any, run: RunRecord) -> bool:
             self._require_resumable(conn, run, holder, stale_after_s)
@@ -140,14 +142,14 @@ class Transitions(Results):
     def require_resumable(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> None:
         """What claim_for_resume would refuse (a finished run, a live holder), checked without claiming,
         so a command can say so before any other work."""
-        self._tx(lambda conn: self._require_resumable(conn, run, liveness.holder_id(), stale_after_s), write=False)
+        self._tx(lambda conn: self._require_resumable(conn, run, holder_id(), stale_after_s), write=False)
 
     def _require_resumable(self, conn: Any, run: RunRecord, holder: str, stale_after_s: float) -> None:
         if run.status == FINISHED:
             raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
         if run.status == RUNNING and run.worker != holder:
             now = self._clock(conn)
-            if liveness.run_state(run, now, stale_after_s) == liveness.ALIVE:
+            if run_state(run, now, stale_after_s) == ALIVE:
                 beat = run.heartbeat_at or run.started_at
                 age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
                 who = run.worker or run.host or "another process"
@@ -163,7 +165,7 @@ class Transitions(Results):
             raise UsageError(f"the staleness limit must be a non-negative number of seconds, not {older_than_s}.")
 
         def gone(conn: Any, run: RunRecord) -> bool:
-            return liveness.run_state(run, self._clock(conn), older_than_s) != liveness.ALIVE
+            return run_state(run, self._clock(conn), older_than_s) != ALIVE
 
         def candidates(conn: Any) -> list[RunRecord]:
             rows = conn.execute(select(RUNS).where(RUNS.c.status == RUNNING)).all()
@@ -177,3 +179,54 @@ class Transitions(Results):
             if self.transition(run.id, QUEUED, only_from=(RUNNING,), check=same_and_gone):
                 moved.append(run.id)
         return sorted(moved)
+
+
+# Is the process that holds a running run still alive?
+#
+# A running run names its holder as `host:pid` (runs.worker). Across machines only the heartbeat can
+# tell; on the holder's own machine the pid answers at once, so a run whose process died (SIGKILL, a
+# crash before the first heartbeat) is recognised without waiting, and a healthy local run is never
+# taken over however short a staleness limit someone passes.
+
+ALIVE, DEAD, STALE = "alive", "dead", "stale"  # a holder's states
+
+
+def holder_id(pid: int | None = None) -> str:
+    """`host:pid` of this process (or of `pid` on this host)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def local_holder(worker: str | None) -> int | None:
+    """The pid of a holder on this machine, or None (no holder, or one on another machine)."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return int(pid)
+
+
+def holder_state(worker: str | None, heartbeat_at: datetime | None, now: datetime, stale_after_s: float) -> str:
+    """'alive' (a live local pid, or a fresh heartbeat elsewhere), 'dead' (a local pid that no longer
+    exists) or 'stale' (no heartbeat within stale_after_s)."""
+    pid = local_holder(worker)
+    if pid is not None:
+        return ALIVE if pid_alive(pid) else DEAD
+    if heartbeat_at is not None and now - heartbeat_at <= timedelta(seconds=stale_after_s):
+        return ALIVE
+    return STALE
+
+
+def run_state(run: Any, now: datetime, stale_after_s: float) -> str:
+    """holder_state of a RunRecord."""
+    return holder_state(run.worker, run.heartbeat_at or run.started_at, now, stale_after_s)

@@ -138,7 +138,7 @@ def footer_lines(cells: dict[str, Any], records: dict[str, dict], family: str | 
 
 
 # The runs a table cell leaves out, and why, so that no run vanishes from a table unsaid.
-# 
+#
 # A cell averages the newest scored run of each seed among the finished runs of its training setup
 # (tables.py). The other runs of that setup are named beside the cell: failed runs (a non-finite loss, a
 # crash), interrupted ones (resume them to count them), finished runs not evaluated with the table's

@@ -38,7 +38,7 @@ from fqvae_cli.registry.lifecycle import (
     WAITING,
     next_action,
 )
-from fqvae_cli.registry.liveness import ALIVE
+from fqvae_cli.registry.transitions import ALIVE
 from fqvae_cli.runs.cell_sources import cell_runs, dataset_identity, training_setup
 from fqvae_cli.runs.evaluation import evaluate_run
 from fqvae_cli.runs.tables import default_datasets, table_rows

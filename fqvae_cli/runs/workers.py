@@ -23,8 +23,8 @@ from fqvae_cli import console
 from fqvae_cli.device import available_cores, bounded_by_cores, resolve_device
 from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.traversal import snapshot_picture
-from fqvae_cli.registry.liveness import holder_id
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
+from fqvae_cli.registry.transitions import holder_id
 from fqvae_cli.runs.evaluation import evaluate_run
 from fqvae_cli.training.session import Claimed, RunSession, RunStopped, run_session
 

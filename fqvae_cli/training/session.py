@@ -33,7 +33,7 @@ from fqvae_cli.data.store import open_dataset
 from fqvae_cli.errors import CheckpointError, StorageError, TrainingError
 from fqvae_cli.models.zoo import check_model_size
 from fqvae_cli.registry.lifecycle import FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING
-from fqvae_cli.registry.liveness import holder_id
+from fqvae_cli.registry.transitions import holder_id
 from fqvae_cli.trackers import require as require_trackers
 from fqvae_cli.trackers.mirror import mirror, release
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, recorded_checkpoints, usable_checkpoint

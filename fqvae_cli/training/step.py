@@ -119,7 +119,7 @@ class TrainStep:
 
 
 # Schedules as pure functions of the step, so a resumed run needs no scheduler state.
-# 
+#
 # Learning rate: cosine annealing from lr to lr_min over the first `anneal_steps`, then held at lr_min
 # (the authors' PyTorch scheduler is periodic and climbs back after the span; the paper says annealed
 # "over the first 50K iterations", which is what this does).
