@@ -288,8 +288,8 @@ def pytest_collection_modifyitems(config, items):
 
 # What the tests start, seen while they run: fqvae starts processes the test code does not spell out
 # (`reproduce` and `sweep --executor local` start workers). A test outside `full` that starts one is named
-# at the end of the session; it should ask for `spawns`. joblib's worker pool (metrics with --jobs) is
-# shared by the whole session and is not counted.
+# at the end of the session; it should ask for `spawns`. Not counted: joblib's worker pool (metrics with
+# --jobs), shared by the whole session, and `git`, which the provenance record reads.
 _CURRENT: list = []
 _STARTED: dict[str, list[tuple[str, object]]] = {}
 
@@ -314,7 +314,8 @@ def _process_watch():
     popen_init, start = subprocess.Popen.__init__, multiprocessing.process.BaseProcess.start
 
     def watched_popen(self, args, *rest, **kwargs):
-        _record(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args), self)
+        if not (isinstance(args, (list, tuple)) and args and str(args[0]) == "git"):  # provenance reads git
+            _record(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args), self)
         popen_init(self, args, *rest, **kwargs)
 
     def watched_start(self):
@@ -349,18 +350,26 @@ def pytest_runtest_protocol(item, nextitem):
         _CURRENT.pop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    started = _STARTED.get(item.nodeid)
+    if call.when == "teardown" and started and not item.get_closest_marker("full"):
+        outcome.get_result().user_properties.append(("started processes", [what[:100] for what, _ in started]))
+
+
+_UNMARKED: dict[str, list[str]] = {}
+
+
+def pytest_runtest_logreport(report):
+    # in the process that reports (with -n, the reports of every worker come here)
+    for key, value in getattr(report, "user_properties", ()):
+        if key == "started processes":
+            _UNMARKED[report.nodeid] = value
+
+
 def pytest_terminal_summary(terminalreporter):
-    unmarked = {nodeid: what for nodeid, what in _STARTED.items()
-                if nodeid in _DEFAULT_TIER}
-    if unmarked:
+    if _UNMARKED:
         terminalreporter.section("tests outside `full` that started processes (ask for the `spawns` fixture)")
-        for nodeid, what in sorted(unmarked.items()):
-            terminalreporter.write_line(f"{nodeid}: {len(what)}, e.g. {what[0][0][:100]}")
-
-
-_DEFAULT_TIER: set[str] = set()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    _DEFAULT_TIER.update(item.nodeid for item in session.items if not item.get_closest_marker("full"))
+        for nodeid, what in sorted(_UNMARKED.items()):
+            terminalreporter.write_line(f"{nodeid}: {len(what)}, e.g. {what[0]}")
