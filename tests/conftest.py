@@ -2,15 +2,19 @@
 CLI is driven in-process through the real entry point (`fqvae_cli.cli.main.main`), so exit codes and
 the one-sentence error handling are what a user gets.
 
-Two tiers (README "Tests"): `make test` runs every test not marked `full`; `make test-all` runs them all.
-A test is marked `full` here, at collection, by what it does, never by hand:
-- it uses a fixture that starts a server of its own process (PostgreSQL: `pg_server`, `pg_url`, the
-  `postgresql` side of `db_url`), or is marked `postgres` or `slow`;
+Two tiers: `make test` runs every test not marked `full`; `make test-all` runs them all (both in one
+process per core, pytest -n). A test is marked `full` here, at collection, by what it does:
+- it uses a fixture that starts a server (PostgreSQL: `pg_server`, `pg_url`, the `postgresql` side of
+  `db_url`), or `spawns` (it starts processes through fqvae itself: workers, executors, joblib pools);
 - it, a fixture it uses, or a function of the test code it calls (followed through tests/*.py) starts a
-  process: a Python child, a worker pool, headless Chromium (`subprocess`, `multiprocessing`, `fork`).
-The default tier keeps one trained and evaluated run per session (`trained_home`) that the evaluate, encode,
-figures, report, bundle and runs tests copy, and a registry schema built once by the real migrations and
-replayed into every fresh SQLite registry (`_registry_template`)."""
+  process: a Python child, a process pool, headless Chromium (`subprocess`, `multiprocessing`, `fork`);
+- it is marked `postgres` or `slow` (torch.compile).
+While the tests run, every process a test starts is seen (`_process_watch`): one outside `full` is named
+at the end of the session.
+
+The default tier trains and evaluates one workspace per session (`trained_home`, shared by the -n
+processes) that the evaluate, report and bundle tests read or copy, and replays into every fresh SQLite
+registry the schema that the real migrations built once (`_registry_template`)."""
 
 from __future__ import annotations
 
@@ -291,11 +295,12 @@ def pytest_collection_modifyitems(config, items):
 # at the end of the session; it should ask for `spawns`. Not counted: joblib's worker pool (metrics with
 # --jobs), shared by the whole session, and `git`, which the provenance record reads.
 _CURRENT: list = []
+_SESSION_END: list = []  # the last test's teardown, where the session's own fixtures end too (PostgreSQL stops)
 _STARTED: dict[str, list[tuple[str, object]]] = {}
 
 
 def _record(what: str, process: object) -> None:
-    if _CURRENT:
+    if _CURRENT and not _SESSION_END:
         _STARTED.setdefault(_CURRENT[-1].nodeid, []).append((what, process))
 
 
@@ -348,6 +353,13 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         _CURRENT.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None:
+        _SESSION_END.append(True)
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)
