@@ -21,7 +21,7 @@ def main() -> None:
         os.environ["FQVAE_HOME"] = home
         from fqvae_cli.errors import UsageError
         from fqvae_cli.registry.store import Registry
-        from fqvae_cli.sweep import queue_grid
+        from fqvae_cli.runs.sweep import queue_grid
 
         reg = Registry()
         t = time.perf_counter()

@@ -22,6 +22,12 @@ factors and a few of noise alone; continuous ones alike.
 - --sap-dual: SAP also with the dual solver that scikit-learn < 1.5 chose by default (slow on raw
   integer codes), and how far its numbers are from the primal solver's.
 
+- --lib WHEEL [--udr udr.py] [--tripod dci.py]: the scores added later against their references on the
+  same codes (benchmarks/reference_agreement.py says where each reference comes from and how it is
+  imported): IRS and the unsupervised scores on 10,000 rows (their gin configs), UDR over five models'
+  codes of 1,000 rows (lasso and spearman: every pair, twice), and the random-forest DCI (fqvae with
+  --jobs processes over factors, Tripod's forests with n_jobs=-1, as published) on the DCI rows.
+
     python benchmarks/metrics.py            # the full protocols
     python benchmarks/metrics.py --quick    # 2k / 1k / 2k and 60 intervention points, a smoke run
 """
@@ -34,13 +40,13 @@ import time
 
 import numpy as np
 
+from fqvae_cli.metrics.base import discrete_mutual_info, histogram_discretize
 from fqvae_cli.metrics.beta_vae import compute_beta_vae
 from fqvae_cli.metrics.dci import compute_dci
 from fqvae_cli.metrics.factor_vae import compute_factor_vae
 from fqvae_cli.metrics.infomec import compute_infomec
 from fqvae_cli.metrics.mig import compute_mig
 from fqvae_cli.metrics.modularity import compute_modularity
-from fqvae_cli.metrics.mutual_info import discrete_mutual_info, histogram_discretize
 from fqvae_cli.metrics.sap import compute_sap, top_two_gap
 
 SIZES = (10, 10, 10, 8, 4, 15)  # Shapes3D: floor hue, wall hue, object hue, scale, shape, orientation
@@ -231,6 +237,52 @@ def intervention_metrics(points: int) -> None:
               f"({t1 / t2:.2f}x); same score: {serial.score == batched.score}", flush=True)
 
 
+def added_scores(args, zd: np.ndarray, zc: np.ndarray, factors: np.ndarray, n_train: int, n_test: int) -> None:
+    """fqvae against the reference, wall seconds each, on the same codes (same numbers: see
+    benchmarks/reference_agreement.py)."""
+    from pathlib import Path
+
+    from reference_agreement import fixed_rows, load_file_module, load_reference, load_tripod_dci, reference_udr
+
+    from fqvae_cli.metrics.irs import compute_irs
+    from fqvae_cli.metrics.unsupervised import compute_unsupervised
+
+    ref = load_reference(Path(args.lib))
+    n = 10_000 if not args.quick else 2_000
+    print(f"\n{'score':<48} {'fqvae s':>9} {'reference s':>12} {'speed-up':>9}", flush=True)
+
+    def line(label, ours, theirs):
+        print(f"{label:<48} {ours:9.2f} {theirs:12.2f} {theirs / ours:8.1f}x", flush=True)
+
+    for kind, z in (("discrete", zd), ("continuous", zc)):
+        ours, _ = timed(compute_irs, z[:n], factors[:n])
+        theirs, _ = timed(ref.irs.compute_irs, fixed_rows(ref, factors), lambda r, z=z: z[r],
+                          np.random.RandomState(0), num_train=n, batch_size=16)
+        line(f"IRS ({kind}, {n:,} rows)", ours, theirs)
+        ours, _ = timed(compute_unsupervised, z[:n])
+        theirs, _ = timed(ref.unsupervised_metrics.unsupervised_metrics, fixed_rows(ref, factors),
+                          lambda r, z=z: z[r], np.random.RandomState(0), num_train=n, batch_size=16)
+        line(f"unsupervised scores ({kind}, {n:,} rows)", ours, theirs)
+    if args.udr:
+        udr = load_file_module("dlib_udr", Path(args.udr))
+        rng = np.random.default_rng(3)
+        models = [zc[:1000, rng.permutation(zc.shape[1])] + rng.normal(0, 0.05, (1000, zc.shape[1]))
+                  for _ in range(5)]
+        for method in ("lasso", "spearman"):
+            from fqvae_cli.metrics.udr import compute_udr
+
+            ours, _ = timed(compute_udr, models, None, method=method)
+            theirs, _ = timed(reference_udr, udr, models, [None] * 5, method)
+            line(f"UDR {method} (5 models, 1,000 rows)", ours, theirs)
+    if args.tripod:
+        tripod = load_tripod_dci(Path(args.tripod))
+        x, y = zc[:n_train + n_test], factors[:n_train + n_test]
+        ours, _ = timed(compute_dci, x[:n_train], y[:n_train], x[n_train:], y[n_train:], estimator="rf",
+                        jobs=args.jobs)
+        theirs, _ = timed(tripod.compute_relative_importance_matrix, x, y)
+        line(f"DCI rf (continuous, {n_train + n_test:,} rows, jobs={args.jobs})", ours, theirs)
+
+
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
@@ -250,6 +302,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=None,
                         help="FactorVAE/BetaVAE training points (evaluation: half) [default 200; --quick 60]")
     parser.add_argument("--sap-dual", action="store_true", help="also time SAP with the dual solver")
+    parser.add_argument("--lib", default=None, help="disentanglement_lib 1.5 wheel: time the added scores")
+    parser.add_argument("--udr", default=None, help="disentanglement_lib's udr.py (with --lib)")
+    parser.add_argument("--tripod", default=None, help="Tripod's disentangle/metrics/dci.py (with --lib)")
+    parser.add_argument("--only-added", action="store_true", help="with --lib: only the added scores")
     args = parser.parse_args()
     n_train, n_test, n_info = (2000, 1000, 2000) if args.quick else (10_000, 5_000, 10_000)
     points = args.points or (60 if args.quick else 200)
@@ -265,6 +321,10 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()[0]:.2f} (other processes on these cores slow the wall times)",
           flush=True)
+    if args.lib:
+        added_scores(args, zd, zc, factors, n_train, n_test)
+        if args.only_added:
+            return
     if not args.no_dci:
         serial = timed_protocol(zd, factors, discrete=True, jobs=1, **sizes)
         report("discrete, jobs=1", serial, args.jobs)

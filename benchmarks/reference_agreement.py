@@ -6,7 +6,13 @@ installed. Get the wheel without its dependencies (tensorflow among them, which 
 
     pip download disentanglement-lib==1.5 --no-deps -d DIR
     python benchmarks/reference_agreement.py --lib DIR/disentanglement_lib-1.5-py3-none-any.whl \
-        [--codes ENCODED ...] [--run RUN ...]
+        [--udr udr.py] [--tripod dci.py] [--codes ENCODED ...] [--run RUN ...]
+
+UDR is not in the 1.5 wheel: --udr takes disentanglement_lib's evaluation/udr/metrics/udr.py from its
+repository (google-research/disentanglement_lib, master), imported under the same stubs. --tripod takes
+Tripod's disentangle/metrics/dci.py (kylehkhsu/tripod) for the random-forest DCI: its `import ipdb`, `jax`
+and `jax.numpy` are stubbed (jnp's dtypes are numpy's), and its `OneHotEncoder(sparse=False)` is given as
+scikit-learn >= 1.2 spells it (sparse_output).
 
 Its metric modules import numpy, scipy, scikit-learn, six, absl.logging and gin.tf. gin.tf is replaced by
 a stub whose `configurable(...)` returns the function unchanged (and `gin.REQUIRED` a sentinel); six and
@@ -29,6 +35,14 @@ How the reference is called (its layout: latents x samples):
   _compute_sap runs, keeping the matrix), continuous_factors=False.
 - Modularity and Explicitness: compute_modularity_explicitness itself, over a dataset that hands out the
   fixed rows in order (it has no function on arrays; recomposing its inner ones would be a transcription).
+- IRS: irs.compute_irs and the unsupervised scores: unsupervised_metrics.unsupervised_metrics, each over a
+  dataset that hands out the fixed rows in order (their gin configs: num_train 10,000, batch 16; here the
+  quick protocol's mig_n, 10,000, fqvae's size for both).
+- UDR: udr.compute_udr_sklearn (lasso and spearman) over three models' codes of the same rows (a dataset
+  that hands out row numbers in order, representation functions returning (codes, KL)); one model has a
+  latent with KL 0.005 that both sides filter out; models without a KL are given KL 1 everywhere.
+- Random-forest DCI: Tripod's compute_relative_importance_matrix with every forest given fqvae's seed for
+  (seed, j) (its own forests take none), on the same pooled rows, against fqvae's `--dci-estimator rf`.
 - DCI: dci._compute_dci twice: as published (its `GradientBoostingClassifier()` draws its random state from
   numpy's global one, here seeded 0; fqvae seeds factor j's trees from (seed, j)), and with its trees given
   fqvae's seeds, which separates the trees' chance from the code; and dci.disentanglement / completeness
@@ -62,15 +76,20 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from fqvae_cli.errors import DataError
 from fqvae_cli.metrics.beta_vae import compute_beta_vae
 from fqvae_cli.metrics.dci import completeness, compute_dci, disentanglement, factor_random_state
 from fqvae_cli.metrics.factor_vae import compute_factor_vae
+from fqvae_cli.metrics.irs import compute_irs
 from fqvae_cli.metrics.mig import compute_mig
 from fqvae_cli.metrics.modularity import compute_modularity
 from fqvae_cli.metrics.sap import compute_sap
+from fqvae_cli.metrics.udr import compute_udr
+from fqvae_cli.metrics.unsupervised import compute_unsupervised
 
 GRID = (10, 10, 10, 8, 4, 15)  # synth3d (Shapes3D's sizes)
-METRIC_MODULES = ("utils", "mig", "sap_score", "modularity_explicitness", "dci", "factor_vae", "beta_vae")
+METRIC_MODULES = ("utils", "mig", "sap_score", "modularity_explicitness", "dci", "factor_vae", "beta_vae", "irs",
+                  "unsupervised_metrics")
 TOLERANCE = 1e-6
 
 
@@ -312,6 +331,122 @@ def array_metrics(ref, case: str, codes: np.ndarray, factors: np.ndarray, sizes:
     return rows
 
 
+def load_file_module(name: str, path: Path, stubs: dict[str, dict] | None = None) -> types.ModuleType:
+    """One reference file imported as module `name` (stubbed imports in this process only)."""
+    import importlib.util
+
+    for stub, attrs in (stubs or {}).items():
+        _module(stub, **attrs)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_tripod_dci(path: Path) -> types.ModuleType:
+    from sklearn import preprocessing
+
+    jnp = {k: getattr(np, k) for k in ("int64", "int32", "float32", "float64")}
+    _module("jax").numpy = _module("jax.numpy", **jnp)
+    module = load_file_module("tripod_dci", path, {"ipdb": {}})
+    real = preprocessing.OneHotEncoder
+    module.preprocessing = SimpleNamespace(
+        OneHotEncoder=lambda sparse=True, **kw: real(sparse_output=sparse, **kw),
+        StandardScaler=preprocessing.StandardScaler, LabelEncoder=preprocessing.LabelEncoder)
+    return module
+
+
+def code_metrics(ref, case: str, codes: np.ndarray, factors: np.ndarray, n: int) -> list[tuple]:
+    """IRS and the unsupervised scores of the first n rows, both sides."""
+    rows = []
+    ours = compute_irs(codes[:n], factors[:n])
+    theirs = ref.irs.compute_irs(fixed_rows(ref, factors), lambda r: codes[r], np.random.RandomState(0),
+                                 num_train=n, batch_size=16)
+    # Not compared: the reference's num_active_dims is np.sum(active_mus), the sum of the active codes'
+    # values rather than their number; fqvae's irs_active counts them.
+    rows.append((case, "IRS", ours.irs, theirs["IRS"]))
+    varying = codes[:n].var(axis=0) > 0
+    kept = codes[:, varying] if varying.sum() < codes.shape[1] else codes  # the reference's NaN otherwise
+    theirs = ref.unsupervised_metrics.unsupervised_metrics(fixed_rows(ref, factors), lambda r: kept[r],
+                                                           np.random.RandomState(0), num_train=n, batch_size=16)
+    try:
+        ours = compute_unsupervised(kept[:n])
+    except DataError as exc:  # a singular covariance: the reference's total correlation is infinite or noise
+        print(f"{case}: unsupervised scores refused by fqvae ({exc}); the reference gives total correlation "
+              f"{theirs['gaussian_total_correlation']:.6g}", flush=True)
+        return rows
+    rows += [(case, "Gaussian total correlation", ours.total_correlation, theirs["gaussian_total_correlation"]),
+             (case, "Gaussian Wasserstein corr.", ours.wasserstein, theirs["gaussian_wasserstein_correlation"]),
+             (case, "Gaussian Wasserstein corr. (norm)", ours.wasserstein_norm,
+              theirs["gaussian_wasserstein_correlation_norm"]),
+             (case, "mutual information score", ours.mutual_info, theirs["mutual_info_score"])]
+    return rows
+
+
+def reference_udr(udr, models: list[np.ndarray], kls: list[np.ndarray | None], method: str) -> list[float]:
+    """The reference's model scores: a dataset handing out row numbers in order, representation functions
+    returning (codes, KL), KL 1 for models without one."""
+
+    class Rows:
+        next_row = 0
+
+        def sample_observations(self, num, random_state):
+            rows = np.arange(self.next_row, self.next_row + num)
+            self.next_row += num
+            return rows
+
+    def represent(codes, kl):
+        return lambda rows: (codes[rows], np.ones(codes.shape[1]) if kl is None else np.asarray(kl))
+
+    got = udr.compute_udr_sklearn(Rows(), [represent(c, k) for c, k in zip(models, kls, strict=True)],
+                                  np.random.RandomState(0), batch_size=10, num_data_points=len(models[0]),
+                                  correlation_matrix=method, filter_low_kl=True, include_raw_correlations=False,
+                                  kl_filter_threshold=0.01)
+    return list(got["model_scores"])
+
+
+def udr_rows(udr, case: str, models: list[np.ndarray], kls: list[np.ndarray | None]) -> list[tuple]:
+    """Each model's UDR, both variants, on the same rows."""
+    out = []
+    for method in ("lasso", "spearman"):
+        ours = compute_udr(models, kls, method=method)
+        theirs = reference_udr(udr, models, kls, method)
+        out += [(case, f"UDR {method}, model {i}", a, b) for i, (a, b) in enumerate(zip(ours.scores, theirs,
+                                                                                            strict=True))]
+    return out
+
+
+def forest_rows(tripod, case: str, codes: np.ndarray, factors: np.ndarray, sizes: dict, discrete: bool,
+                seed: int = 0) -> list[tuple]:
+    """fqvae's random-forest DCI against Tripod's importance matrix with the same forest seeds."""
+    from sklearn import ensemble
+
+    n = sizes["dci_train"] + sizes["dci_test"]
+    x, y = codes[:n], factors[:n]
+    ours = compute_dci(x[:sizes["dci_train"]], y[:sizes["dci_train"]], x[sizes["dci_train"]:], y[sizes["dci_train"]:],
+                       estimator="rf", discrete=discrete, seed=seed)
+    seeds = (factor_random_state(seed, j) for j in itertools.count())
+    published = tripod.ensemble
+    tripod.ensemble = SimpleNamespace(RandomForestClassifier=lambda **kw: ensemble.RandomForestClassifier(
+        **(kw | {"n_jobs": 1, "random_state": next(seeds)})))
+    onehot = None
+    if discrete:  # Tripod's int path cannot store one-hot importances; its sparse path takes one-hot codes
+        from scipy.sparse import csr_matrix
+        from sklearn.preprocessing import OneHotEncoder
+
+        onehot = OneHotEncoder(sparse_output=False).fit(x)
+    try:
+        given = csr_matrix(onehot.transform(x)) if discrete else x.astype(np.float64)
+        r, i = tripod.compute_relative_importance_matrix(given, y)
+    finally:
+        tripod.ensemble = published
+    if discrete:  # a row per one-hot column: fqvae sums each latent's rows
+        r = np.add.reduceat(r, np.cumsum([0] + [len(c) for c in onehot.categories_[:-1]]), axis=0)
+    return [(case, "DCI rf D", ours.d, tripod.disentanglement(r)), (case, "DCI rf C", ours.c, tripod.completeness(r)),
+            (case, "DCI rf I", ours.i, i),
+            (case, "DCI rf importance (largest diff)", 0.0, float(np.abs(ours.importance - r).max()))]
+
+
 @contextmanager
 def trees_seeded_as_fqvae(ref, seed: int):
     """The reference's DCI with factor j's trees given fqvae's random_state for (seed, j), the only thing
@@ -397,6 +532,10 @@ def main() -> None:
     parser.add_argument("--run-points", type=int, default=200, help="intervention training points with a run's "
                         "encoder (evaluation: half as many)")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--only-added", action="store_true", help="only IRS, the unsupervised scores and (with "
+                        "--udr, --tripod) UDR and the random-forest DCI: minutes less of DCI's trees")
+    parser.add_argument("--udr", type=Path, help="disentanglement_lib's evaluation/udr/metrics/udr.py")
+    parser.add_argument("--tripod", type=Path, help="Tripod's disentangle/metrics/dci.py (random-forest DCI)")
     args = parser.parse_args()
 
     import json
@@ -408,6 +547,8 @@ def main() -> None:
     from fqvae_cli.experiments import load_experiments
 
     ref = load_reference(args.lib.expanduser().resolve())
+    udr = load_file_module("dlib_udr", args.udr) if args.udr else None
+    tripod = load_tripod_dci(args.tripod) if args.tripod else None
     print(f"disentanglement_lib from {ref.source}; {cpu_name()}; Python {platform.python_version()}, numpy "
           f"{np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}", flush=True)
     quick = dict(load_experiments()["protocols"]["quick"])
@@ -420,8 +561,13 @@ def main() -> None:
             rng = np.random.default_rng(1)
             for name, represent in synthetic_cases(GRID).items():
                 factors = np.stack([rng.integers(0, k, 10_000) for k in GRID], axis=1)
-                got, said = intervention_metrics(ref, name, represent, GRID, quick)
-                got = array_metrics(ref, name, represent(factors), factors, quick | dci_sizes) + got
+                got, said = [], []
+                if not args.only_added:
+                    got, said = intervention_metrics(ref, name, represent, GRID, quick)
+                    got = array_metrics(ref, name, represent(factors), factors, quick | dci_sizes) + got
+                got += code_metrics(ref, name, represent(factors), factors, quick["mig_n"])
+                if tripod is not None:
+                    got += forest_rows(tripod, name, represent(factors), factors, dci_sizes, "discrete" in name)
                 rows += got
                 notes += said
                 print_table(got)
@@ -433,13 +579,27 @@ def main() -> None:
             name = f"{meta['model']} {meta['short_id']} ({'discrete' if meta['discrete'] else 'continuous'})"
             codes, factors = np.load(folder / "codes.npy"), np.load(folder / "factors.npy")
             got = array_metrics(ref, name, codes, factors, meta["protocol_sizes"] | dci_sizes)
+            got += code_metrics(ref, name, codes, factors, meta["protocol_sizes"]["mig_n"])
+            if tripod is not None:
+                got += forest_rows(tripod, name, codes, factors, dci_sizes, bool(meta["discrete"]))
+            rows += got
+            print_table(got)
+        if udr is not None:
+            rng = np.random.default_rng(2)
+            factors = np.stack([rng.integers(0, k, 1_000) for k in GRID], axis=1)
+            scaled = factors / (np.array(GRID) - 1.0)
+            models = [np.concatenate([scaled[:, perm] + rng.normal(0.0, 0.2, scaled.shape),
+                                      rng.normal(0.0, 1.0, (1_000, 2))], axis=1)
+                      for perm in (np.arange(6), rng.permutation(6), rng.permutation(6))]
+            kls = [None, None, np.r_[np.ones(6), 0.005, 1.0]]  # model 2's first noise latent is filtered out
+            got = udr_rows(udr, "3 noisy models of 1,000 rows", models, kls)
             rows += got
             print_table(got)
         if args.run:
             import torch
 
-            from fqvae_cli.evaluation import load_run
             from fqvae_cli.registry.store import Registry
+            from fqvae_cli.runs.evaluation import load_run
 
             reg, device = Registry(args.db), torch.device("cpu")
             sizes = quick | {"factor_vae_train": args.run_points, "factor_vae_eval": args.run_points // 2,

@@ -25,9 +25,9 @@ from fqvae_cli.data.sampler import BatchSampler
 from fqvae_cli.data.store import open_dataset
 from fqvae_cli.device import native_bf16
 from fqvae_cli.experiments import resolve_run_config
-from fqvae_cli.io import sha256_file
-from fqvae_cli.models.specs import ZOO
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.figures.traversal import snapshot_picture
+from fqvae_cli.files import sha256_file
+from fqvae_cli.models.zoo import ZOO, build_model
 from fqvae_cli.training.snapshots import Snapshots, write_png
 from fqvae_cli.training.step import Optimizers, TrainStep
 
@@ -55,7 +55,7 @@ def measure(name: str, iterations: int, repeat: int) -> dict:
     batches = [sampler.batch(i) for i in range(8)]
     count = iter(range(10**9))
     t_iter = seconds(lambda: step(batches[next(count) % 8], 1e-3, 0.5), iterations)
-    views = Snapshots(model, ds, cpu, seed=cfg.eval.seed)
+    views = Snapshots(model, ds, cpu, seed=cfg.eval.seed, draw=snapshot_picture)
     with tempfile.TemporaryDirectory() as tmp:
         def snapshot() -> None:
             path = Path(tmp) / "snapshots" / "step_00000001.png"

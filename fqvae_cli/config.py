@@ -1,6 +1,6 @@
 """Every option of a run, in the one shape a run stores: pydantic models of its sections (model, train,
 eval), validated with unknown keys refused. The model section's own shape (the trunk's fields and one
-settings object per component) lives with the models, fqvae_cli.models.settings.
+settings object per component) lives with the models, fqvae_cli.models.zoo.
 
 Where a configuration comes from (experiments.yaml profiles, Table A.3, `--set`) is
 fqvae_cli.experiments; `build_run_config` reads one back as a run stored it, in any earlier shape."""
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fqvae_cli.data.catalog import DATASETS
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.inputs import SEED_MAX
-from fqvae_cli.models.settings import SETTING_NAMES, ModelConfig, is_nested, nest
+from fqvae_cli.models.zoo import SETTING_NAMES, ModelConfig, is_nested, nest
 
 
 class _Strict(BaseModel):
@@ -138,7 +138,7 @@ class RunConfig(_Strict):
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
-# What `--set section.<key>` accepts in each section (the model's flat names, see models.settings).
+# What `--set section.<key>` accepts in each section (the model's flat names, see models.zoo).
 SECTION_KEYS = {"model": list(SETTING_NAMES), "train": TrainConfig.setting_names(),
                 "eval": EvalConfig.setting_names()}
 TOP_LEVEL = ("dataset", "profile", "seed")

@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 from fqvae_cli.errors import UsageError
-from fqvae_cli.io import fmt_bytes
+from fqvae_cli.files import fmt_bytes
 
 _console = None
 _out_console = None

@@ -1,11 +1,14 @@
-"""The device is chosen once, from `--device auto|cpu|cuda[:i]`, and passed down."""
+"""What this process computes on: the device, chosen once from `--device auto|cpu|cuda[:i]` and passed down,
+and the CPU cores it may use (thread and worker counts are bounded by them)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
+from fqvae_cli import console
 from fqvae_cli.errors import UsageError
 
 
@@ -41,3 +44,21 @@ def device_label(device: Any) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def bounded_by_cores(value: int, what: str) -> int:
+    """A count of CPU threads or processes, at most the cores this process may use: a larger value is
+    lowered to that with a warning, not refused, because a run's settings travel (queued on one machine,
+    executed or resumed on another) and only the machine that starts the threads knows its cores."""
+    cores = available_cores()
+    if value > cores:
+        console.warn(f"{what}={value} is more than the {cores} CPU core(s) this process may use; using {cores}.")
+        return cores
+    return value

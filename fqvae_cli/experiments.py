@@ -1,6 +1,6 @@
 """experiments.yaml (the profiles, Table A.3, the metric protocols, the paper's table layouts) and `--set`
 overrides: where a run's configuration comes from, and where the flat way people write a model's settings
-is translated, once, into the nested form a run stores (fqvae_cli.models.settings.nest).
+is translated, once, into the nested form a run stores (fqvae_cli.models.zoo.nest).
 
 Resolution order (later wins): the defaults of fqvae_cli.config < the model's own defaults (e.g.
 codebook_dim 8 for vqvae) < the profile < the Table A.3 hyperparameters for (dataset, model) <
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
@@ -41,12 +42,31 @@ from fqvae_cli.config import (
 )
 from fqvae_cli.data.catalog import DATASETS, DEFAULT_DATASET, get_dataset_spec
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.metrics import PROTOCOL_SIZES, REQUIRED_SIZES
-from fqvae_cli.models.settings import OWNERS, check_flat, nest
-from fqvae_cli.models.specs import ZOO, get_model_spec
+from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, PROTOCOL_SIZES, REQUIRED_SIZES, parse_metrics, record
+from fqvae_cli.models.zoo import OWNERS, ZOO, check_flat, get_model_spec, nest
 
-COLUMNS = ("dci_d", "dci_i", "dci_c", "infom", "infoe", "infoc", "mse")
-COLUMN_TITLES = ("D", "I", "C", "InfoM", "InfoE", "InfoC", "MSE×10⁴")
+# The paper's table: the columns of its metrics (on their records in fqvae_cli.metrics), then the MSE.
+COLUMNS = tuple(k for name in DEFAULT_METRICS for k in METRICS[name].columns) + ("mse",)
+COLUMN_TITLES = tuple(t for name in DEFAULT_METRICS for t in METRICS[name].columns.values()) + ("MSE×10⁴",)
+
+
+def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(key, title) of the columns the chosen metrics add beside the paper's (DCI and InfoMEC are there)."""
+    return [(key, title) for name in parse_metrics(metrics) if name not in DEFAULT_METRICS
+            for key, title in METRICS[name].columns.items()] if metrics else []
+
+
+def paper_columns(dci_estimator: str = "gbt") -> tuple[list[str], list[str]]:
+    """(keys, titles) of the paper's columns, DCI's as `dci_estimator` records them (a table never mixes)."""
+    renamed = dict(zip(METRICS["dci"].columns, record("dci", dci_estimator).columns.items(), strict=True))
+    pairs = [renamed.get(k, (k, title)) for k, title in zip(COLUMNS, COLUMN_TITLES, strict=True)]
+    return [k for k, _ in pairs], [title for _, title in pairs]
+
+
+def table_columns(metrics: Sequence[str] | None, dci_estimator: str = "gbt") -> tuple[list[str], list[str]]:
+    """(keys, titles) of a table: the paper's (DCI's by `dci_estimator`), then the chosen metrics' columns."""
+    (keys, titles), extra = paper_columns(dci_estimator), extra_columns(metrics)
+    return keys + [k for k, _ in extra], titles + [title for _, title in extra]
 
 
 class _Strict(BaseModel):
@@ -55,7 +75,7 @@ class _Strict(BaseModel):
 
 def _check_section(section: str, values: dict, info: ValidationInfo | None = None) -> dict:
     """A profile's (or a table row's, or a Table A.3 entry's) settings of one section, checked key by key:
-    the model section in its flat form (models.settings), train and eval against their classes."""
+    the model section in its flat form (models.zoo), train and eval against their classes."""
     if section == "model":
         try:
             check_flat(values)
@@ -123,6 +143,8 @@ class TableSpec(_Strict):
     datasets: list[str]
     rows: list[RowSpec]
     published: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+    # Metrics shown beside the paper's columns unless a command names others (`--metrics`).
+    metrics: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _published(self) -> TableSpec:

@@ -1,16 +1,14 @@
 """Values a user gives in several places (options, `--set`, grids, environment settings), checked by one
 function per kind of input that every place taking it calls. A bad value is refused with one sentence
-(UsageError) before anything is written; a thread count is the exception, lowered with a warning (see
-bounded_by_cores)."""
+(UsageError) before anything is written; a thread count is the exception, lowered with a warning
+(device.bounded_by_cores)."""
 
 from __future__ import annotations
 
 import operator
-import os
 import unicodedata
 from typing import Any
 
-from fqvae_cli import console
 from fqvae_cli.errors import UsageError
 
 # Seeds reach numpy's legacy RandomState and scikit-learn's random_state, which take 0 <= seed < 2**32.
@@ -49,21 +47,3 @@ def run_name(value: Any) -> str | None:
     if len(name) > NAME_LIMIT:
         raise UsageError(f"a run name has at most {NAME_LIMIT} characters, not {len(name)}.")
     return name
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (a Slurm allocation, taskset), else all."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def bounded_by_cores(value: int, what: str) -> int:
-    """A count of CPU threads or processes, at most the cores this process may use: a larger value is
-    lowered to that with a warning, not refused, because a run's settings travel (queued on one machine,
-    executed or resumed on another) and only the machine that starts the threads knows its cores."""
-    cores = available_cores()
-    if value > cores:
-        console.warn(f"{what}={value} is more than the {cores} CPU core(s) this process may use; using {cores}.")
-        return cores
-    return value

@@ -24,12 +24,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fqvae_cli import paths
 from fqvae_cli.errors import StorageError, UsageError
-from fqvae_cli.io import atomic_path
-from fqvae_cli.registry import migrate
+from fqvae_cli.files import atomic_path
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 STDOUT_NAMES = ("-", "/dev/stdout")
 
@@ -40,10 +42,10 @@ _KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (s
           (stat.S_ISSOCK, "socket"))
 
 
-def _registry_files(reg: Any) -> list[Path]:
+def _registry_files(reg: Registry) -> list[Path]:
     url = getattr(reg, "url", None) or paths.registry_url()
     try:
-        file = migrate.sqlite_path(url)
+        file = paths.sqlite_path(url)
     except Exception:  # noqa: BLE001 - not a URL this check can read; the registry itself will say so
         return []
     if file is None:
@@ -57,7 +59,7 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def check_output(out: Path | str, reg: Any = None, *, what: str = "--out",
+def check_output(out: Path | str, reg: Registry = None, *, what: str = "--out",
                  data_root: Path | str | None = None, stdout_ok: bool = True) -> Path | None:
     """The absolute output path (None for standard output), or a UsageError saying why it cannot be
     written. `data_root` adds a datasets folder given by a command's --root to the protected places."""
@@ -101,7 +103,7 @@ def check_output(out: Path | str, reg: Any = None, *, what: str = "--out",
     return path
 
 
-def check_output_folder(out: Path | str, reg: Any = None, *, what: str = "--out", marker: str) -> Path:
+def check_output_folder(out: Path | str, reg: Registry = None, *, what: str = "--out", marker: str) -> Path:
     """The absolute path of a folder fqvae writes whole (and replaces whole when it writes it again), or a
     UsageError saying why not: it must be new, or a folder fqvae wrote before (it holds the file `marker`),
     and it may neither lie inside nor hold the registry, the datasets folder or the runs folder."""
@@ -116,14 +118,14 @@ def check_output_folder(out: Path | str, reg: Any = None, *, what: str = "--out"
         raise UsageError(f"{what} {path} is the results registry; choose a new folder.")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{what} {path} is a file, not a folder; choose a new folder.")
-    places = [(Path(os.path.realpath(paths.data_root())), "the datasets folder"),
-              (Path(os.path.realpath(paths.runs_root())), "the runs folder, whose files the registry records")]
-    for root, name in places:
+    places = [(Path(os.path.realpath(paths.data_root())), "the datasets folder", ""),
+              (Path(os.path.realpath(paths.runs_root())), "the runs folder", ", whose files the registry records")]
+    for root, name, why in places:
         if real.is_relative_to(root):
-            raise UsageError(f"{what} {path} is inside {name} {root}; choose a folder elsewhere.")
-    for held, name in places + [(f, "the results registry") for f in _registry_files(reg)[:1]]:
+            raise UsageError(f"{what} {path} is inside {name} {root}{why}; choose a folder elsewhere.")
+    for held, name, _why in places + [(f, "the results registry", "") for f in _registry_files(reg)[:1]]:
         if held.is_relative_to(real):
-            raise UsageError(f"{what} {path} holds {name.split(',')[0]} ({held}); choose a new folder.")
+            raise UsageError(f"{what} {path} holds {name} ({held}); choose a new folder.")
     if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
         raise UsageError(f"{what} {path} is a folder with other files in it; choose a new folder (fqvae replaces "
                          "only a folder it wrote itself).")

@@ -28,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from fqvae_cli import __version__
@@ -308,3 +309,28 @@ def describe(details: dict | None) -> list[str]:
 def labelled(records: dict[str, dict]) -> dict[str, dict]:
     """{hash: record with its kernel family}: the provenance records a JSON output refers to."""
     return {h: {**d, "kernel_family": kernel_family(d)} for h, d in sorted(records.items())}
+
+
+# Which code a run was trained with: the git commit of the checkout, or $FQVAE_CODE_REVISION.
+
+@functools.lru_cache(maxsize=1)
+def code_revision() -> str | None:
+    """The git commit of the running code (with -dirty for uncommitted changes), or $FQVAE_CODE_REVISION
+    for installs without a checkout; None when neither is known."""
+    env = os.environ.get("FQVAE_CODE_REVISION")
+    if env:
+        return env[:64]
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rev = head.stdout.strip()
+    if head.returncode or not re.fullmatch(r"[0-9a-f]{40}", rev):
+        return None
+    return rev + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")

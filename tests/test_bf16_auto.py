@@ -21,7 +21,7 @@ def test_auto_is_settled_when_the_run_starts_and_recorded(cli, small_data, monke
 
 def test_the_quick_profile_asks_for_auto_and_cells_ignore_the_arithmetic():
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import training_setup
+    from fqvae_cli.runs.cell_sources import training_setup
 
     cfg = resolve_run_config("factorqvae", None, "quick", 0, {})
     assert cfg.train.bf16 == "auto"

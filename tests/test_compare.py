@@ -9,7 +9,7 @@ from test_tables import _add_run, _registry
 
 from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.compare import draw_compare, panel_keys
-from fqvae_cli.tables import build_table
+from fqvae_cli.runs.tables import build_table
 
 
 def test_panel_names_are_table_titles_keys_or_other_metrics():

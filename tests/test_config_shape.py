@@ -8,7 +8,7 @@ import pytest
 from fqvae_cli.config import build_run_config
 from fqvae_cli.errors import ConfigError
 from fqvae_cli.experiments import load_experiments, parse_overrides, profile_of, resolve_run_config
-from fqvae_cli.models.settings import ModelConfig, nest
+from fqvae_cli.models.zoo import ModelConfig, nest
 
 
 def test_resolved_configs_are_nested_and_round_trip():
@@ -34,6 +34,21 @@ def test_the_flat_form_is_only_an_edge():
     wrong["bottleneck"] = {"kind": "identity"}
     with pytest.raises(ValueError, match="model 'qvae' is relaxed_codebook"):
         ModelConfig.model_validate(wrong)
+    with pytest.raises(ValueError, match=r"model 'qvae' is relaxed_codebook with \['kl_uniform'\], not "
+                                         r"relaxed_codebook with \['kl_uniform', 'bio'\]"):
+        ModelConfig.model_validate({**nest({"name": "qvae"}), "regularizers": [{"beta": 0.1}, {"kind": "bio"}]})
+
+
+def test_the_components_kinds_come_from_the_zoo():
+    # a nested config written without kinds takes them from the model's zoo line, and dumps them
+    cfg = ModelConfig.model_validate({"name": "factorqvae", "bottleneck": {"codebook_size": 8},
+                                      "regularizers": [{"beta": 0.5}, {"gamma": 0.25}]})
+    stored = cfg.model_dump(mode="json")
+    assert stored["bottleneck"] == {"kind": "relaxed_codebook", "codebook_size": 8, "codebook_dim": 1,
+                                    "distance": "squared", "codebook_init": "normal"}
+    assert stored["regularizers"] == [{"kind": "kl_uniform", "beta": 0.5},
+                                      {"kind": "total_correlation", "gamma": 0.25, "disc_width": 1000,
+                                       "disc_layers": 6}]
 
 
 def test_a_stored_flat_config_of_an_early_version_still_loads():
@@ -41,7 +56,10 @@ def test_a_stored_flat_config_of_an_early_version_still_loads():
                       "activity": 0.1, "beta": 0.3, "disc_width": 64}, "dataset": "synth3d", "profile": "quick"}
     cfg = build_run_config(flat)
     assert cfg.model.regularizer("bio").nonneg == 0.5 and cfg.model.regularizer("bio").activity == 0.1
-    assert cfg.model.flat()["nonneg"] == 0.5 and "beta" not in cfg.model.flat()
+    # beta and disc_width belong to no component of bioae: dropped, not stored
+    stored = cfg.model.model_dump(mode="json")
+    assert (stored["bottleneck"], stored["regularizers"]) == ({"kind": "identity"},
+                                                              [{"kind": "bio", "nonneg": 0.5, "activity": 0.1}])
     with pytest.raises(ConfigError, match="invalid value for 'model.nonneg'"):
         build_run_config({"model": {"name": "bioae", "nonneg": -1}})
 

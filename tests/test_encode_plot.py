@@ -39,7 +39,8 @@ def test_encode_then_score_reproduces_evaluate(cli, small_data, tiny_protocol, t
              "--json")
     assert sc.exit_code == 0, sc.stderr
     got = json.loads(sc.stdout)
-    assert list(got) == [k for name in ("dci", "infomec", "mig", "sap", "modularity") for k in METRICS[name].keys]
+    assert list(got) == [k for name in ("dci", "infomec", "mig", "sap", "modularity", "irs", "unsupervised")
+                         for k in METRICS[name].keys]
     for key in got:
         assert got[key] == expected[key], key  # exactly, not approximately
 

@@ -70,9 +70,9 @@ def test_evaluate_records_all_numbers_and_matrices_deterministically(cli, traine
 
 def test_traverse_png_layout_and_discrete_values(cli, trained):
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.grid import GridLayout
     from fqvae_cli.figures.traversal import traversal
+    from fqvae_cli.runs.evaluation import load_run
 
     run = trained("qvae")
     res = cli("traverse", run, "--image", "5", "--steps", "6", "--device", "cpu")

@@ -25,7 +25,7 @@ def one_sentence(res) -> bool:
 # ---- seeds ---------------------------------------------------------------------------------------
 
 def test_seeds_outside_0_to_2_32_get_one_sentence_before_anything_is_written(cli, small_data, workspace):
-    from fqvae_cli.sweep import parse_grid, queue_grid
+    from fqvae_cli.runs.sweep import parse_grid, queue_grid
 
     res = cli("train", "--seed", "-1", "--steps", "1")
     assert res.exit_code == 2
@@ -47,7 +47,7 @@ def test_grids_are_counted_before_expanding_capped_and_deduplicated(cli):
     from typer.testing import CliRunner
 
     from fqvae_cli.cli.main import app
-    from fqvae_cli.sweep import parse_grid
+    from fqvae_cli.runs.sweep import parse_grid
 
     GRID_CEILING = 100_000
     res = cli("sweep", "--grid", "model=ae seed=0..100000000")

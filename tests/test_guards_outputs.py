@@ -119,7 +119,7 @@ def test_user_named_output_folder_never_holds_state(cli, protected, workspace, c
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 def test_atomic_write_never_replaces_a_special_file(tmp_path):
-    from fqvae_cli.io import atomic_write_bytes
+    from fqvae_cli.files import atomic_write_bytes
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

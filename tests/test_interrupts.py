@@ -29,7 +29,7 @@ def test_stop_signal_outside_training_is_one_sentence_with_its_exit_status(tmp_p
     assert not (data / "synth3d").exists()
 
 def test_a_worker_says_interrupted_only_for_a_run_it_interrupted(cli, monkeypatch):
-    from fqvae_cli import workers
+    from fqvae_cli.runs import workers
 
     reg = Registry()
     run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=0, config={}, status="queued")

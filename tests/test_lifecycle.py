@@ -36,7 +36,7 @@ def test_the_rules():
     (RUNNING, True, False, "busy"), (RUNNING, False, False, "resume"), (INTERRUPTED, True, False, "resume"),
     (FAILED, True, False, "failed")])
 def test_next_step(status, alive, evaluated, step):
-    assert lifecycle.next_step(status, holder_alive=alive, evaluated=evaluated) == step
+    assert lifecycle.next_action(status, holder_alive=alive, evaluated=evaluated) == step
 
 
 def _run_at(reg: Registry, status: str):

@@ -13,8 +13,8 @@ from helpers import grid_factors
 from sklearn.metrics import mutual_info_score
 
 from fqvae_cli.errors import DataError
+from fqvae_cli.metrics.base import histogram_discretize
 from fqvae_cli.metrics.mig import compute_mig, gap_score
-from fqvae_cli.metrics.mutual_info import histogram_discretize
 
 
 def reference_mig(mus_train: np.ndarray, ys_train: np.ndarray, num_bins: int = 20) -> float:

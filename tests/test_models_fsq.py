@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from fqvae_cli.models.bottlenecks.fsq import FSQ
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ZOO
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import ZOO, ModelConfig, build_model
 
 D = 3
 

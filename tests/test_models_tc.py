@@ -6,9 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fqvae_cli.models.discriminator import Discriminator, TotalCorrelation, permute_latents
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.regularizers import Discriminator, TotalCorrelation, permute_latents
+from fqvae_cli.models.zoo import ModelConfig, build_model
 
 B, D, K = 512, 3, 4
 

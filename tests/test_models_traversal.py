@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ZOO
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import ZOO, ModelConfig, build_model
 
 
 def model_for(name: str, **extra):

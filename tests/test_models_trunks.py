@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.settings import ModelConfig
 from fqvae_cli.models.trunks import _ResBlock, build_trunk, count_parameters
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import ModelConfig, build_model
 
 
 def conv(c_in: int, c_out: int, k: int) -> int:

@@ -7,9 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ZOO
-from fqvae_cli.models.zoo import build_model
+from fqvae_cli.models.zoo import ZOO, ModelConfig, build_model
 
 D = 3
 
@@ -26,6 +24,12 @@ EXPECTED_PARTS = {
     "vqvae": {"recon", "kl"},
     "factorvqvae": {"recon", "kl", "tc"},
     "fsq": {"recon"},
+    "betatcvae": {"recon", "kl", "tc"},
+    "dipvae1": {"recon", "kl", "dip"},
+    "dipvae2": {"recon", "kl", "dip"},
+    "annealedvae": {"recon", "kl"},
+    "tripod": {"recon", "multiinformation", "hessian"},
+    "tripod_continuous": {"recon", "multiinformation", "hessian"},
 }
 
 
@@ -42,7 +46,7 @@ def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=g) - 0.5
 
 
-def test_the_zoo_has_the_eleven_models_of_the_paper_and_fsq():
+def test_the_zoo_has_the_eleven_models_of_the_paper_fsq_and_the_field():
     assert list(ZOO) == list(EXPECTED_PARTS)
 
 
@@ -64,7 +68,7 @@ def test_one_step_gradients_and_save_load(name, tmp_path):
     total.backward()
     for p in model.vae_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all()
-    if spec.global_codebook or spec.bottleneck == "per_latent_codebook":
+    if spec.global_codebook or spec.kind.name == "per_latent_codebook":
         assert model.bottleneck.codebook.grad.abs().sum() > 0
     # the VAE loss leaves the discriminator untouched, so its own step starts clean
     assert all(p.grad is None for p in model.discriminator_parameters())
@@ -100,7 +104,7 @@ def test_one_step_gradients_and_save_load(name, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n, s in ZOO.items() if s.discrete and s.bottleneck != "fsq"])
+@pytest.mark.parametrize("name", [n for n, s in ZOO.items() if s.discrete and s.kind.name not in ("fsq", "fixed_grid")])
 def test_eval_codes_are_exact_indices_and_z_is_the_codebook(name):
     torch.manual_seed(1)
     model = build_model(tiny_config(name)).eval()
@@ -109,9 +113,9 @@ def test_eval_codes_are_exact_indices_and_z_is_the_codebook(name):
     z = model.encode_z(x)
     cb = model.bottleneck.codebook.detach()
     assert codes.dtype == torch.long and codes.shape == (16, D)
-    n_entries = cb.shape[1] if ZOO[name].bottleneck == "per_latent_codebook" else cb.shape[0]
+    n_entries = cb.shape[1] if ZOO[name].kind.name == "per_latent_codebook" else cb.shape[0]
     assert int(codes.min()) >= 0 and int(codes.max()) < n_entries
-    if ZOO[name].bottleneck == "per_latent_codebook":
+    if ZOO[name].kind.name == "per_latent_codebook":
         expected = torch.stack([cb[i, codes[:, i]] for i in range(D)], dim=1)
     else:
         expected = cb[codes].reshape(16, -1)
@@ -120,9 +124,9 @@ def test_eval_codes_are_exact_indices_and_z_is_the_codebook(name):
     # the eval assignment is the nearest entry / the most likely one, deterministically
     assert torch.equal(model.encode_codes(x), codes)
     h = model.encoder(x).detach()
-    if ZOO[name].bottleneck == "gumbel_categorical":
+    if ZOO[name].kind.name == "gumbel_categorical":
         assert torch.equal(codes, h.view(16, D, -1).argmax(-1))
-    elif ZOO[name].bottleneck == "per_latent_codebook":
+    elif ZOO[name].kind.name == "per_latent_codebook":
         assert torch.equal(codes, (h.unsqueeze(-1) - cb).abs().argmin(-1))
     else:
         c = cb.shape[1]
@@ -165,8 +169,12 @@ def test_a_flat_stored_model_config_loads_into_the_composed_one():
     assert old.regularizer("total_correlation").disc_width == 256
     assert old.regularizer("kl_uniform").beta == 0.001
     # the settings the flat form held for other models' components (n_values, nonneg...) are dropped
-    assert old.flat() == {k: v for k, v in FLAT_FACTORQVAE.items()
-                              if k not in ("n_values", "nonneg", "activity", "quantize", "commit", "eval_code")}
+    stored = old.model_dump(mode="json")
+    assert stored["bottleneck"] == {"kind": "relaxed_codebook", "codebook_size": 64, "codebook_dim": 1,
+                                    "distance": "squared", "codebook_init": "normal"}
+    assert stored["regularizers"] == [{"kind": "kl_uniform", "beta": 0.001},
+                                      {"kind": "total_correlation", "gamma": 0.0001, "disc_width": 256,
+                                       "disc_layers": 6}]
     # a whole stored run config too, and the nested form round-trips
     run = build_run_config({"model": dict(FLAT_FACTORQVAE, name="qlae"), "dataset": "synth3d"})
     assert run.model.bottleneck.n_values == 16 and run.model.regularizer("quantize_commit").commit == 0.01

@@ -39,7 +39,7 @@ def test_create_and_read_back_a_run(reg):
     assert run.version == "0.1.0" and run.finished_at is None and run.worker is None
     again = reg.get_run(run.id)
     assert again.id == run.id and again.config["a"] == [1, 2] and again.created_at == run.created_at
-    with pytest.raises(UsageError, match="running' or 'queued"):
+    with pytest.raises(UsageError, match="starts as running or queued, not finished"):
         _new(reg, status="finished")
     with pytest.raises(UsageError, match="JSON"):
         _new(reg, config={"x": object()})

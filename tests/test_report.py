@@ -65,11 +65,15 @@ def test_report_shows_the_table_and_every_run(cli, registry, tmp_path):
         (fig,) = [a for a in reg.artifacts(run.id, kind="figure")]
     assert (out / "runs" / run.short_id / "traverse.png").read_bytes() == Path(fig.path).read_bytes()
     assert (out / "compare_table1.png").read_bytes()[:4] == b"\x89PNG"
-    # written again into the same folder (one row, to draw less): replaced whole
+    # written again into the same folder: replaced whole, but never over a file the report did not write
     (out / "stale.txt").write_text("from before")
-    res = cli("report", "--rows", "ae", *CELLS[2:], "--out", out)
+    res = cli("report", *CELLS, "--out", out)
+    assert res.exit_code == 2 and "holds files an earlier report did not write (stale.txt)" in res.stderr
+    assert (out / "stale.txt").read_text() == "from before"
+    (out / "stale.txt").unlink()
+    res = cli("report", "--rows", "ae", *CELLS[2:], "--out", out)  # one row, to draw less
     assert res.exit_code == 0, res.stderr
-    assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
+    assert (out / "index.html").is_file()
 
 
 def test_report_renders_in_headless_chromium(cli, registry, tmp_path):

@@ -159,7 +159,7 @@ def test_resume_of_a_live_run_is_refused_through_the_cli(cli, workspace, small_d
 
 def test_a_dead_local_run_can_be_deleted_and_is_requeued(cli, workspace):
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.sweep import queue_table
+    from fqvae_cli.runs.sweep import queue_table
 
     dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have this pid
     reg = Registry()
@@ -177,7 +177,7 @@ def test_a_dead_local_run_can_be_deleted_and_is_requeued(cli, workspace):
 
 def test_resume_against_other_data_is_refused_naming_both(cli, workspace, small_data):
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import dataset_identity
+    from fqvae_cli.runs.cell_sources import dataset_identity
 
     reg = Registry()
     cfg = resolve_run_config("ae", None, "quick", 0)

@@ -109,7 +109,9 @@ def test_every_metric_of_codes_in_one_json(cli, arrays):
     f = grid_factors((3, 4), 75)
     out = run_json(cli, *arrays(f, f), *ALL_SMALL)
     assert list(out) == ["dci_d", "dci_i", "dci_i_train", "dci_c", "infom", "infoe", "infoc", "active_latents",
-                         "mig", "sap", "modularity", "explicitness", "explicitness_train"]
+                         "mig", "sap", "modularity", "explicitness", "explicitness_train", "irs", "irs_active",
+                         "gaussian_total_correlation", "gaussian_wasserstein_correlation",
+                         "gaussian_wasserstein_correlation_norm", "mutual_info_score"]
     assert out["mig"] == pytest.approx(1.0, abs=1e-12)  # each latent holds all of its factor's entropy
     # and next to nothing of the other's: the first 600 rows are not an exact grid (plug-in MI ~1e-3 nats)
     assert out["modularity"] == pytest.approx(1.0, abs=1e-4)
@@ -162,7 +164,8 @@ def _bad_cases(tmp_path):
         ("negative seed", f, f, ["--seed", "-1"], "--seed must be non-negative"),
         ("matrices folder is a file", f, f, ["--save-matrices", tmp_path / "file"], "is a file"),
         ("unknown metric", f, f, ["--metrics", "dci,mgi"],
-         "unknown metric 'mgi'; choose from: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, or all"),
+         "unknown metric 'mgi'; choose from: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, irs, "
+         "unsupervised, or all"),
         ("intervention score from saved codes", f, f, ["--metrics", "factor_vae"], "fqvae evaluate RUN --metrics"),
         ("fewer rows than SAP asks", f, f, ["--metrics", "sap", "--size", "sap_train=800"],
          "has 900 rows but SAP needs 5800 (sap_train 800 + sap_test 5000)"),
@@ -207,3 +210,16 @@ def test_unreadable_files_fail_with_one_sentence(cli, arrays, tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], (path, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_dci_estimator_from_the_command_line(cli, arrays):
+    f = grid_factors((3, 4), 75)
+    cp, fp = arrays(f.astype(float), f)
+    out = run_json(cli, cp, fp, "--metrics", "dci", "--dci-estimator", "lasso", *SMALL)
+    assert list(out) == ["dci_lasso_d", "dci_lasso_i", "dci_lasso_i_train", "dci_lasso_c"]
+    assert out["dci_lasso_d"] == pytest.approx(1.0, abs=1e-9)
+    res = cli("score", "--codes", cp, "--factors", fp, "--dci-estimator", "trees", *SMALL)
+    assert res.exit_code != 0 and res.stderr.strip() == ("error: unknown DCI estimator 'trees'; choose from: gbt, "
+                                                         "rf, lasso.")
+    res = cli("score", "--codes", cp, "--factors", fp, "--metrics", ",", *SMALL)
+    assert res.exit_code != 0 and "--metrics ',' names no metric" in res.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import SNAPSHOTS, TINY
 
-from fqvae_cli.io import sha256_file
+from fqvae_cli.files import sha256_file
 from fqvae_cli.training.snapshots import codebook_health
 
 
@@ -142,30 +142,10 @@ def test_tensorboard_without_the_extra_is_one_sentence(cli, small_data, monkeypa
 
 def test_snapshot_and_tensorboard_settings_do_not_split_table_cells():
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import training_setup
+    from fqvae_cli.runs.cell_sources import training_setup
 
     plain = resolve_run_config("qvae", None, "quick", 0, {})
     pictured = resolve_run_config("qvae", None, "quick", 0, {"train": {"snapshot_every": 7, "tensorboard": True}})
     assert training_setup(plain) == training_setup(pictured)
     assert plain.train.snapshot_interval(6000) == 600 and pictured.train.snapshot_interval(6000) == 7
     assert plain.train.snapshot_interval(6) == 1
-
-
-def test_a_snapshot_that_cannot_be_written_interrupts_the_run(cli, small_data, monkeypatch):
-    import errno
-    from contextlib import contextmanager
-
-    from fqvae_cli.training import snapshots
-
-    @contextmanager
-    def full_disk(path):
-        raise OSError(errno.ENOSPC, "No space left on device")
-        yield path
-
-    monkeypatch.setattr(snapshots, "atomic_path", full_disk)
-    res = cli("train", "--model", "ae", *TINY, *SNAPSHOTS, "--name", "full")
-    assert res.exit_code == 1, res.stderr
-    assert "could not write the snapshot" in res.stderr and "No space left on device" in res.stderr
-    assert "Traceback" not in res.stderr
-    run = _registry().get_run("full")
-    assert run.status == "interrupted" and "is the disk full?" in run.error

@@ -9,7 +9,7 @@ import signal
 import pytest
 from helpers import fqvae_killed_after_first_checkpoint, fqvae_subprocess
 
-from fqvae_cli.sweep import parse_grid
+from fqvae_cli.runs.sweep import parse_grid
 
 TINY_SET = "set.train.steps=4 set.train.batch_size=8 set.train.checkpoint_every=2 set.train.log_every=2 " \
            "set.eval.mse_images=32 set.model.disc_width=16"
@@ -58,7 +58,7 @@ def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, 
     reg = Registry(url)
     grid = ("model=ae set.train.steps=60 set.train.batch_size=16 set.train.checkpoint_every=20 "
             "set.train.log_every=10 set.eval.protocol=tiny set.train.threads=1 set.eval.mse_images=32")
-    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.runs.sweep import queue_grid
 
     (short,) = queue_grid(reg, grid)
     env = {"FQVAE_DATA": str(small_data), "FQVAE_HOME": str(workspace), "FQVAE_DB": url,
@@ -83,8 +83,8 @@ def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, 
 def test_submitit_local_executor_runs_a_worker(small_data, tiny_protocol, tmp_path, spawns):
     pytest.importorskip("submitit")
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import queue_grid
-    from fqvae_cli.workers import submit_slurm_workers
+    from fqvae_cli.runs.sweep import queue_grid
+    from fqvae_cli.runs.workers import submit_slurm_workers
 
     url = f"sqlite:///{tmp_path / 'reg.db'}"
     reg = Registry(url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fqvae_cli import workers
+from fqvae_cli.runs import workers
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
@@ -34,7 +34,7 @@ class _OneRunQueue:
     (CUDA, None, "cores"), (CPU, None, 1), (CUDA, 3, 3), (CPU, 4, 4)])
 def test_run_worker_passes_its_jobs_to_evaluation(monkeypatch, device, given, expected):
     seen = []
-    monkeypatch.setattr(workers, "execute", lambda _reg, _run, _dev, *, jobs, show_progress: seen.append(jobs))
+    monkeypatch.setattr(workers, "execute", lambda _reg, _run, _dev, *, jobs, show_progress, session: seen.append(jobs))
     assert workers.run_worker(_OneRunQueue(), device, jobs=given, show_progress=False) == 1
     assert seen == [workers.available_cores() if expected == "cores" else expected]
 

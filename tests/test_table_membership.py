@@ -58,7 +58,7 @@ def _old_registry(tmp_path, drop=()) -> Registry:
 
 @pytest.mark.usefixtures("old_quick_profile")
 def test_old_runs_keep_their_cells_smoke_runs_do_not_and_n_counts_seeds(tmp_path):
-    from fqvae_cli.tables import build_table
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path, drop=[("model", "eval_code"), ("train", "bf16"), ("train", "weight_decay")])
     t = build_table(reg, "1", "quick", protocol="quick")
@@ -71,7 +71,7 @@ def test_old_runs_keep_their_cells_smoke_runs_do_not_and_n_counts_seeds(tmp_path
 
 @pytest.mark.usefixtures("old_quick_profile")
 def test_reproduce_does_not_take_a_smoke_run_for_a_cell(tmp_path):
-    from fqvae_cli.sweep import queue_table
+    from fqvae_cli.runs.sweep import queue_table
 
     reg = _old_registry(tmp_path)
     report = queue_table(reg, "1", "quick", models=["ae"], seeds=4)
@@ -81,7 +81,8 @@ def test_reproduce_does_not_take_a_smoke_run_for_a_cell(tmp_path):
 
 @pytest.mark.usefixtures("old_quick_profile")
 def test_a_run_on_other_data_leaves_the_cell(small_data, tmp_path):
-    from fqvae_cli.tables import build_table, dataset_identity
+    from fqvae_cli.runs.cell_sources import dataset_identity
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path)
     here = dataset_identity("synth3d")
@@ -95,7 +96,7 @@ def test_a_run_on_other_data_leaves_the_cell(small_data, tmp_path):
 @pytest.mark.usefixtures("old_quick_profile")
 def test_extra_row_for_a_model_outside_the_paper(tmp_path):
     from fqvae_cli.experiments import resolve_run_config
-    from fqvae_cli.tables import build_table
+    from fqvae_cli.runs.tables import build_table
 
     reg = _old_registry(tmp_path)
     cfg = resolve_run_config("vqvae", None, "quick", 0)
@@ -141,7 +142,7 @@ def test_a_claim_can_be_restricted_to_given_runs(db_url):
     assert reg.claim_next_queued("host:1", only=[older.id]).id == older.id  # full ids work as well
 
 def test_reproduce_leaves_a_queued_sweep_run_alone(cli, small_data, tiny_protocol):
-    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.runs.sweep import queue_grid
 
     reg = Registry()
     (other,) = queue_grid(reg, SWEEP_GRID)
@@ -152,7 +153,7 @@ def test_reproduce_leaves_a_queued_sweep_run_alone(cli, small_data, tiny_protoco
     assert mine.status == "finished" and reg.latest_metrics(mine.id, "tiny")
 
 def test_a_worker_given_runs_on_stdin_executes_only_those(cli, small_data, tiny_protocol, monkeypatch):
-    from fqvae_cli.sweep import queue_grid
+    from fqvae_cli.runs.sweep import queue_grid
 
     reg = Registry()
     (first,) = queue_grid(reg, SWEEP_GRID)
@@ -163,7 +164,7 @@ def test_a_worker_given_runs_on_stdin_executes_only_those(cli, small_data, tiny_
     assert reg.get_run(second).status == "finished" and reg.get_run(first).status == "queued"
 
 def test_local_workers_receive_their_runs(monkeypatch):
-    from fqvae_cli import workers
+    from fqvae_cli.runs import workers
 
     started = []
 

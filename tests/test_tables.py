@@ -8,7 +8,8 @@ import json
 import pytest
 
 from fqvae_cli.experiments import COLUMNS
-from fqvae_cli.tables import build_table, expected_setup, render_text
+from fqvae_cli.runs.cell_sources import expected_setup
+from fqvae_cli.runs.tables import build_table, render_text
 
 
 def _registry():
@@ -162,8 +163,18 @@ def test_extra_metric_columns_beside_the_papers(cli):
 
     res = cli("table", "--protocol", "paper", "--metrics", "mig,sap", "--format", "csv")
     assert res.exit_code == 0, res.stderr
-    assert res.stdout.splitlines()[0].endswith("mig,mig_std,mig_published,sap,sap_std,sap_published,runs")
+    assert res.stdout.splitlines()[0].endswith("mig,mig_std,mig_published,sap,sap_std,sap_published,runs,not_counted")
     res = cli("table", "--protocol", "paper", "--metrics", "mig,sap")
     assert res.exit_code == 0 and "MIG" in res.stdout and "SAP" in res.stdout, res.stderr
     res = cli("table", "--metrics", "nosuch")
     assert res.exit_code == 2 and "unknown metric 'nosuch'" in res.stderr
+
+
+def test_the_field_table_shows_mig_and_sap_unless_told_otherwise():
+    reg = _registry()
+    a = _add_run(reg, "betatcvae", [0.5, 0.8, 0.4, 0.6, 0.7, 0.5, 2e-4], seed=0)
+    reg.log_metrics(a.id, [("mig", 0.125, 1, "eval", "paper"), ("sap", 0.0625, 1, "eval", "paper")])
+    t = build_table(reg, "field", "quick", rows=["betatcvae"])
+    assert t.columns == [*COLUMNS, "mig", "sap"]
+    assert t.cells[("synth3d", "betatcvae")].mean[7:] == pytest.approx([0.125, 0.0625])
+    assert build_table(reg, "field", "quick", rows=["betatcvae"], metrics=["sap"]).columns == [*COLUMNS, "sap"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess
 
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import ZOO
 
 
 def _registry():
@@ -95,7 +95,7 @@ def test_resume_after_sigkill_is_bit_exact(small_data, workspace):
 
 
 def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_data):
-    from fqvae_cli.io import sha256_file
+    from fqvae_cli.files import sha256_file
 
     res = cli("train", "--model", "ae", "--steps", "50", "--batch-size", "8", "--set", "train.lr=1e30",
               "--set", "train.lr_min=0", "--set", "train.checkpoint_every=1", "--set", "train.threads=1",

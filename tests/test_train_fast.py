@@ -151,7 +151,7 @@ def test_optimizer_steps_lr_follows_the_iteration(cli, small_data):
     iteration (the authors' scheduler steps once per batch): it is half-way down its cosine at the
     middle of the anneal span in iterations, not at a quarter of it."""
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.training.schedules import cosine_lr
+    from fqvae_cli.training.step import cosine_lr
 
     res = cli("train", "--model", "factorqvae", "--steps", "16", "--batch-size", "4", "--name", "opt",
               "--set", "train.step_convention=optimizer_steps", "--set", "train.anneal_steps=8",

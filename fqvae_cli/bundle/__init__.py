@@ -10,8 +10,9 @@ folder, and the sha256 and size of every file.
 
 export.py writes one (every file verified against its registry row first); read.py opens one without
 trusting it (member names and types, manifest, versions, configs, sizes and hashes, before anything is
-written); install.py checks it against this workspace and records it (files first, rows in one
-transaction, files removed if the rows fail)."""
+written); validate.py says which files the format carries and reads each by its kind; install.py checks
+it against this workspace and records it (free space, files first, rows in one transaction, files
+removed if the rows fail; hidden folders of killed imports removed)."""
 
 from fqvae_cli.bundle.export import Exported, export_bundle
 from fqvae_cli.bundle.install import Installed, install_bundle

@@ -14,16 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from fqvae_cli import __version__
 from fqvae_cli.bundle.read import CHECKPOINT_KINDS, FORMAT, FORMAT_VERSION, MANIFEST
+from fqvae_cli.bundle.validate import kind_problem
 from fqvae_cli.errors import CheckpointError, DataError, UsageError
-from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.files import atomic_path, sha256_file
 from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import RunRecord
 from fqvae_cli.registry.schema import HEAD
 from fqvae_cli.registry.store import run_dir
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def _plain_file(path: Path) -> bool:
     return path.is_file() and not path.is_symlink()
 
 
-def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, dict[str, tuple[Path, str]], list]:
+def _run_entry(reg: Registry, run: RunRecord, all_checkpoints: bool) -> tuple[dict, dict[str, tuple[Path, str]], list]:
     """A run's manifest entry, its files {member name: (source, sha256)}, and notes on what was left out.
     Its metric rows and training starts name their provenance by hash (the records go in the manifest)."""
     if run.status not in ENDED:
@@ -64,13 +68,17 @@ def _run_entry(reg: Any, run: RunRecord, all_checkpoints: bool) -> tuple[dict, d
         if a.kind in CHECKPOINT_KINDS and a.step not in wanted:
             continue
         path = Path(a.path)
+        rel = bundle_rel(folder, path, a.id)
+        problem = kind_problem(a.kind, rel)
+        if problem:  # import would refuse the whole bundle for it
+            notes.append(f"left out {path}: {problem}.")
+            continue
         if not (_plain_file(path) and path.stat().st_size == a.bytes and sha256_file(path) == a.sha256):
             if a.kind in CHECKPOINT_KINDS:
                 raise CheckpointError(f"run {run.short_id}'s checkpoint file {path} is missing or does not match "
                                       "the sha256 recorded in the registry; refusing to bundle it.")
             notes.append(f"left out {a.kind} {path}: the file is missing or was replaced since it was recorded.")
             continue
-        rel = bundle_rel(folder, path, a.id)
         entries.append({"kind": a.kind, "path": rel, "bytes": a.bytes, "sha256": a.sha256, "step": a.step,
                         "created_at": a.created_at.isoformat()})
         files[f"runs/{run.id}/{rel}"] = (path, a.sha256)
@@ -102,7 +110,7 @@ def _member(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def export_bundle(reg: Any, runs: Sequence[RunRecord], target: Path, *, all_checkpoints: bool = False) -> Exported:
+def export_bundle(reg: Registry, runs: Sequence[RunRecord], target: Path, *, all_checkpoints: bool = False) -> Exported:
     """Write `runs` as one bundle at `target` (a path already checked as an output), atomically."""
     runs = list({r.id: r for r in runs}.values())
     if not runs:

@@ -7,9 +7,12 @@ answer, then the files, then the rows.
   a name shared with a local run is kept, with a note to use the id.
 - A prepared dataset of the run's dataset name must have the fingerprint the run recorded; a dataset not
   prepared here is no obstacle (the note says evaluating and drawing need it).
-- Each run's files are written into a hidden folder beside the runs folder, hashed again as they are
-  written, its checkpoints parsed as safetensors and weights_only state (read, never unpickled), then the
-  folders are renamed into place and the rows recorded in one transaction; a failure removes the folders."""
+- The free space under the runs folder must hold the files the manifest declares, before any is written.
+- Each run's files are written into a hidden folder beside the runs folder (its owner, host:pid, in a
+  file there until it is renamed), hashed again as they are written, its checkpoints parsed as safetensors
+  and weights_only state (read, never unpickled), then the folders are renamed into place and the rows
+  recorded in one transaction; a failure removes the folders. A hidden folder left by an import that was
+  killed (its process gone, or a day old where that cannot be asked) is removed by the next import."""
 
 from __future__ import annotations
 
@@ -18,19 +21,25 @@ import json
 import os
 import re
 import shutil
+import socket
 import tarfile
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import paths
 from fqvae_cli.bundle.export import bundle_rel
 from fqvae_cli.bundle.read import Bundle, RunPlan
 from fqvae_cli.errors import CheckpointError, DataError, UsageError
+from fqvae_cli.registry.liveness import holder_id, pid_alive
 from fqvae_cli.registry.records import RunRecord, encode_value
 from fqvae_cli.registry.store import run_dir
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ def _metric_key(m: Any) -> tuple:
     return (m.name, encode_value(m.value), m.step, m.split, m.protocol)
 
 
-def _require_same(reg: Any, local: RunRecord, plan: RunPlan) -> None:
+def _require_same(reg: Registry, local: RunRecord, plan: RunPlan) -> None:
     """Refuse a bundle run whose id this registry holds unless the registry holds all of it already."""
     if _identity(local) != _identity(plan.run):
         raise UsageError(f"this registry already holds a different run with id {local.id} ({local.model} on "
@@ -67,7 +76,7 @@ def _require_same(reg: Any, local: RunRecord, plan: RunPlan) -> None:
                          f"imported. To replace it, delete it here first: fqvae runs delete {local.short_id} --yes.")
 
 
-def _free_short_id(reg: Any, run: RunRecord, taken: set[str]) -> str:
+def _free_short_id(reg: Registry, run: RunRecord, taken: set[str]) -> str:
     windows = [run.id[i:i + 8] for i in range(len(run.id) - 7)]
     taken = taken | {r.short_id for r in reg.runs_matching(short_ids=windows)}
     for short in windows:
@@ -76,7 +85,7 @@ def _free_short_id(reg: Any, run: RunRecord, taken: set[str]) -> str:
     raise UsageError(f"every short id of run {run.id} is taken in this registry; nothing was imported.")
 
 
-def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], list[str], list[str]]:
+def _against_registry(reg: Registry, plans: list[RunPlan]) -> tuple[list[RunPlan], list[str], list[str]]:
     """(runs to import, short ids already here, notes), refusing collisions (see the module docstring)."""
     keys = [p.run.short_id for p in plans] + [p.run.name for p in plans if p.run.name]
     local = reg.runs_matching(ids=[p.run.id for p in plans], short_ids=keys, names=keys)
@@ -116,7 +125,7 @@ def _against_registry(reg: Any, plans: list[RunPlan]) -> tuple[list[RunPlan], li
 
 def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
     """Refuse a run whose dataset is prepared here with another fingerprint; note the ones not prepared."""
-    from fqvae_cli.data.identity import dataset_fingerprint, fingerprint_text
+    from fqvae_cli.data.identity import dataset_fingerprint, fingerprint_differences, fingerprint_text
     from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
 
     notes = []
@@ -130,9 +139,10 @@ def _check_datasets(bundle: Bundle, plans: list[RunPlan]) -> list[str]:
                          f"(fqvae data prepare {run.dataset}{grid}).")
             continue
         ds = PreparedDataset(dataset_dir(run.dataset))
-        if recorded and dataset_fingerprint(ds) != recorded:
+        here = dataset_fingerprint(ds)
+        if recorded and here != recorded:
             raise bundle.bad(f"run {run.short_id} was trained on {fingerprint_text(recorded)} but the dataset prepared "
-                             f"here at {ds.path} is {fingerprint_text(dataset_fingerprint(ds))}")
+                             f"here at {ds.path} differs: {fingerprint_differences(recorded, here)}")
     return notes
 
 
@@ -165,22 +175,71 @@ class _Placed:
                 pass
 
 
+OWNER = ".import-owner"  # host:pid of the import writing a hidden folder
+_STAGED = re.compile(r"\.[0-9a-f]{32}\.import-[0-9a-z-]{1,40}")
+_STALE_ELSEWHERE_S = 24 * 3600  # another host's import (or an older fqvae's) is given a day
+_STALE_S = 7 * 24 * 3600  # whatever a pid says
+
+
+def _stale(folder: Path, now: float) -> bool:
+    """Whether a hidden import folder was left by an import that is no longer running."""
+    age = now - folder.lstat().st_mtime
+    try:
+        host, _, pid = (folder / OWNER).read_text()[:300].strip().rpartition(":")
+    except OSError:
+        host, pid = "", ""
+    if host == socket.gethostname() and pid.isdigit():
+        return age > _STALE_S or not pid_alive(int(pid))
+    return age > _STALE_ELSEWHERE_S
+
+
+def sweep_stale_imports(root: Path) -> list[str]:
+    """Remove the hidden folders of imports that were killed before renaming them (a note if any)."""
+    if not root.is_dir():
+        return []
+    now, removed = time.time(), 0
+    for folder in root.iterdir():
+        try:
+            if _STAGED.fullmatch(folder.name) and not folder.is_symlink() and folder.is_dir() and _stale(folder, now):
+                shutil.rmtree(folder)
+                removed += 1
+        except OSError:
+            continue  # another import removed it first, or it cannot be: left as it is
+    if not removed:
+        return []
+    return [f"removed {removed} unfinished import folder(s) left by an import that was stopped before it "
+            f"finished, under {root}."]
+
+
+def _check_space(bundle: Bundle, plans: list[RunPlan], root: Path) -> None:
+    need = sum(p.bytes for p in plans)
+    probe = root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise bundle.bad(f"its files need {need:,} bytes but only {free:,} are free under {root}")
+
+
 def _place(bundle: Bundle, plans: list[RunPlan]) -> _Placed:
     """Write each run's files into a hidden folder beside its run folder, check them, rename into place."""
     placed = _Placed(paths.runs_root())
+    _check_space(bundle, plans, placed.root)
     staged: list[tuple[Path, Path]] = []
     try:
         placed.root.mkdir(parents=True, exist_ok=True)
         for plan in plans:
-            tmp = placed.root / f".{plan.run.id}.import-{uuid.uuid4().hex[:8]}"
+            tmp = placed.root / f".{plan.run.id}.import-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             staged.append((tmp, run_dir(plan.run)))
+            (tmp / OWNER).write_text(holder_id())
             for name, rel in plan.files:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 bundle.copy(name, tmp / rel)
             _check_checkpoints(bundle, plan, tmp)
         while staged:
             tmp, target = staged[0]
+            (tmp / OWNER).unlink()
             os.rename(tmp, target)
             placed.folders.append(staged.pop(0)[1])
         return placed
@@ -194,10 +253,11 @@ def _place(bundle: Bundle, plans: list[RunPlan]) -> _Placed:
         raise
 
 
-def install_bundle(bundle: Bundle, reg: Any) -> Installed:
+def install_bundle(bundle: Bundle, reg: Registry) -> Installed:
     """Import a verified bundle's runs into `reg` and this workspace's runs folder (module docstring)."""
-    todo, present, notes = _against_registry(reg, bundle.runs)
-    notes += _check_datasets(bundle, todo)
+    notes = sweep_stale_imports(paths.runs_root())
+    todo, present, more = _against_registry(reg, bundle.runs)
+    notes += more + _check_datasets(bundle, todo)
     if todo:
         placed = _place(bundle, todo)
         try:

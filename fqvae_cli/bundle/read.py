@@ -1,8 +1,11 @@
 """Open a bundle without trusting it. Member headers are checked before any content is read: plain
 relative names (no absolute path, no `..`) of regular files only (links, devices and FIFOs are refused).
+Sparse members are refused there too (a few hundred bytes of header could declare gigabytes of zeros).
 Then the manifest: an fqvae bundle, of a format version and registry schema revision this code reads,
-whose runs are stopped and whose configs this code validates. Then the files: exactly those the manifest
-lists, each of its size and sha256, hashed from the tar before anything is written anywhere."""
+whose runs are stopped and whose configs this code validates, and whose files are only those the format
+defines: each run's artifact rows (of the kinds fqvae writes) and its config.json. Then the files: exactly
+those the manifest lists, each of its size and sha256, hashed from the tar, then checked by its kind
+(validate.py), before anything is written anywhere."""
 
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fqvae_cli.bundle.validate import CONFIG, content_problem, kind_problem
 from fqvae_cli.errors import DataError, FqvaeError, UsageError
+from fqvae_cli.inputs import check_seed
 from fqvae_cli.registry.lifecycle import ENDED
 from fqvae_cli.registry.records import ArtifactRow, MetricRow, RunRecord, StartRow, provenance_key
 from fqvae_cli.registry.schema import HEAD, REVISIONS
@@ -65,7 +70,7 @@ def name_problem(name: str) -> str | None:
 
 def _member_kind(m: tarfile.TarInfo) -> str | None:
     for test, kind in ((m.issym, "a symbolic link"), (m.islnk, "a hard link"), (m.ischr, "a device file"),
-                       (m.isblk, "a device file"), (m.isfifo, "a FIFO")):
+                       (m.isblk, "a device file"), (m.isfifo, "a FIFO"), (m.issparse, "a sparse file")):
         if test():
             return kind
     return None if (m.isreg() or m.isdir()) else "not a regular file"
@@ -92,6 +97,7 @@ def _plan(entry: Any, files: dict, bundle: Path, records: dict[str, dict]) -> Ru
     try:
         run = RunRecord(**{**row, **{k: _time(row[k]) for k in _TIMES}})
         folder = run_dir(run)
+        check_seed(run.seed, "its seed")
     except (TypeError, ValueError, FqvaeError) as exc:
         raise _bad(bundle, f"its manifest has a malformed run row ({exc})") from None
     if not (isinstance(run.short_id, str) and re.fullmatch(r"[0-9a-f]{8}", run.short_id)
@@ -126,6 +132,9 @@ def _plan(entry: Any, files: dict, bundle: Path, records: dict[str, dict]) -> Ru
                   for s in entry.get("starts", [])]
         artifacts = []
         for a in entry["artifacts"]:
+            problem = kind_problem(a["kind"], str(a["path"]))
+            if problem:
+                raise ValueError(problem)
             if prefix + str(a["path"]) not in files or files[prefix + a["path"]] != {"sha256": a["sha256"],
                                                                                       "bytes": a["bytes"]}:
                 raise ValueError(f"artifact {a['path']!r} is not among its files, with that hash and size")
@@ -134,6 +143,11 @@ def _plan(entry: Any, files: dict, bundle: Path, records: dict[str, dict]) -> Ru
     except (KeyError, TypeError, ValueError, FqvaeError) as exc:
         raise _bad(bundle, f"its manifest has malformed rows for run {run.short_id} ({exc})") from None
     own = sorted((name, name[len(prefix):]) for name in files if name.startswith(prefix))
+    defined = {prefix + CONFIG} | {prefix + str(a["path"]) for a in entry["artifacts"]}
+    for name, _rel in own:
+        if name not in defined:
+            raise _bad(bundle, f"its manifest lists {name}, which no artifact row of its run names (a bundle "
+                               f"carries only its runs' recorded files and {CONFIG})")
     return RunPlan(run, metrics, artifacts, own, sum(files[name]["bytes"] for name, _ in own), starts)
 
 
@@ -147,8 +161,10 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], bu
         manifest = json.loads(tar.extractfile(m).read())  # type: ignore[union-attr]
     except ValueError as exc:
         raise _bad(bundle, f"its {MANIFEST} is not JSON ({exc})") from None
+    except RecursionError:
+        raise _bad(bundle, f"its {MANIFEST} nests too deeply to be an fqvae manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _bad(bundle, f"its {MANIFEST} does not fingerprint_text an fqvae bundle")
+        raise _bad(bundle, f"its {MANIFEST} does not describe an fqvae bundle")
     version, revision = manifest.get("format_version"), manifest.get("schema_revision")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _bad(bundle, f"its format version {version!r} is not a version number")
@@ -190,7 +206,23 @@ class Bundle:
                 raise _bad(path, f"its manifest lists {name}, which belongs to none of its runs")
             if name not in members:
                 raise _bad(path, f"its manifest lists {name}, which it does not hold")
+        for name in sorted(self.files):
             self.copy(name, None)
+        for plan in self.runs:
+            self._check_kinds(plan)
+
+    def _check_kinds(self, plan: RunPlan) -> None:
+        """Each file of a run read by its kind (validate.py), from the tar: nothing is written yet."""
+        prefix = f"runs/{plan.run.id}/"
+        home = run_dir(plan.run)
+        kinds = {prefix + Path(a.path).relative_to(home).as_posix(): a.kind for a in plan.artifacts}
+        for name, rel in plan.files:
+            kind = kinds.get(name, CONFIG)
+            problem = content_problem(kind, rel, self.members[name].size,
+                                      lambda n=name: self.tar.extractfile(self.members[n]))
+            if problem:
+                what = f"checkpoint state {Path(rel).name}" if kind == "checkpoint_state" else rel
+                raise self.bad(f"for run {plan.run.short_id}, {what} {problem}")
 
     def bad(self, why: str) -> DataError:
         return _bad(self.path, why)

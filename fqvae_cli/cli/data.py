@@ -4,10 +4,13 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.data.catalog import DATASETS  # light: names and facts only, for the help texts
+
 data_app = typer.Typer(
     help=(
         "Ground-truth datasets. `synth3d` (a procedural Shapes3D, 480,000 images at 32x32) is built in and "
-        "rendered on first use; shapes3d, mpi3d and isaac3d are fetched, checked and converted once with "
+        "rendered on first use; the others (shapes3d, mpi3d, isaac3d, dsprites and its variants, cars3d, "
+        "smallnorb, falcor3d, ...) are fetched, checked and converted once with "
         "`fqvae data download NAME`, or converted from a file you have with `fqvae data prepare NAME --source "
         "PATH`. Datasets live under --root, else $FQVAE_DATA, else ~/.fqvae/data."
     ),
@@ -17,9 +20,8 @@ data_app = typer.Typer(
 # Help text is markdown: a <workspace> placeholder would vanish as an HTML tag (and read as "/data").
 _ROOT = typer.Option(None, "--root", help="Data root (default: $FQVAE_DATA, else `WORKSPACE/data`, WORKSPACE "
                                           "being $FQVAE_HOME or ~/.fqvae).")
-_NAME_HELP = "Dataset: synth3d, shapes3d, mpi3d, mpi3d_toy, mpi3d_realistic, mpi3d_real or isaac3d."
-_DOWNLOAD_HELP = ("Dataset: shapes3d, mpi3d (MPI3D-complex, the paper's), mpi3d_toy, mpi3d_realistic, mpi3d_real "
-                  "or isaac3d.")
+_NAME_HELP = "Dataset: " + ", ".join(DATASETS) + "."
+_DOWNLOAD_HELP = "Dataset: " + ", ".join(n for n, s in DATASETS.items() if s.download) + " (--list shows them)."
 
 
 def _summary(ds) -> str:
@@ -66,23 +68,36 @@ def prepare(
 
 @data_app.command("download")
 def download(
-    name: str = typer.Argument(..., help=_DOWNLOAD_HELP),
+    name: str | None = typer.Argument(None, help=_DOWNLOAD_HELP),
     root: Path | None = _ROOT,
-    url: str | None = typer.Option(None, "--url", help="Fetch from this URL instead (a mirror, a local server); "
-                                                       "drops the catalog's size and hash."),
+    url: list[str] | None = typer.Option(None, "--url", help="Fetch from this URL instead of the catalog's sources "
+                                                             "(a mirror, a local server); repeat it for several, "
+                                                             "tried in order. Drops the catalog's size and hash."),
     sha256: str | None = typer.Option(None, "--sha256", help="Refuse a file whose sha256 is not this one."),
     no_prepare: bool = typer.Option(False, "--no-prepare", help="Only download and verify the file."),
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded file after preparing."),
     force: bool = typer.Option(False, "--force", help="Download and prepare again a dataset already prepared."),
+    max_bytes: int | None = typer.Option(None, "--max-bytes", help="Never read more than this many bytes (default: "
+                                         "the file's size, else 1.25 x the catalog's approximate size)."),
+    list_: bool = typer.Option(False, "--list", help="List every downloadable dataset: size, digest status, "
+                                                      "sources, and whether it is prepared here."),
+    as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
 ) -> None:
-    """Download a dataset's official file, check its size and hash, and prepare it. An interrupted download
-    resumes where it stopped when run again. `fqvae data list` shows each download's size; docs/datasets.md
-    says where every file and hash comes from."""
+    """Download a dataset's official file, check its size and hash, and prepare it. Each source of the
+    catalog (the official host, then mirrors) is tried in turn, the same digest enforced whichever answers.
+    An interrupted download resumes where it stopped when run again. docs/datasets.md says where every
+    file and hash comes from."""
     from fqvae_cli.data.download import download as do_download
-    from fqvae_cli.io import fmt_bytes
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.files import fmt_bytes
 
-    result = do_download(name, root=root, url=url, sha256=sha256, prepare=not no_prepare,
-                         keep_source=keep_source, force=force)
+    if list_:
+        _print_download_list(root, as_json)
+        return
+    if name is None:
+        raise UsageError("name a dataset to download (`fqvae data download --list` shows them).")
+    result = do_download(name, root=root, url=url or None, sha256=sha256, prepare=not no_prepare,
+                         keep_source=keep_source, force=force, max_bytes=max_bytes)
     if result.already_prepared:
         typer.echo(f"{name} is already prepared at {result.dataset.path}; nothing downloaded (--force downloads "
                    f"and prepares it again)")
@@ -96,6 +111,24 @@ def download(
     if result.file is not None:
         tail = f"; prepare it with `fqvae data prepare {name} --source {result.file}`" if no_prepare else ""
         typer.echo(f"kept {result.file}{tail}")
+
+
+def _print_download_list(root: Path | None, as_json: bool) -> None:
+    import json
+
+    from fqvae_cli.data.download import download_rows
+
+    rows = download_rows(root)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        digest = r["digest"] + (f" ({r['algorithm']})" if r["algorithm"] else "")
+        typer.echo(f"{r['name']}: {r['size']}, digest {digest}, {'prepared here' if r['prepared'] else 'not prepared'}")
+        for i, src in enumerate(r["sources"], 1):
+            typer.echo(f"  {i}. {src}")
+        for file, sources in r["companions"].items():
+            typer.echo(f"  with {file}: " + ", ".join(sources))
 
 
 @data_app.command("synth")
@@ -142,7 +175,7 @@ def list_(
     from rich.table import Table
 
     from fqvae_cli.console import out
-    from fqvae_cli.io import fmt_bytes
+    from fqvae_cli.files import fmt_bytes
 
     table = Table(title="Datasets")
     for head in ("name", "status", "images", "size", "factors", "download", "hash", "path"):

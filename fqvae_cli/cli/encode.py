@@ -31,11 +31,11 @@ def encode(
     """
     from fqvae_cli.config import run_protocol
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.encoding import encode_run, write_encoding
     from fqvae_cli.errors import UsageError
     from fqvae_cli.inputs import check_seed
     from fqvae_cli.outputs import check_output
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import encode_run, write_encoding
 
     if protocol is not None and n is not None:
         raise UsageError("give --protocol or --n, not both.")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import typer
 
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import DB_OPTION, DCI_ESTIMATOR_OPTION, DEVICE_OPTION
 
 
 def register(app: typer.Typer) -> None:
     app.command(name="evaluate")(evaluate)
+    app.command(name="udr")(udr)
 
 
 def evaluate(
@@ -20,7 +21,7 @@ def evaluate(
                                       "quick for the quick profile]."),
     metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
                                 help="Comma-separated: dci, infomec, mig, sap, modularity, factor_vae, beta_vae, "
-                                     "or all [default: dci,infomec, the paper's]."),
+                                     "irs, unsupervised, or all [default: dci,infomec, the paper's]."),
     checkpoint: int = typer.Option(None, "--checkpoint", help="Evaluate the checkpoint of this step (default: last)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel workers for the per-factor fits of DCI, SAP and "
                                                      "Explicitness (same numbers as 1)."),
@@ -31,6 +32,7 @@ def evaluate(
                                  help="With --all: only runs without these metrics for the protocol (default)."),
     model: str = typer.Option(None, "--model", help="With --all: only this model."),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only this dataset."),
+    dci_estimator: str = DCI_ESTIMATOR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
     db: str = DB_OPTION,
 ) -> None:
@@ -43,13 +45,13 @@ def evaluate(
     """
     import json
 
-    from fqvae_cli.config import run_protocol
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import evaluate_run, protocol_sizes
     from fqvae_cli.inputs import check_seed
-    from fqvae_cli.metrics import METRICS, parse_metrics, require_sizes
+    from fqvae_cli.metrics import parse_metrics, record, require_sizes
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import evaluate_run, protocol_sizes
+    from fqvae_cli.runs.sweep import runs_to_evaluate
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1.")
@@ -58,32 +60,19 @@ def evaluate(
     chosen = parse_metrics(metrics)
     if protocol is not None:
         require_sizes(protocol_sizes(protocol), chosen, protocol)
-    keys = [k for m in chosen for k in METRICS[m].keys]
+    keys = [k for m in chosen for k in record(m, dci_estimator).keys]
     reg = Registry(db)
     dev = resolve_device(device)
     if all_runs == (run is not None):
         raise UsageError("give either a RUN or --all.")
-    todo = []  # (short id, protocol)
-    if all_runs:
-        for r in reg.find_runs(status="finished", model=model, dataset=dataset):
-            wanted = protocol or run_protocol(r.config)
-            recorded = reg.latest_metrics(r.id, wanted)
-            if missing and all(k in recorded for k in keys):
-                continue
-            todo.append((r.short_id, wanted))
-    else:
-        rec = reg.get_run(run)
-        unfinished = rec.status in ("running", "queued", "interrupted")
-        if unfinished and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
-            raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it "
-                             "when it has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
-        todo.append((rec.short_id, protocol or run_protocol(rec.config)))
+    todo = runs_to_evaluate(reg, ref=None if all_runs else run, keys=keys, protocol=protocol, checkpoint=checkpoint,
+                            model=model, dataset=dataset, missing=missing)
     refs = [ref for ref, _ in todo]
     out = {}
     for ref, wanted in todo:
         require_sizes(protocol_sizes(wanted), chosen, wanted)
         out[ref] = evaluate_run(reg, ref, dev, protocol=wanted, step=checkpoint, jobs=jobs, seed=seed,
-                                metrics=chosen)
+                                metrics=chosen, dci_estimator=dci_estimator)
         if not as_json:
             _print(ref, out[ref])
     if as_json:
@@ -93,7 +82,42 @@ def evaluate(
 
 
 def _print(ref: str, r: dict) -> None:
-    from fqvae_cli.metrics import METRICS, MSE_SCALE
+    from fqvae_cli.metrics import DCI_ESTIMATORS, METRICS, MSE_SCALE, record
 
-    parts = [f"{title} {r[key]:.3f}" for m in METRICS.values() for key, title in m.columns.items() if key in r]
+    parts = [f"{title} {r[key]:.3f}" for m in METRICS for e in DCI_ESTIMATORS
+             for key, title in record(m, e).columns.items() if key in r and (m == "dci" or e == "gbt")]
     typer.echo(f"{ref}: " + "  ".join(parts) + f"  MSE x1e4 {r['mse'] * MSE_SCALE:.2f}")
+
+
+def udr(
+    run: str = typer.Argument(..., help="Any run of the setting: every finished seed of its setting is scored."),
+    method: str = typer.Option("lasso", "--method", help="lasso or spearman (Duan et al.'s two variants)."),
+    protocol: str = typer.Option("paper", "--protocol", help="The draw whose first --points images are encoded."),
+    points: int = typer.Option(1000, "--points", help="Images every run encodes (disentanglement_lib: 1000)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed (default each run's eval.seed, 0)."),
+    device: str = DEVICE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print {run: score} as JSON on stdout."),
+    db: str = DB_OPTION,
+) -> None:
+    """UDR (Duan et al. 2020): score every run of RUN's setting (a table cell: same model, data and training
+    settings, any seed) by how well its representation agrees with the other seeds'; records
+    `udr_lasso` (or `udr_spearman`) per run. Needs at least two finished seeds.
+
+    Example: `fqvae udr 3fa2c1d9 --method spearman`.
+    """
+    import json
+
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.inputs import check_seed
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import udr_cell
+
+    if seed is not None:
+        check_seed(seed)
+    scores = udr_cell(Registry(db), run, resolve_device(device), protocol=protocol, points=points, method=method,
+                      seed=seed, show_progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(scores, indent=2))
+    else:
+        for ref, value in scores.items():
+            typer.echo(f"{ref}: UDR ({method}) {value:.3f}")

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import typer
 
-from fqvae_cli.cli.cells import (
+from fqvae_cli.cli.options import (
     DATASETS_OPT,
+    DB_OPTION,
+    DEVICE_OPTION,
     KERNEL_FAMILY_OPT,
     PAPER_TABLE_OPT,
     PROFILE_OPT,
     PROTOCOL_OPT,
     ROWS_OPT,
+    RUN_ARGUMENT,
     SET_OPT,
 )
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, RUN_ARGUMENT
 
 figures_app = typer.Typer(help="Heatmaps (Figs. 5-7) and codebook usage (Fig. 9) of a run; a table's cells "
                           "compared in one figure.", no_args_is_help=True)
@@ -64,7 +66,7 @@ def _target(out: Path | None, fmt: str, reg) -> Path | None:
 
 def _publish(reg, run, kind: str, step: int, fmt: str, target: Path | None, draw) -> None:
     """Draw into a temporary file, publish it atomically (or to standard output), record it, print its path."""
-    from fqvae_cli.io import sha256_file
+    from fqvae_cli.files import sha256_file
     from fqvae_cli.outputs import writing
     from fqvae_cli.registry.store import run_dir
 
@@ -92,9 +94,9 @@ def traverse(
     """Latent traversal (Figs. 2-4): rows = latents, columns = the original then `steps` values
     (global codebook min..max, QLAE's own codebook, or z_i +/- 3 for continuous models)."""
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.compose import pick_image, traversal_figure, write_image
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import load_run
 
     fmt = _format(fmt)
     reg = Registry(db)
@@ -119,10 +121,10 @@ def swap(
     from image B (first row) and B with latent i from A (second row)."""
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.compose import swap_figure, write_image
     from fqvae_cli.metrics.codes import held_out_subset
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import load_run
 
     fmt = _format(fmt)
     reg = Registry(db)
@@ -182,9 +184,9 @@ def codebook(
     """Codebook usage (Fig. 9): per latent, how often each global codebook entry is chosen on the test split."""
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import load_run
     from fqvae_cli.figures.compose import codebook_figure, global_codebook_models
     from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.evaluation import load_run
 
     fmt = _format(fmt)
     reg = Registry(db)
@@ -226,7 +228,7 @@ def compare(
 ) -> None:
     """The cells of `fqvae table` with the same options, as one figure: per metric a panel, per model every
     seed as a dot, the mean ± std over seeds, and the published value as a hollow diamond."""
-    from fqvae_cli.cli.cells import Cells, split
+    from fqvae_cli.cli.options import Cells, split
     from fqvae_cli.console import info
     from fqvae_cli.errors import UsageError
     from fqvae_cli.figures.compare import compare_figure, panel_keys

@@ -34,9 +34,10 @@ def register(app: typer.Typer) -> None:
 
         from fqvae_cli.data.catalog import DATASETS
         from fqvae_cli.experiments import load_experiments
-        from fqvae_cli.models.specs import describe_models
+        from fqvae_cli.models.zoo import describe_models
 
-        rows = describe_models(load_experiments().get("hyperparameters") or {})
+        columns_of = {ds.name: ds.hyperparameters for ds in DATASETS.values()}
+        rows = describe_models(load_experiments().get("hyperparameters") or {}, columns_of)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import typer
 
-from fqvae_cli.cli.cells import DATASETS_OPT, KERNEL_FAMILY_OPT, PROFILE_OPT, PROTOCOL_OPT, ROWS_OPT, SET_OPT
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import (
+    DATASETS_OPT,
+    DB_OPTION,
+    DEVICE_OPTION,
+    KERNEL_FAMILY_OPT,
+    PROFILE_OPT,
+    PROTOCOL_OPT,
+    ROWS_OPT,
+    SET_OPT,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +31,8 @@ def report(
     protocol: str = PROTOCOL_OPT,
     kernel_family: str = KERNEL_FAMILY_OPT,
     out: Path = typer.Option(..., "--out", help="Folder to write (index.html and its pictures); a new folder, "
-                             "or one an earlier `fqvae report` wrote, which is replaced."),
+                             "or one an earlier `fqvae report` wrote, which is replaced (refused if it holds files the "
+                             "report did not write)."),
     device: str = DEVICE_OPTION,
     db: str = DB_OPTION,
 ) -> None:
@@ -32,10 +41,10 @@ def report(
     opens from disk without a network. Figures a run lacks are drawn from its checkpoint and dataset; where
     they cannot be, the page says how to make them."""
     from fqvae_cli import console
-    from fqvae_cli.cli.cells import Cells, split
+    from fqvae_cli.cli.options import Cells, split
     from fqvae_cli.device import resolve_device
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.figures.report import MARKER, write_report
+    from fqvae_cli.figures.report import MARKER, check_report_folder, write_report
     from fqvae_cli.outputs import check_output_folder
     from fqvae_cli.registry.store import Registry
 
@@ -45,6 +54,7 @@ def report(
     chosen = [Cells.from_options(n, profile, datasets, rows, overrides, protocol, kernel_family) for n in numbers]
     with Registry(db) as reg:
         target = check_output_folder(out, reg, marker=MARKER)
+        check_report_folder(target)
         dev = resolve_device(device)
         tables = [c.table(reg) for c in chosen]
         shown = write_report(reg, tables, target, dev,

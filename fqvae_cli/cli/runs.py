@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from fqvae_cli.cli.options import DB_OPTION, RUN_ARGUMENT
+from fqvae_cli.registry.lifecycle import QUEUED, RUNNING
+from fqvae_cli.registry.liveness import ALIVE
 
 runs_app = typer.Typer(help="List, inspect, delete, export and import recorded runs.", no_args_is_help=True)
 
@@ -111,7 +113,7 @@ def show(
         con.print(f"  iteration {s.step}  {s.host or '?'}  {_time(s.started_at)}  {refs[s.provenance]} "
                   f"{prov.kernel_family(records.get(s.provenance))}", markup=False, highlight=False)
     if not starts:
-        con.print(f"  {'not started yet' if rec.status == 'queued' else prov.NOT_RECORDED}", markup=False)
+        con.print(f"  {'not started yet' if rec.status == QUEUED else prov.NOT_RECORDED}", markup=False)
     if metrics:
         table = Table(title="metrics" + (" (every row)" if history else " (latest of each)"), title_justify="left")
         for col in ("protocol", "split", "name", "value", "step", "computed by"):
@@ -144,7 +146,7 @@ def show(
 def delete(
     run: str = RUN_ARGUMENT,
     yes: bool = typer.Option(False, "--yes", help="Really delete (rows and the run's folder)."),
-    force: bool = typer.Option(False, "--force", help="Also delete a run whose status is 'running'."),
+    force: bool = typer.Option(False, "--force", help=f"Also delete a run whose status is {RUNNING}."),
     db: str = DB_OPTION,
 ) -> None:
     """Delete a run: its registry rows, then its folder `<workspace>/runs/<run id>/` with the files in it.
@@ -153,10 +155,15 @@ def delete(
 
     from fqvae_cli.console import console
     from fqvae_cli.errors import RegistryError, UsageError
+    from fqvae_cli.registry.records import DamagedRow
     from fqvae_cli.registry.store import run_dir
 
     with _open(db) as reg:
-        rec = reg.get_run(run)
+        try:
+            rec = reg.get_run(run)
+        except DamagedRow as damaged:
+            _delete_damaged(reg, damaged, yes, force)
+            return
         artifacts = reg.artifacts(rec.id)
         try:
             folder = run_dir(rec)
@@ -166,7 +173,7 @@ def delete(
         if not yes:
             raise UsageError(f"not deleting run {rec.short_id} ({len(artifacts)} artifact(s), folder {folder}) "
                              "without --yes.")
-        if rec.status == "running" and not force and reg.holder_state(rec) == "alive":
+        if rec.status == RUNNING and not force and reg.holder_state(rec) == ALIVE:
             raise UsageError(f"run {rec.short_id} is running (on {rec.worker or rec.host or 'an unknown host'}); "
                              "stop it first, or add --force.")
         # Rows first: a crash after this leaves stray files, never rows that point at missing files.
@@ -182,6 +189,27 @@ def delete(
         console().print(f"warning: left {path} in place: it is outside the run folder.", soft_wrap=True,
                         markup=False)
     console().print(f"deleted run {rec.short_id} ({rec.model} on {rec.dataset}, seed {rec.seed}) and {folder}.",
+                    soft_wrap=True, markup=False)
+
+
+def _delete_damaged(reg, damaged, yes: bool, force: bool) -> None:
+    """Delete a run whose row cannot be read (DamagedRow): its rows by id, then its folder."""
+    from fqvae_cli.console import console
+    from fqvae_cli.errors import UsageError
+    from fqvae_cli.paths import runs_root
+    from fqvae_cli.registry.lifecycle import RUNNING
+    from fqvae_cli.registry.store import RUN_ID
+
+    if not yes:
+        raise UsageError(f"not deleting run {damaged.short_id} (its registry row is damaged: {damaged.why}) "
+                         "without --yes.")
+    if damaged.status == RUNNING and not force:
+        raise UsageError(f"run {damaged.short_id} is marked running; stop it first, or add --force.")
+    reg.delete_run(damaged.run_id)
+    folder = runs_root() / damaged.run_id if RUN_ID.fullmatch(str(damaged.run_id)) else None
+    if folder is not None:
+        _remove_run_folder(folder)
+    console().print(f"deleted the damaged run {damaged.short_id}" + (f" and {folder}." if folder else "'s rows."),
                     soft_wrap=True, markup=False)
 
 

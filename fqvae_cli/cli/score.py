@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fqvae_cli.cli.options import DCI_ESTIMATOR_OPTION
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
@@ -16,8 +18,8 @@ def score(
     codes: Path = typer.Option(..., "--codes", help="codes.npy: samples x latents (indices or values)."),
     factors: Path = typer.Option(..., "--factors", help="factors.npy: samples x factors, integer codes."),
     metrics: str = typer.Option(None, "--metrics", "-m", show_default=False,
-                                help="Comma-separated: dci, infomec, mig, sap, modularity (with explicitness), or "
-                                     "all [default: dci,infomec, the paper's]."),
+                                help="Comma-separated: dci, infomec, mig, sap, modularity (with explicitness), irs, "
+                                     "unsupervised, or all [default: dci,infomec, the paper's]."),
     protocol: str = typer.Option(None, "--protocol", help="Sample sizes of this experiments.yaml protocol "
                                  "[default: those in meta.json beside the codes, else paper]."),
     size: list[str] = typer.Option(None, "--size", metavar="NAME=N",
@@ -34,10 +36,12 @@ def score(
                                                      "Explicitness (-1: all cores); the numbers do not depend on it."),
     save_matrices: Path = typer.Option(None, "--save-matrices", metavar="DIR",
                                        help="Write importance.npy, nmi.npy and their heatmap PNGs to DIR."),
+    dci_estimator: str = DCI_ESTIMATOR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object on stdout."),
 ) -> None:
     """Score a representation trained anywhere: DCI and InfoMEC by default; MIG, SAP, Modularity and
-    Explicitness on request (--metrics, all), each with disentanglement_lib's published protocol.
+    Explicitness, IRS and the unsupervised scores on request (--metrics, all), each with
+    disentanglement_lib's published protocol; DCI by --dci-estimator gbt (the paper's), rf or lasso.
 
     Rows are independent uniform samples of the factors. Every metric starts at row 0: DCI trains on the
     first --dci-train rows and tests on the next --dci-test; InfoMEC uses the first --infomec-n rows, MIG
@@ -54,24 +58,22 @@ def score(
     from fqvae_cli import console
     from fqvae_cli.errors import UsageError
     from fqvae_cli.inputs import check_seed
-    from fqvae_cli.metrics import METRICS, parse_metrics, require_rows, require_sizes, score_all, score_steps
-    from fqvae_cli.metrics.checks import as_codes, as_factors, is_integer_valued, require_same_rows, require_varied
+    from fqvae_cli.metrics import METRICS, prepare, score, score_steps
 
-    chosen = parse_metrics(metrics, interventions=False)
     meta = _encode_meta(codes)
     sizes = _sizes(protocol, meta, size)
-    for key, value in (("dci_train", dci_train), ("dci_test", dci_test), ("infomec_n", infomec_n)):
+    for flag, key, value in (("--dci-train", "dci_train", dci_train), ("--dci-test", "dci_test", dci_test),
+                             ("--infomec-n", "infomec_n", infomec_n)):
         if value is not None:
+            if value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}.")
             sizes[key] = value
     neighbors = neighbors if neighbors is not None else int(meta.get("n_neighbors", 3))
     seed = seed if seed is not None else int(meta.get("seed", 0))
     if discrete is None and "discrete" in meta:
         discrete = bool(meta["discrete"])
-    for flag, value in (("--dci-train", sizes["dci_train"]), ("--dci-test", sizes["dci_test"]),
-                        ("--infomec-n", sizes["infomec_n"]), ("--neighbors", neighbors)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}.")
-    require_sizes(sizes, chosen, protocol)
+    if neighbors < 1:
+        raise UsageError(f"--neighbors must be at least 1, got {neighbors}.")
     check_seed(seed)
     if jobs == 0 or jobs < -1:
         raise UsageError(f"--jobs must be a positive number of processes or -1 for all cores, got {jobs}.")
@@ -83,33 +85,26 @@ def score(
         for name in ("importance.npy", "importance.png", "nmi.npy", "nmi.png"):
             check_output(save_matrices / name, what="--save-matrices", stdout_ok=False)
 
-    z = as_codes(_load(codes), codes.name)
-    s = as_factors(_load(factors), factors.name)
-    require_same_rows(z, s, codes.name, factors.name)
-    require_rows(len(z), sizes, chosen, codes.name)
-    require_varied(s, factors.name)
-    if "infomec" in chosen and neighbors >= sizes["infomec_n"]:
-        raise UsageError(f"--neighbors {neighbors} needs more than {neighbors} InfoMEC rows; it has "
-                         f"{sizes['infomec_n']} (--infomec-n).")
-
-    integer = is_integer_valued(z)
-    if discrete is None:
-        discrete = integer
-        how = ("codes are integer-valued: scored as discrete (--continuous to override)" if integer
+    # Everything about the request and the arrays is checked once, by the library.
+    job = prepare(_load(codes), _load(factors), discrete=discrete, sizes=sizes, metrics=_names(metrics),
+                  seed=seed, jobs=jobs, n_neighbors=neighbors, names=(codes.name, factors.name), protocol=protocol,
+                  interventions=False, dci_estimator=dci_estimator)
+    z, s = job.z, job.s
+    if job.inferred:
+        how = ("codes are integer-valued: scored as discrete (--continuous to override)" if job.discrete
                else "codes are not integer-valued: scored as continuous")
     else:
-        how = f"codes scored as {'discrete' if discrete else 'continuous'} (as asked)"
+        how = f"codes scored as {'discrete' if job.discrete else 'continuous'} (as asked)"
     if not as_json:
         console.info(f"{codes.name}: {z.shape[0]} rows x {z.shape[1]} latents; {factors.name}: "
-                     f"{s.shape[1]} factors; metrics: {', '.join(chosen)}")
+                     f"{s.shape[1]} factors; metrics: {', '.join(job.metrics)}")
         console.info(how)
         left = [m for m, spec in METRICS.items() if spec.intervenes]
         if metrics and "all" in metrics.lower():
             console.info(f"{', '.join(left)} need the model (`fqvae evaluate RUN --metrics all`)")
 
-    with console.progress("score", total=score_steps(s.shape[1], chosen), unit="step") as bar:
-        result = score_all(z, s, discrete=discrete, sizes=sizes, metrics=chosen, seed=seed, jobs=jobs,
-                           n_neighbors=neighbors, progress=bar)
+    with console.progress("score", total=score_steps(job.n_factors, job.metrics), unit="step") as bar:
+        result = score(job, bar)
 
     if save_matrices is not None:
         written = _save_matrices(save_matrices, result)
@@ -122,11 +117,16 @@ def score(
         _print_table(result, z.shape[1])
 
 
+def _names(metrics: str | None) -> list[str] | None:
+    """--metrics as given (None: the defaults); the library reads and checks the names."""
+    return None if metrics is None else [metrics]
+
+
 def _sizes(protocol: str | None, meta: dict, overrides: list[str] | None) -> dict:
     """The protocol sizes: a named protocol's, else meta.json's over the paper protocol's; then --size."""
     from fqvae_cli.errors import UsageError
-    from fqvae_cli.evaluation import protocol_sizes
     from fqvae_cli.metrics import PROTOCOL_SIZES
+    from fqvae_cli.runs.evaluation import protocol_sizes
 
     if protocol is not None:
         sizes = protocol_sizes(protocol)
@@ -189,7 +189,7 @@ def _save_matrices(folder: Path, result) -> list[str]:
     import numpy as np
 
     from fqvae_cli.figures.plots import heatmap
-    from fqvae_cli.io import atomic_path
+    from fqvae_cli.files import atomic_path
 
     # Both heatmaps are drawn factors x latents, the layout of the paper's figures.
     shown = []
@@ -214,13 +214,13 @@ def _print_table(result, n_latents: int) -> None:
     from rich.table import Table
 
     from fqvae_cli import console
-    from fqvae_cli.metrics import METRICS
+    from fqvae_cli.metrics import record
 
     table = Table(title=f"scores ({'discrete' if result.discrete else 'continuous'} codes)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in result.metrics:
-        spec = METRICS[name]
+        spec = record(name, result.dci_estimator)
         for key, label in spec.keys.items():
             value = result.values[key]
             table.add_row(label, f"{value} of {n_latents}" if key in spec.counts else f"{value:.4f}")

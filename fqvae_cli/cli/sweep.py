@@ -1,19 +1,22 @@
-"""`fqvae sweep` and `fqvae worker`: queue runs in the registry and execute them anywhere."""
+"""`fqvae sweep`, `fqvae reproduce` and `fqvae worker`: queue runs in the registry (a grid, or what a table
+lacks) and execute them anywhere."""
 
 from __future__ import annotations
 
 import typer
 
-from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION
+from fqvae_cli.cli.options import DB_OPTION, DEVICE_OPTION, PAPER_TABLE_OPT
 
 
 def register(app: typer.Typer) -> None:
     app.command(name="sweep")(sweep)
+    app.command(name="reproduce")(reproduce)
     app.command(name="worker")(worker)
 
 
 def sweep(
-    table: str = typer.Option(None, "--table", help="Queue the runs of paper table 1 or 2."),
+    table: str = typer.Option(None, "--table", "--paper-table", "-t", help="Queue the runs of a table: 1, 2, field or "
+                              "study_v1."),
     grid: str = typer.Option(None, "--grid", help="Queue a grid, e.g. 'model=qvae,factorqvae seed=0..4 "
                              "set.beta=1e-4,1e-3' (keys: model, dataset, profile, seed, set.KEY)."),
     profile: str = typer.Option("quick", "--profile", "-p", help="Profile of the queued runs."),
@@ -33,8 +36,8 @@ def sweep(
     from fqvae_cli.errors import UsageError
     from fqvae_cli.paths import registry_url, workspace
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.sweep import queue_grid, queue_table
-    from fqvae_cli.workers import start_local_workers, submit_slurm_workers, wait_all
+    from fqvae_cli.runs.sweep import queue_grid, queue_table
+    from fqvae_cli.runs.workers import start_local_workers, submit_slurm_workers, wait_all
 
     if (table is None) == (grid is None):
         raise UsageError("give exactly one of --table or --grid.")
@@ -88,11 +91,10 @@ def worker(
     import sys
 
     from fqvae_cli import console
-    from fqvae_cli.device import resolve_device
+    from fqvae_cli.device import bounded_by_cores, resolve_device
     from fqvae_cli.errors import Interrupted
-    from fqvae_cli.inputs import bounded_by_cores
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.workers import WorkerStopped, dci_jobs, die_with_parent, run_worker
+    from fqvae_cli.runs.workers import WorkerStopped, dci_jobs, die_with_parent, run_worker
 
     die_with_parent()
     if threads:
@@ -120,3 +122,62 @@ def worker(
     except KeyboardInterrupt:
         raise Interrupted("worker stopped while it held no run.") from None
     console.info(f"worker: {n} run(s) executed; queue empty" if not (once or max_runs) else f"worker: {n} run(s)")
+
+
+def reproduce(
+    paper_table: str = PAPER_TABLE_OPT,
+    profile: str = typer.Option("quick", "--profile", "-p", help="quick (CPU, built-in synth3d) or paper (GPU)."),
+    datasets: list[str] = typer.Option(None, "--datasets", help="Columns to fill; default the profile's."),
+    models: list[str] = typer.Option(None, "--models", help="Only these models (comma-separated)."),
+    rows: list[str] = typer.Option(None, "--rows", help="Only these table rows (keys, e.g. qvae-32x1)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds per cell (0..N-1)."),
+    workers: int = typer.Option(None, "--workers", min=1,
+                                help="Parallel workers (local: processes here). Default: 2 on a CPU with 2+ cores "
+                                     "(one thread each beats two threads on one run), else 1."),
+    executor: str = typer.Option("local", "--executor", help="local or slurm."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a setting for every run, key=value."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Start failed cells again from scratch."),
+    device: str = DEVICE_OPTION,
+    partition: str = typer.Option(None, "--partition", help="Slurm partition."),
+    gpus: int = typer.Option(0, "--gpus", help="Slurm: GPUs per worker job."),
+    time_min: int = typer.Option(600, "--time", help="Slurm: time limit per worker job in minutes."),
+    db: str = DB_OPTION,
+) -> None:
+    """Queue the runs of a paper table, train and evaluate them, then print the table.
+
+    Safe to interrupt and run again: finished runs are kept and interrupted ones resume from their
+    last checkpoint. `fqvae reproduce --paper-table 1 --profile quick` is the CPU-sized reproduction.
+    Stopping it (Ctrl-C, SIGTERM) stops its workers: each checkpoints and marks its run interrupted.
+    """
+    from fqvae_cli import console
+    from fqvae_cli.cli.options import Cells, split
+    from fqvae_cli.cli.table import print_table
+    from fqvae_cli.device import resolve_device
+    from fqvae_cli.errors import Interrupted
+    from fqvae_cli.experiments import parse_overrides
+    from fqvae_cli.paths import registry_url
+    from fqvae_cli.registry.store import Registry
+    from fqvae_cli.runs.sweep import ReproduceRequest, default_workers, reproduce_table
+
+    url = registry_url(db)
+    reg = Registry(url)
+    dev = resolve_device(device)
+    if workers is None:
+        workers = default_workers(dev)
+    extra = parse_overrides(overrides or [])
+    req = ReproduceRequest(paper_table, profile, split(datasets), split(rows), split(models), seeds, extra,
+                           retry_failed, workers, executor, {"partition": partition, "gpus": gpus,
+                                                             "time_min": time_min})
+
+    def say(report) -> None:
+        console.info(f"table {paper_table}, profile {profile}: {len(report.done)} cell run(s) done, "
+                     f"{len(report.queued)} to train, {len(report.to_evaluate)} to evaluate, "
+                     f"{len(report.busy)} running elsewhere, {len(report.failed)} failed (kept; see --retry-failed)")
+
+    try:
+        report = reproduce_table(reg, url, dev, req, on_report=say)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; its workers were stopped, finished runs are kept and interrupted ones "
+                          "resume when you run the same command again.") from None
+    chosen = Cells(paper_table, profile, split(datasets), split(rows), extra, report.protocol)
+    print_table(reg, chosen, "rich", None)

@@ -41,12 +41,13 @@ def train(
 
     from fqvae_cli import console
     from fqvae_cli.device import resolve_device
-    from fqvae_cli.errors import UsageError
+    from fqvae_cli.errors import Interrupted, UsageError
     from fqvae_cli.experiments import parse_overrides, resolve_run_config
+    from fqvae_cli.figures.traversal import snapshot_picture
     from fqvae_cli.inputs import check_seed, run_name
     from fqvae_cli.metrics import MSE_SCALE
     from fqvae_cli.registry.store import Registry
-    from fqvae_cli.training import launch
+    from fqvae_cli.training.session import NewRun, Resume, RunStopped, run_session
 
     if checkpoint is not None and not resume:
         raise UsageError("--checkpoint chooses where --resume continues from; give --resume RUN too.")
@@ -57,28 +58,36 @@ def train(
         if given:
             raise UsageError(f"--resume continues a run with the settings it was created with; drop "
                              f"{', '.join(given)} (or start a new run without --resume).")
+        start = Resume(resume, checkpoint)
     else:
         # Everything a user typed is checked before the registry, the data or a run is touched.
         seed = check_seed(0 if seed is None else seed)
         name = run_name(name)
-    reg = Registry(db)
-    dev = resolve_device(device)
-    start = None
-    if resume:
-        run, cfg, start = launch.claim_to_resume(reg, resume, checkpoint)
-        console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) from "
-                     f"iteration {start.step}")
-    else:
         extra = parse_overrides(overrides or [])
         if steps is not None:
             extra.setdefault("train", {})["steps"] = steps
         if batch_size is not None:
             extra.setdefault("train", {})["batch_size"] = batch_size
-        cfg = resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed, extra)
-        run = launch.create(reg, cfg, name)
-        console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile {cfg.profile}, "
-                     f"{cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
-    result = launch.train_to_end(reg, cfg, run, dev, resume_from=start)
+        start = NewRun(resolve_run_config(model or "factorqvae", dataset, profile or "quick", seed, extra), name)
+    reg = Registry(db)
+    dev = resolve_device(device)
+    try:
+        with run_session(reg, start) as session:
+            run, cfg = session.run, session.cfg
+            if not resume:
+                console.info(f"run [bold]{run.short_id}[/bold]: {cfg.model.name} on {cfg.dataset}, profile "
+                             f"{cfg.profile}, {cfg.train.steps} steps at batch {cfg.train.batch_size}, seed {cfg.seed}")
+            elif session.start is None:
+                how = "stopped before its first checkpoint; it starts again" if session.restarted else "starts"
+                console.info(f"run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) {how} from "
+                             "iteration 0 with its settings")
+            else:
+                console.info(f"resuming run [bold]{run.short_id}[/bold] ({cfg.model.name} on {cfg.dataset}) from "
+                             f"iteration {session.start.step}")
+            result = session.train(dev, draw=snapshot_picture)
+    except RunStopped as stop:
+        how = f"; continue it with `fqvae train --resume {run.short_id}`" if stop.resumable else ""
+        raise Interrupted(f"interrupted; {stop.outcome}{how}.") from None
     console.info(f"finished run [bold]{run.short_id}[/bold]: {result.iterations} iterations, "
                  f"{result.images_per_s:.0f} images/s, test MSE x 1e4 = {result.test_mse * MSE_SCALE:.2f}")
     console.info(f"next: `fqvae evaluate {run.short_id}` (scores it with the {cfg.eval.protocol} protocol of its "

@@ -9,12 +9,17 @@ store (hues in [0, 1), degrees, ...). Values become codes by nearest match after
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fqvae_cli.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from fqvae_cli.console import Progress
 
 # Two label values closer than this (relative to the column's range) are the same grid value.
 VALUE_RTOL = 1e-6
@@ -217,3 +222,22 @@ class FactorSpace:
             raise UsageError(f"need {self.n_factors} index lists, got {len(keep)}.")
         return FactorSpace(self.names, [len(k) for k in keep],
                            [self.values[j][np.asarray(k, dtype=np.int64)] for j, k in enumerate(keep)])
+
+
+# What a converter hands the store (fqvae_cli.data.store): a SourcePlan, checked before anything is
+# written. Converters import this, never the store, so the store can import every converter.
+
+@dataclass
+class SourcePlan:
+    """What a converter found in a source, checked before anything is written.
+
+    `fill(images, progress)` streams every image, in dataset order, into the (N, S, S, 3) uint8
+    array it is given and advances the progress handle by images written."""
+
+    space: FactorSpace
+    image_size: int
+    fill: Callable[[np.ndarray, Progress], None]
+    source: dict[str, Any]
+    source_path: Path | None = None  # hashed into source.sha256 while preparing
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)

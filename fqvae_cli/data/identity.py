@@ -33,6 +33,21 @@ def fingerprint_text(fp: dict[str, Any]) -> str:
     return f"{fp.get('name')} ({', '.join(parts)})"
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def fingerprint_differences(recorded: dict, here: dict) -> str:
+    """'source.renderer_version is 2 here, 1 in the run's record': the fields of two fingerprints that differ
+    (two descriptions can read alike while a field they do not print differs)."""
+    a, b = _flat(recorded), _flat(here)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "(none)") != b.get(k, "(none)")]
+    return "; ".join(f"{k} is {b.get(k, '(none)')!r} here, {a.get(k, '(none)')!r} in the run's record"
+                     for k in keys[:4])
+
+
 def require_same_dataset(run: Any, ds: Any, action: str) -> None:
     """Refuse to `action` (resume, evaluate, draw) a run on a dataset other than the one it trained on.
     Runs recorded before fingerprints existed are let through."""
@@ -42,8 +57,9 @@ def require_same_dataset(run: Any, ds: Any, action: str) -> None:
     current = dataset_fingerprint(ds)
     if current != recorded:
         raise DataError(f"cannot {action} run {run.short_id}: it was trained on {fingerprint_text(recorded)} but the "
-                        f"prepared dataset at {ds.path} is {fingerprint_text(current)}; point --root or FQVAE_DATA at "
-                        "the data it was trained on.")
+                        f"prepared dataset at {ds.path} is {fingerprint_text(current)} "
+                        f"({fingerprint_differences(recorded, current)}); "
+                        "point --root or FQVAE_DATA at the data it was trained on.")
 
 
 def require_image_size(ds: Any, image_size: int, dataset: str) -> None:

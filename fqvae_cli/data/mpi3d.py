@@ -23,8 +23,7 @@ import numpy as np
 
 from fqvae_cli.console import Progress
 from fqvae_cli.data.catalog import DATASETS, MPI3D_FACTORS
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError, UsageError
 
 COMPLEX_SIZES = (4, 4, 2, 3, 3, 40, 40)

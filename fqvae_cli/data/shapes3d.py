@@ -14,8 +14,7 @@ import numpy as np
 
 from fqvae_cli.console import Progress
 from fqvae_cli.data.catalog import DATASETS, SHAPES3D_FACTORS
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError
 
 OFFICIAL_SIZES = DATASETS["shapes3d"].factor_sizes

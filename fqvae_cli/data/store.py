@@ -26,12 +26,11 @@ import numpy as np
 
 from fqvae_cli import paths
 from fqvae_cli.console import info, progress, warn
-from fqvae_cli.data import isaac3d, mpi3d, shapes3d, synthetic
+from fqvae_cli.data import cars3d, dsprites, isaac3d, mpi3d, shapes3d, smallnorb, synthetic
 from fqvae_cli.data.catalog import DATASETS, get_dataset_spec
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import DataError, NotFoundError, UsageError
-from fqvae_cli.io import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
+from fqvae_cli.files import atomic_dir, atomic_write_json, check_free_space, make_dirs, sha256_file
 
 FORMAT_VERSION = 1
 IMAGES_FILE = "images.npy"
@@ -258,6 +257,10 @@ CONVERTERS: dict[str, Callable[..., SourcePlan]] = {
     "shapes3d": shapes3d.plan,
     "mpi3d": mpi3d.plan,
     "isaac3d": isaac3d.plan,
+    "falcor3d": isaac3d.plan,
+    "dsprites": dsprites.plan,
+    "cars3d": cars3d.plan,
+    "smallnorb": smallnorb.plan,
 }
 
 
@@ -314,9 +317,11 @@ def list_datasets(root: Path | str | None = None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": name, "title": spec.title, "built_in": spec.built_in,
                                "prepared": False, "path": str(dataset_dir(name, root))}
         if spec.download is not None:
-            dl = spec.download
-            row["download"] = {"url": dl.url, "bytes": dl.size or dl.approx_bytes, "exact": dl.size is not None,
-                               "hash_pinned": dl.pinned, "algorithm": dl.algorithm if dl.hash else None,
+            dl, files = spec.download, spec.download_files  # every file counted (SmallNORB has six)
+            row["download"] = {"url": dl.url, "bytes": sum(f.size or f.approx_bytes for f in files),
+                               "exact": all(f.size is not None for f in files),
+                               "hash_pinned": all(f.pinned for f in files),
+                               "algorithm": dl.algorithm if dl.hash else None,
                                "via": "google drive" if dl.drive_id else "http"}
         if is_prepared(name, root):
             try:

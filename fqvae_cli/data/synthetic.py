@@ -26,10 +26,9 @@ import numpy as np
 from fqvae_cli.console import progress
 from fqvae_cli.data import synth_shapes as shapes
 from fqvae_cli.data.catalog import SHAPES3D_FACTORS
-from fqvae_cli.data.factors import FactorSpace
-from fqvae_cli.data.plan import SourcePlan
+from fqvae_cli.data.factors import FactorSpace, SourcePlan
 from fqvae_cli.errors import UsageError
-from fqvae_cli.io import atomic_path
+from fqvae_cli.files import atomic_path
 
 RENDERER_VERSION = 1
 GRIDS = ("official", "small")

@@ -4,7 +4,7 @@ the picture. The CLI (`fqvae traverse`, `fqvae swap`, `fqvae figures`) parses op
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,7 +13,10 @@ from fqvae_cli.errors import NotFoundError, UsageError
 from fqvae_cli.figures.grid import draw_grid, to_uint8
 from fqvae_cli.figures.plots import pyplot
 from fqvae_cli.figures.traversal import swap, traversal
-from fqvae_cli.models.specs import ZOO
+from fqvae_cli.models.zoo import ZOO
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 def global_codebook_models() -> list[str]:
@@ -42,7 +45,7 @@ def pick_image(ds: Any, image: int | None, factors: str | None) -> int:
     return image
 
 
-def latent_labels(reg: Any, run: Any, factor_names: list[str], d: int) -> list[str]:
+def latent_labels(reg: Registry, run: Any, factor_names: list[str], d: int) -> list[str]:
     """'z3 floor_hue' where the run has an NMI matrix (the factor the latent captures most)."""
 
     nmis = sorted(reg.artifacts(run.id, kind="matrix_nmi"), key=lambda a: (a.step or 0, a.id))
@@ -55,7 +58,7 @@ def latent_labels(reg: Any, run: Any, factor_names: list[str], d: int) -> list[s
     return labels
 
 
-def traversal_figure(reg: Any, loaded: Any, idx: int, steps: int, device: Any) -> Any:
+def traversal_figure(reg: Registry, loaded: Any, idx: int, steps: int, device: Any) -> Any:
     """Figs. 2-4 as a PIL image: rows = latents, columns = the input then `steps` traversal values."""
     original = loaded.dataset.images_at(np.asarray([idx]))
     _, decoded, _ = traversal(loaded.model, to_float(original, device), steps)
@@ -76,7 +79,7 @@ def swap_figure(loaded: Any, a: int, b: int, device: Any) -> Any:
     return img
 
 
-def latest_matrix(reg: Any, run: Any, matrix: str) -> tuple[np.ndarray, int]:
+def latest_matrix(reg: Registry, run: Any, matrix: str) -> tuple[np.ndarray, int]:
     """The newest recorded `matrix` ('nmi' or 'importance') of a run, factors x latents, and its step."""
     arts = sorted(reg.artifacts(run.id, kind=f"matrix_{matrix}"), key=lambda a: (a.step or 0, a.id))
     if not arts or not Path(arts[-1].path).is_file():
@@ -87,7 +90,7 @@ def latest_matrix(reg: Any, run: Any, matrix: str) -> tuple[np.ndarray, int]:
     return (m.T if matrix == "importance" else m), arts[-1].step or 0
 
 
-def heatmap_figure(reg: Any, run: Any, matrix: str, out: Path, fmt: str) -> None:
+def heatmap_figure(reg: Registry, run: Any, matrix: str, out: Path, fmt: str) -> None:
     """Figs. 5-7: the run's NMI or DCI importance matrix, factors x latents, annotated."""
     from fqvae_cli.data.catalog import get_dataset_spec
     from fqvae_cli.figures.plots import heatmap

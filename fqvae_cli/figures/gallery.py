@@ -11,12 +11,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fqvae_cli.errors import FqvaeError
-from fqvae_cli.io import sha256_file
+from fqvae_cli.files import sha256_file
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 CODEBOOK_IMAGES = 2000  # test images encoded for a codebook usage drawn by the report
 
@@ -48,7 +51,7 @@ def _newest_figure(arts: list[Any], prefix: str) -> Any | None:
     return max(found, key=lambda a: (a.step or 0, a.id)) if found else None
 
 
-def _curves(reg: Any, run: Any, names: list[str], out: Path, title: str) -> bool:
+def _curves(reg: Registry, run: Any, names: list[str], out: Path, title: str) -> bool:
     from fqvae_cli.figures.curves import training_curves
 
     rows = [m for m in reg.metrics(run.id) if m.protocol is None and m.step is not None and m.name in names]
@@ -68,7 +71,7 @@ class _Model:
     """The run's model and data, loaded on first need (once), or the reason it cannot be (no checkpoint, its
     dataset not prepared here or not the data it was trained on)."""
 
-    def __init__(self, reg: Any, run: Any, device: Any):
+    def __init__(self, reg: Registry, run: Any, device: Any):
         self.reg, self.run, self.device = reg, run, device
         self.loaded: Any = None
         self.error: str | None = None
@@ -76,7 +79,7 @@ class _Model:
     def get(self) -> Any:
         if self.loaded is None and self.error is None:
             from fqvae_cli.data.store import open_dataset
-            from fqvae_cli.evaluation import load_run
+            from fqvae_cli.runs.evaluation import load_run
 
             try:
                 open_dataset(self.run.dataset, build=False)  # a report never renders a dataset
@@ -86,9 +89,9 @@ class _Model:
         return self.loaded
 
 
-def run_gallery(reg: Any, run: Any, folder: Path, rel: str, device: Any) -> Gallery:
+def run_gallery(reg: Registry, run: Any, folder: Path, rel: str, device: Any) -> Gallery:
     """Gather or draw the pictures of `run` into `folder` (the report's `rel` subfolder)."""
-    from fqvae_cli.models.specs import ZOO
+    from fqvae_cli.models.zoo import ZOO
 
     folder.mkdir(parents=True, exist_ok=True)
     arts = reg.artifacts(run.id)
@@ -141,7 +144,7 @@ def run_gallery(reg: Any, run: Any, folder: Path, rel: str, device: Any) -> Gall
     return g
 
 
-def _traversal(reg: Any, model: _Model, out: Path) -> str | None:
+def _traversal(reg: Registry, model: _Model, out: Path) -> str | None:
     from fqvae_cli.figures.compose import pick_image, traversal_figure
 
     loaded = model.get()
@@ -163,7 +166,7 @@ def _swap(model: _Model, out: Path) -> str | None:
     return None
 
 
-def _heatmap(reg: Any, run: Any, matrix: str, out: Path) -> str | None:
+def _heatmap(reg: Registry, run: Any, matrix: str, out: Path) -> str | None:
     from fqvae_cli.figures.compose import heatmap_figure
 
     heatmap_figure(reg, run, matrix, out, "png")

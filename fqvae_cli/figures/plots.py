@@ -12,6 +12,10 @@ def pyplot():
     import matplotlib  # heavy: only drawing a figure needs matplotlib
 
     matplotlib.use("Agg")
+    # Labels hold run names, metric names and titles that users typed: a `$` would start mathtext, and a
+    # name such as `$\foo{$` would fail the whole figure. No figure of fqvae uses mathtext, so every text
+    # is drawn as it is written (a `$` is a dollar sign).
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt  # heavy: as above; after use("Agg")
 
     return plt

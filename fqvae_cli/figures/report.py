@@ -4,24 +4,35 @@ table itself, every cell linking to the runs it averages; then a section per run
 metrics, training curves, codebook health, snapshots, traversal, swap, heatmaps and codebook usage.
 
 It reads only the registry and the run folders; the folder is written whole, atomically (a report
-written again replaces the previous one only once the new one is complete)."""
+written again replaces the previous one only once the new one is complete). The folder's marker file
+lists every file the report wrote; a folder holding anything else (notes a user added beside the page) is
+refused, so a report never deletes what it did not write."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import __version__
+from fqvae_cli.errors import UsageError
 from fqvae_cli.figures.compare import compare_figure
 from fqvae_cli.figures.gallery import Gallery, run_gallery
-from fqvae_cli.io import atomic_dir
-from fqvae_cli.tables import format_cell, header_lines, undecided_lines
+from fqvae_cli.files import atomic_dir
+from fqvae_cli.runs.cell_sources import seeds_text, uncounted_lines
+from fqvae_cli.runs.tables import format_cell, header_lines, undecided_lines
 
-MARKER = ".fqvae-report"  # marks a folder fqvae wrote, which a later report may replace
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
+
+MARKER = ".fqvae-report"  # marks a folder fqvae wrote, which a later report may replace; lists its files
+# What a report wrote before its marker listed the files: the page, the tables' figures, the runs' pictures.
+_LEGACY = re.compile(r"index\.html|compare_table[0-9A-Za-z_-]+\.png|runs(/.*)?")
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em auto; max-width: 1250px; color: #111; line-height: 1.35; }
@@ -70,11 +81,12 @@ def _table_html(part: TablePart, seeds: dict[str, int]) -> str:
         rows.append(f'<tr><th colspan="{len(t.columns) + 2}">{escape(ds)}</th></tr>')
         for key, label in t.rows:
             c = t.cells[(ds, key)]
-            rows.append(f"<tr><td>{escape(label)}</td><td>{c.n}</td>{_cell_html(t, ds, key, seeds)}</tr>")
+            rows.append(f"<tr><td>{escape(label)}</td><td>{seeds_text(c)}</td>{_cell_html(t, ds, key, seeds)}</tr>")
     rows.append("</table>")
     rows.append('<p class="note">Each cell: ours (published, ours − published); sN links to the run of seed N; '
                 "bold = best in the column beyond the spread of seeds.</p>")
     rows += [f'<p class="note">{escape(u)}</p>' for u in undecided_lines(t)]
+    rows += [f'<p class="missing">{escape(u)}</p>' for u in uncounted_lines(t)]
     if t.missing:
         rows.append(f'<p class="missing">{len(t.missing)} cell(s) have no runs; to fill them:</p><pre>'
                     + escape("\n".join(t.missing)) + "</pre>")
@@ -117,7 +129,7 @@ def _run_html(g: Gallery) -> str:
     return "\n".join(out)
 
 
-def write_report(reg: Any, tables: list[Any], out: Path, device: Any, *, progress: Any = None) -> list[str]:
+def write_report(reg: Registry, tables: list[Any], out: Path, device: Any, *, progress: Any = None) -> list[str]:
     """Write the report of `tables` into the folder `out` (checked by outputs.check_output_folder);
     returns the short ids of the runs it shows."""
     runs: dict[str, Any] = {}
@@ -126,8 +138,8 @@ def write_report(reg: Any, tables: list[Any], out: Path, device: Any, *, progres
             for short in c.runs:
                 runs.setdefault(short, None)
     records = {short: reg.get_run(short) for short in runs}
+    check_report_folder(out)
     with atomic_dir(out, replace=True) as tmp:
-        (tmp / MARKER).write_text("written by fqvae report; `fqvae report --out` may replace this folder\n")
         parts = []
         for t in tables:
             name = f"compare_table{t.number}.png"
@@ -139,10 +151,53 @@ def write_report(reg: Any, tables: list[Any], out: Path, device: Any, *, progres
             if progress is not None:
                 progress(short)
         (tmp / "index.html").write_text(_page(parts, galleries, reg), encoding="utf-8")
+        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        (tmp / MARKER).write_text(json.dumps({"written_by": "fqvae report", "files": written}, indent=0) + "\n")
+        check_report_folder(out)  # again: a file added while the pictures were drawn is kept too
     return list(records)
 
 
-def _page(parts: list[TablePart], galleries: list[Gallery], reg: Any) -> str:
+def _written(folder: Path) -> tuple[set[str], set[str]] | None:
+    """(files, folders) an earlier report says it wrote into `folder`; None for a marker from before the
+    list was kept (its layout is known instead)."""
+    try:
+        listed = json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    files = {f for f in listed if isinstance(f, str)}
+    return files, {p.as_posix() for f in files for p in Path(f).parents if p.as_posix() != "."}
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """What `folder` holds that no report wrote (relative paths, a foreign folder once, not its contents)."""
+    if not folder.is_dir():
+        return []
+    known = _written(folder)
+    foreign: list[str] = []
+    for top, dirs, files in os.walk(folder):
+        base = Path(top).relative_to(folder)
+        for name in sorted(dirs):
+            rel = (base / name).as_posix()
+            if (rel not in known[1]) if known is not None else not _LEGACY.fullmatch(rel):
+                foreign.append(rel + "/")
+        dirs[:] = [d for d in dirs if (base / d).as_posix() + "/" not in foreign]
+        for name in sorted(files):
+            rel = (base / name).as_posix()
+            if rel != MARKER and ((rel not in known[0]) if known is not None else not _LEGACY.fullmatch(rel)):
+                foreign.append(rel)
+    return sorted(foreign)
+
+
+def check_report_folder(folder: Path) -> None:
+    """Refuse to replace a report folder that holds files the report did not write (UsageError)."""
+    foreign = foreign_entries(folder)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UsageError(f"--out {folder} holds files an earlier report did not write ({shown}); a report replaces "
+                         "its folder whole, so move those out or choose a new folder.")
+
+
+def _page(parts: list[TablePart], galleries: list[Gallery], reg: Registry) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " · ".join(f'<a href="#table-{escape(p.table.number)}">table {escape(p.table.number)}</a>' for p in parts)
     body = [f"<h1 id=\"top\">fqvae report</h1><p class=\"note\">{when}; registry {escape(reg.display_url)}; fqvae "

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fqvae_cli.figures.grid import draw_grid, to_uint8
+
 
 def traversal(model: Any, x: Any, steps: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode one image with each latent i set to `steps` values (model.traversal_values).
@@ -45,3 +47,22 @@ def swap(model: Any, xa: Any, xb: Any) -> tuple[np.ndarray, np.ndarray]:
         out = model.decode(torch.cat([torch.stack(a_rows), torch.stack(b_rows)]))
         recon = model.decode(torch.stack([za, zb]))
         return recon.cpu().numpy(), out.reshape(2, d, *out.shape[1:]).cpu().numpy()
+
+
+def snapshot_picture(model: Any, x: Any, images: np.ndarray, iteration: int, steps: int = 8) -> Any:
+    """A training snapshot (training.snapshots.Draw): the batch `images` (uint8, n x H x W x 3; `x` the
+    same at model scale), their reconstructions, then one traversal row per latent of image 1 through
+    `steps` values, under a header naming the iteration. The caller sets evaluation mode."""
+    recon = model.decode(model.encode_z(x)).float().cpu().numpy()
+    _, decoded, _ = traversal(model, x[:1], steps)
+    n = len(images)
+    cols = max(n, steps)
+    h, w = images.shape[1:3]
+    tiles = np.full((2 + decoded.shape[0], cols, h, w, 3), 255, dtype=np.uint8)
+    tiles[0, :n] = images
+    tiles[1, :n] = to_uint8(recon)
+    tiles[2:, :steps] = to_uint8(decoded)
+    labels = ["test images", "reconstructed"] + [f"z{i} (image 1)" for i in range(decoded.shape[0])]
+    header = [f"iteration {iteration}"] + [""] * (cols - 1)
+    img, _ = draw_grid(tiles, labels, header, scale=2 if h <= 32 else 1)
+    return img

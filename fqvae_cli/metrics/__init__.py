@@ -1,78 +1,65 @@
 """Disentanglement metrics on plain arrays, one module each: DCI (dci.py), InfoMEC (infomec.py), MIG
-(mig.py), SAP (sap.py), Modularity and Explicitness (modularity.py), and the intervention scores
-FactorVAE (factor_vae.py) and BetaVAE (beta_vae.py), which take a representation function instead of
-codes. Nothing here imports a model; codes.py goes from a trained model and a dataset to codes (and the
+(mig.py), SAP (sap.py), Modularity and Explicitness (modularity.py), IRS (irs.py), disentanglement_lib's
+unsupervised scores (unsupervised.py), and the intervention scores FactorVAE (factor_vae.py) and BetaVAE
+(beta_vae.py), which take a representation function instead of codes; UDR (udr.py) compares the codes of
+several runs. Nothing here imports a model; codes.py goes from a trained model and a dataset to codes (and the
 representation function), and computes the reported reconstruction MSE.
 
-`METRICS` names every metric once: its recorded keys, the protocol sizes it reads (experiments.yaml
-`protocols`, the only home of the numbers) and the rows of (codes, factors) it takes. `score_all` is the
-one entry point: it runs the chosen metrics on one set of rows. Row convention: rows are independent
-samples; a metric with a test set fits on its first `<metric>_train` rows and tests on the next
-`<metric>_test`; MIG and InfoMEC use their first `<metric>_n` rows; every metric starts at row 0.
+`METRICS` is the one metric table: each module defines its own record (`METRIC`, base.Metric: recorded
+keys, table columns, the protocol sizes it reads from experiments.yaml `protocols`, the rows of (codes,
+factors) it takes, its progress units and its runner), and a new metric is its module plus one entry
+below. `prepare` checks a request once (names, sizes, arrays, settings) and `score` runs it;
+`score_all` does both. Row convention: rows are independent samples; a metric with a test set fits on
+its first `<metric>_train` rows and tests on the next `<metric>_test`; MIG and InfoMEC use their first
+`<metric>_n` rows; every metric starts at row 0.
 
 scikit-learn is imported only when a metric is computed, so importing this package stays light."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fqvae_cli.errors import ConfigError, UsageError
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.errors import ConfigError, DataError, UsageError
+from fqvae_cli.metrics import beta_vae, dci, factor_vae, infomec, irs, mig, modularity, sap, unsupervised
+from fqvae_cli.metrics.base import (
+    Job,
+    Metric,
+    as_codes,
+    as_factors,
+    is_integer_valued,
+    require_same_rows,
+    require_varied,
+    resolve_jobs,
+)
+
+__all__ = ["METRICS", "DEFAULT_METRICS", "DCI_ESTIMATORS", "Job", "Metric", "Scores", "prepare", "record", "score",
+           "score_all"]
 
 # Table 1 prints the per-pixel MSE (pixels on [0, 1]) multiplied by this.
 MSE_SCALE = 1e4
 
-
-@dataclass(frozen=True)
-class Metric:
-    """One metric as the rest of fqvae sees it."""
-
-    name: str  # what --metrics takes
-    short: str  # how messages and progress name it
-    title: str  # with its reference
-    keys: dict[str, str]  # recorded key -> label, in print order
-    columns: dict[str, str]  # key -> short column title in tables
-    sizes: tuple[str, ...]  # protocol sizes it reads
-    rows: tuple[str, ...] = ()  # the sizes whose sum is the rows of (codes, factors) it takes
-    intervenes: bool = False  # needs the model and the factor grid instead of rows
-    counts: tuple[str, ...] = ()  # keys that are counts, not scores
-
-
+# The metric table, in print order.
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("dci", "DCI", "DCI (Eastwood & Williams 2018)",
-           {"dci_d": "DCI disentanglement (D)", "dci_i": "DCI informativeness (I, test accuracy)",
-            "dci_i_train": "DCI informativeness (train accuracy)", "dci_c": "DCI completeness (C)"},
-           {"dci_d": "D", "dci_i": "I", "dci_c": "C"}, ("dci_train", "dci_test"), ("dci_train", "dci_test")),
-    Metric("infomec", "InfoMEC", "InfoMEC (Hsu et al. 2023)",
-           {"infom": "InfoM", "infoe": "InfoE", "infoc": "InfoC", "active_latents": "active latents"},
-           {"infom": "InfoM", "infoe": "InfoE", "infoc": "InfoC"}, ("infomec_n",), ("infomec_n",),
-           counts=("active_latents",)),
-    Metric("mig", "MIG", "MIG (Chen et al. 2018)", {"mig": "MIG"}, {"mig": "MIG"}, ("mig_n",), ("mig_n",)),
-    Metric("sap", "SAP", "SAP (Kumar et al. 2018)", {"sap": "SAP"}, {"sap": "SAP"}, ("sap_train", "sap_test"),
-           ("sap_train", "sap_test")),
-    Metric("modularity", "Modularity and Explicitness", "Modularity and Explicitness (Ridgeway & Mozer 2018)",
-           {"modularity": "Modularity", "explicitness": "Explicitness (test ROC-AUC)",
-            "explicitness_train": "Explicitness (train ROC-AUC)"},
-           {"modularity": "Modularity", "explicitness": "Explicitness"}, ("modularity_train", "modularity_test"),
-           ("modularity_train", "modularity_test")),
-    Metric("factor_vae", "FactorVAE score", "FactorVAE score (Kim & Mnih 2018)",
-           {"factor_vae": "FactorVAE score (eval accuracy)", "factor_vae_train": "FactorVAE score (train accuracy)",
-            "factor_vae_active": "FactorVAE active latents"},
-           {"factor_vae": "FactorVAE score"},
-           ("factor_vae_batch", "factor_vae_train", "factor_vae_eval", "factor_vae_variance"), intervenes=True,
-           counts=("factor_vae_active",)),
-    Metric("beta_vae", "BetaVAE score", "BetaVAE score (Higgins et al. 2017)",
-           {"beta_vae": "BetaVAE score (eval accuracy)", "beta_vae_train": "BetaVAE score (train accuracy)"},
-           {"beta_vae": "BetaVAE score"}, ("beta_vae_batch", "beta_vae_train", "beta_vae_eval"), intervenes=True),
+    dci.METRIC, infomec.METRIC, mig.METRIC, sap.METRIC, modularity.METRIC, factor_vae.METRIC, beta_vae.METRIC,
+    irs.METRIC, unsupervised.METRIC,
 )}
+
+# How DCI's importances can be estimated, the paper's first (metrics/dci.py says how each is computed).
+DCI_ESTIMATORS = dci.ESTIMATORS
 
 # The FactorQVAE paper's Table 1: what `score` and `evaluate` compute unless asked for others.
 DEFAULT_METRICS = ("dci", "infomec")
 # Every protocol size, in METRICS order; those of the default metrics are required in every protocol.
-PROTOCOL_SIZES = tuple(s for m in METRICS.values() for s in m.sizes)
+PROTOCOL_SIZES = tuple(dict.fromkeys(s for m in METRICS.values() for s in m.sizes))
 REQUIRED_SIZES = tuple(s for name in DEFAULT_METRICS for s in METRICS[name].sizes)
+
+
+def record(name: str, dci_estimator: str | None = None) -> Metric:
+    """A metric's record with the keys, labels and columns its estimator records (DCI's gbt: as listed)."""
+    return METRICS[name].with_estimator(dci_estimator)
 
 
 def parse_metrics(text: str | Sequence[str] | None, *, interventions: bool = True) -> tuple[str, ...]:
@@ -81,6 +68,9 @@ def parse_metrics(text: str | Sequence[str] | None, *, interventions: bool = Tru
     grid), every metric of codes and factors."""
     items = [text] if isinstance(text, str) else list(text or [])
     names = [n.strip().lower().replace("-", "_") for item in items for n in item.split(",") if n.strip()]
+    if not names and items:
+        raise UsageError(f"--metrics '{','.join(items)}' names no metric; give one or more of: "
+                         f"{', '.join(METRICS)}, or all (leave it out for {','.join(DEFAULT_METRICS)}).")
     if not names:
         return DEFAULT_METRICS
     valid = ", ".join(METRICS)
@@ -130,11 +120,8 @@ def require_rows(n: int, sizes: dict, metrics: Sequence[str], name: str = "codes
 
 
 def score_steps(n_factors: int, metrics: Sequence[str] = DEFAULT_METRICS) -> int:
-    """Progress units `score_all` advances: one per factor for the per-factor fits (DCI, SAP,
-    Explicitness), one for InfoMEC and MIG, three for FactorVAE, two for BetaVAE."""
-    per = {"dci": n_factors, "infomec": 1, "mig": 1, "sap": n_factors, "modularity": n_factors,
-           "factor_vae": 3, "beta_vae": 2}
-    return sum(per[m] for m in metrics)
+    """Progress units `score` advances for these metrics (each metric's record says how many)."""
+    return sum(METRICS[m].progress_units(n_factors) for m in metrics)
 
 
 @dataclass
@@ -146,37 +133,74 @@ class Scores:
     details: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = DEFAULT_METRICS
     discrete: bool = False
+    dci_estimator: str = "gbt"
 
 
-def score_all(codes: Any, factors: Any, *, discrete: bool, sizes: dict, metrics: Sequence[str] = DEFAULT_METRICS,
-              seed: int = 0, jobs: int = 1, n_neighbors: int = 3, progress: Any = None,
-              factor_sizes: Sequence[int] | None = None, represent: Any = None) -> Scores:
-    """The chosen metrics of one representation with a protocol's sizes (see the module docstring for
-    which rows each takes). The intervention scores (factor_vae, beta_vae) need `factor_sizes` and
-    `represent` (factor combinations -> codes) and draw from numpy RandomState(seed), each its own."""
-    from fqvae_cli.metrics.run import RUNNERS, Job
-
-    metrics = parse_metrics(list(metrics))
-    require_sizes(sizes, metrics)
+def prepare(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
+            metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0, jobs: int = 1, n_neighbors: int = 3,
+            factor_sizes: Sequence[int] | None = None, represent: Any = None,
+            names: tuple[str, str] = ("codes", "factors"), protocol: str | None = None,
+            interventions: bool = True, dci_estimator: str = "gbt") -> Job:
+    """Check a request once, whole: the metric names, the protocol sizes they read, the settings, and the
+    arrays (named `names` in messages) against every metric's rows; one sentence for the first problem.
+    `discrete=None` scores integer-valued codes as discrete (`Job.inferred` says so); without
+    `interventions`, a metric that needs the model is refused by name."""
+    metrics = parse_metrics(metrics, interventions=interventions)
+    require_sizes(sizes, metrics, protocol)
+    METRICS["dci"].with_estimator(dci_estimator)  # an unknown estimator: one sentence
     if seed < 0:
         raise UsageError(f"seed must be non-negative, got {seed}.")
+    resolve_jobs(jobs, 1)
+    if n_neighbors < 1:
+        raise UsageError(f"the number of neighbours must be at least 1, got {n_neighbors}.")
     intervening = [m for m in metrics if METRICS[m].intervenes]
     if intervening and (factor_sizes is None or represent is None):
         raise UsageError(f"{', '.join(intervening)} need the factor grid and a representation function.")
     z = s = None
     if len(intervening) < len(metrics):
-        z = as_codes(codes)
-        s = as_factors(factors)
-        require_same_rows(z, s)
-        require_rows(len(z), sizes, metrics)
-    job = Job(z, s, sizes, bool(discrete), seed, jobs, n_neighbors, progress, factor_sizes, represent)
-    scores = Scores({}, {}, metrics, bool(discrete))
-    for name in metrics:
+        z = as_codes(codes, names[0])
+        s = as_factors(factors, names[1])
+        require_same_rows(z, s, *names)
+        require_rows(len(z), sizes, metrics, names[0])
+        require_varied(s, names[1])
+        if "infomec" in metrics and n_neighbors >= sizes["infomec_n"]:
+            raise UsageError(f"--neighbors {n_neighbors} (eval.n_neighbors) needs more than {n_neighbors} InfoMEC "
+                             f"rows; the protocol gives it {sizes['infomec_n']} (infomec_n, --infomec-n).")
+    inferred = discrete is None
+    if inferred:
+        discrete = z is not None and is_integer_valued(z)
+    return Job(z, s, sizes, bool(discrete), seed, jobs, n_neighbors, None, factor_sizes, represent,
+               metrics=metrics, inferred=inferred, dci_estimator=dci_estimator)
+
+
+def score(job: Job, progress: Any = None) -> Scores:
+    """Run a prepared request; `progress` (or None) is advanced by `job.units` in all."""
+    job = replace(job, progress=progress)
+    scores = Scores({}, {}, job.metrics, job.discrete, job.dci_estimator)
+    for name in job.metrics:
         if progress is not None:
             progress.status(METRICS[name].short)
-        values, detail = RUNNERS[name](job)
+        values, detail = METRICS[name].run(job)
+        for key, value in values.items():
+            if not math.isfinite(value):  # never a NaN or an infinity in a table or the registry
+                raise DataError(f"{METRICS[name].short} came out {value} ({key}) on these codes; nothing was "
+                                "recorded.")
         scores.values.update(values)
         scores.details[name] = detail
     if progress is not None:
         progress.status("")
     return scores
+
+
+def score_all(codes: Any, factors: Any, *, discrete: bool | None, sizes: dict,
+              metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0, jobs: int = 1, n_neighbors: int = 3,
+              progress: Any = None, factor_sizes: Sequence[int] | None = None, represent: Any = None,
+              dci_estimator: str = "gbt") -> Scores:
+    """The chosen metrics of one representation with a protocol's sizes (see the module docstring for
+    which rows each takes): `prepare`, then `score`. The intervention scores (factor_vae, beta_vae) need
+    `factor_sizes` and `represent` (factor combinations -> codes) and draw from numpy RandomState(seed),
+    each its own."""
+    job = prepare(codes, factors, discrete=discrete, sizes=sizes, metrics=metrics, seed=seed, jobs=jobs,
+                  n_neighbors=n_neighbors, factor_sizes=factor_sizes, represent=represent,
+                  dci_estimator=dci_estimator)
+    return score(job, progress)

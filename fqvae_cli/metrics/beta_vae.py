@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
+from fqvae_cli.metrics.base import Job, Metric
 from fqvae_cli.metrics.interventions import (
     IMAGES_PER_CALL,
     Represent,
     check_sizes,
     chunks,
+    observe,
     randint,
     represent_checked,
     sample_factors,
@@ -64,7 +66,8 @@ def difference_points(factor_sizes: list[int], represent: Represent, random_stat
             first = sample_factors(factor_sizes, batch_size, random_state)
             second = sample_factors(factor_sizes, batch_size, random_state)
             second[:, labels[done + g]] = first[:, labels[done + g]]
-            pairs += [first, second]
+            # nuisance values (if any) after both batches are drawn, the first batch's first
+            pairs += [observe(represent, first, random_state), observe(represent, second, random_state)]
         codes = represent_checked(represent, np.concatenate(pairs), features[0].shape[1] if features else None)
         codes = codes.reshape(group, 2, batch_size, -1)
         features.append(np.mean(np.abs(codes[:, 0] - codes[:, 1]), axis=1))
@@ -108,3 +111,18 @@ def compute_beta_vae(factor_sizes: Sequence[int], represent: Represent, random_s
     if progress is not None:
         progress.advance()
     return BetaVAEResult(score=score, train_accuracy=train_accuracy)
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    sz = job.sizes
+    r = compute_beta_vae(job.factor_sizes, job.represent, np.random.RandomState(job.seed),
+                         batch_size=sz["beta_vae_batch"], num_train=sz["beta_vae_train"],
+                         num_eval=sz["beta_vae_eval"], progress=job.progress)
+    return {"beta_vae": r.score, "beta_vae_train": r.train_accuracy}, r
+
+
+METRIC = Metric(
+    "beta_vae", "BetaVAE score", "BetaVAE score (Higgins et al. 2017)",
+    {"beta_vae": "BetaVAE score (eval accuracy)", "beta_vae_train": "BetaVAE score (train accuracy)"},
+    {"beta_vae": "BetaVAE score"}, ("beta_vae_batch", "beta_vae_train", "beta_vae_eval"), _run, intervenes=True,
+    units=2)

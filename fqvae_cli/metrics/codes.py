@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fqvae_cli.data.nuisance import complete_factors
 from fqvae_cli.data.sampler import to_float
 from fqvae_cli.errors import UsageError
 
@@ -20,7 +21,13 @@ def sample_indices(ds: Any, n: int, seed: int, *, what: str = "this protocol") -
     and test rows (the next ones) then never share an image, and the kNN mutual-information estimator
     never sees exact duplicates. On a grid much larger than `n` the two draws are nearly the same
     distribution (on 480,000 images, 10,000 draws with replacement repeat about 100 images); on a grid
-    smaller than `n` the protocol cannot be honoured and is refused."""
+    smaller than `n` the protocol cannot be honoured and is refused.
+
+    A dataset with nuisance factors (SmallNORB: 48,600 images over 4,860 latent combinations) is drawn the
+    same way, over all its images: each row's latent combination is uniform and its nuisance value uniform
+    given it, as the reference draws them. The rows are distinct images, but their latent factors repeat
+    (15,000 rows over 4,860 combinations must; the reference, drawing with replacement, repeats them too),
+    and the refusal counts images, not combinations."""
     size = int(ds.space.size)
     if n > size:
         raise UsageError(f"{what} needs {n:,} distinct images but the dataset has only {size:,}; choose a smaller "
@@ -84,12 +91,39 @@ class FactorEncoder:
     """The representation function of the intervention scores: factor combinations (n x F codes of the
     dataset's full grid) -> their images' codes, as `encode_codes` gives them. Each call encodes with the
     same seed, so it is a pure function of the combinations asked (a Gaussian model's sampled noise
-    included), whatever was asked before."""
+    included), whatever was asked before.
+
+    On a dataset with nuisance factors (fqvae_cli.data.nuisance) the scores draw latent combinations only
+    (`factor_sizes`: the latent sizes) and `observe` completes each batch with nuisance values drawn from the
+    score's random state, as the reference does; without them `observe` returns the rows untouched and draws
+    nothing."""
 
     def __init__(self, model: Any, ds: Any, device: Any, *, batch_size: int = 1024, seed: int = 0):
         self.model, self.ds, self.device = model, ds, device
         self.batch_size, self.seed = batch_size, seed
 
+    def observe(self, factors: np.ndarray, random_state: Any) -> np.ndarray:
+        """Full-grid rows for latent combinations, the nuisance values drawn from `random_state`."""
+        return complete_factors(self.ds, factors, random_state)
+
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         indices = self.ds.space.ravel(np.asarray(factors, dtype=np.int64))
         return encode_codes(self.model, self.ds, indices, self.device, batch_size=self.batch_size, seed=self.seed)
+
+
+def latent_kl(model: Any, ds: Any, indices: np.ndarray, device: Any, *,
+              batch_size: int = 1024) -> np.ndarray | None:
+    """Each latent's mean KL(q(z|x) || N(0, 1)) over the images at `indices`, for a bottleneck that exposes
+    a Gaussian posterior ('mu', 'logvar'); None for every other bottleneck (no KL to filter latents by)."""
+    model.eval()
+    total, count = None, 0
+    with torch.no_grad():
+        for idx in _batches(np.asarray(indices), batch_size):
+            stats = model.bottleneck.assign(model.encoder(to_float(ds.images_at(idx), device)), 1.0, True)[3]
+            if not isinstance(stats, dict) or "mu" not in stats or "logvar" not in stats:
+                return None
+            mu, logvar = stats["mu"].double(), stats["logvar"].double()
+            kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().numpy()
+            total = kl if total is None else total + kl
+            count += len(idx)
+    return None if total is None else total / count

@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import UsageError
+from fqvae_cli.metrics.base import Job, Metric
 from fqvae_cli.metrics.interventions import (
     IMAGES_PER_CALL,
     Represent,
     check_sizes,
     chunks,
     encode_in_chunks,
+    observe,
     randint,
     represent_checked,
     sample_factors,
@@ -76,7 +78,7 @@ def _votes(factor_sizes: list[int], represent: Represent, random_state: Any, bat
             held[g] = randint(random_state, n_factors)
             factors = sample_factors(factor_sizes, batch_size, random_state)
             factors[:, held[g]] = factors[0, held[g]]
-            batches.append(factors)
+            batches.append(observe(represent, factors, random_state))
         codes = represent_checked(represent, np.concatenate(batches), len(global_variances))
         local = np.var(codes.reshape(group, batch_size, -1), axis=1, ddof=1)
         argmin = np.argmin(local[:, active] / scale, axis=1)
@@ -101,7 +103,8 @@ def compute_factor_vae(factor_sizes: Sequence[int], represent: Represent, random
     if batch_size < 2 or num_variance_estimate < 2:
         raise UsageError("the FactorVAE score takes variances, so its batch size and its variance sample "
                          f"need at least 2 rows each (got {batch_size} and {num_variance_estimate}).")
-    codes = encode_in_chunks(represent, sample_factors(sizes, num_variance_estimate, random_state), images_per_call)
+    variance_rows = observe(represent, sample_factors(sizes, num_variance_estimate, random_state), random_state)
+    codes = encode_in_chunks(represent, variance_rows, images_per_call)
     global_variances = np.var(codes, axis=0, ddof=1)
     active = np.sqrt(global_variances) >= threshold
     if progress is not None:
@@ -130,3 +133,21 @@ def compute_factor_vae(factor_sizes: Sequence[int], represent: Represent, random
         train_votes=train_votes,
         eval_votes=eval_votes,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    sz = job.sizes
+    r = compute_factor_vae(job.factor_sizes, job.represent, np.random.RandomState(job.seed),
+                           batch_size=sz["factor_vae_batch"], num_train=sz["factor_vae_train"],
+                           num_eval=sz["factor_vae_eval"], num_variance_estimate=sz["factor_vae_variance"],
+                           progress=job.progress)
+    return {"factor_vae": r.score, "factor_vae_train": r.train_accuracy, "factor_vae_active": r.n_active}, r
+
+
+METRIC = Metric(
+    "factor_vae", "FactorVAE score", "FactorVAE score (Kim & Mnih 2018)",
+    {"factor_vae": "FactorVAE score (eval accuracy)", "factor_vae_train": "FactorVAE score (train accuracy)",
+     "factor_vae_active": "FactorVAE active latents"},
+    {"factor_vae": "FactorVAE score"},
+    ("factor_vae_batch", "factor_vae_train", "factor_vae_eval", "factor_vae_variance"), _run, intervenes=True,
+    counts=("factor_vae_active",), units=3)

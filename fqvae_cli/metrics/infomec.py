@@ -31,14 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_selection import mutual_info_classif
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss, mutual_info_score
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fqvae_cli.errors import DataError, UsageError
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
+from fqvae_cli.metrics.base import Job, Metric, as_codes, as_factors, require_same_rows
 
 # A continuous latent is active when its range exceeds this fraction of the largest range.
 CONTINUOUS_ACTIVE_FRACTION = 1.0 / 20.0
@@ -64,12 +59,17 @@ def label_encode(factors: np.ndarray) -> np.ndarray:
 
 
 def _standardize(codes: np.ndarray) -> np.ndarray:
+    from sklearn.preprocessing import StandardScaler
+
     # StandardScaler leaves a constant column at zero instead of dividing by a zero deviation.
     return StandardScaler().fit_transform(np.asarray(codes, dtype=np.float64))
 
 
 def nmi_matrix(codes: Any, factors: Any, *, discrete: bool, n_neighbors: int = 3, seed: int = 0) -> np.ndarray:
     """NMI[j, i] = I(s_j; z_i) / H(s_j) for factors s (samples x F) and codes z (samples x d)."""
+    from sklearn.feature_selection import mutual_info_classif
+    from sklearn.metrics import mutual_info_score
+
     z = as_codes(codes)
     s = label_encode(as_factors(factors))
     require_same_rows(z, s)
@@ -123,6 +123,10 @@ def modularity_compactness(nmi: np.ndarray, active: np.ndarray) -> tuple[float, 
 
 
 def _logistic_log_loss(x: Any, y: np.ndarray) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
     # No penalty is C=np.inf in current scikit-learn (`penalty=None` is deprecated); lbfgs fits the
     # multinomial model for any number of classes, so `multi_class` is gone too.
     model = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=500, tol=1e-4,
@@ -136,6 +140,8 @@ def _logistic_log_loss(x: Any, y: np.ndarray) -> float:
 
 def explicitness_per_factor(codes: Any, factors: Any, *, discrete: bool) -> np.ndarray:
     """(H_null - H_pred) / H_null for each factor (see the module docstring)."""
+    from sklearn.preprocessing import OneHotEncoder
+
     z = as_codes(codes)
     s = label_encode(as_factors(factors))
     require_same_rows(z, s)
@@ -179,3 +185,16 @@ def compute_infomec(codes: Any, factors: Any, *, discrete: bool, n_neighbors: in
         n_active=int(active.sum()),
         per_factor_infoe=per_factor,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_infomec(*job.first("infomec_n"), discrete=job.discrete, n_neighbors=job.n_neighbors, seed=job.seed)
+    job.advance()
+    return {"infom": r.infom, "infoe": r.infoe, "infoc": r.infoc, "active_latents": r.n_active}, r
+
+
+METRIC = Metric(
+    "infomec", "InfoMEC", "InfoMEC (Hsu et al. 2023)",
+    {"infom": "InfoM", "infoe": "InfoE", "infoc": "InfoC", "active_latents": "active latents"},
+    {"infom": "InfoM", "infoe": "InfoE", "infoc": "InfoC"}, ("infomec_n",), _run, rows=("infomec_n",),
+    counts=("active_latents",))

@@ -6,6 +6,14 @@ function from factor combinations (n x F integer codes) to codes (n x d): in fqv
 up in the dataset and encodes them (fqvae_cli.metrics.codes.FactorEncoder); in a test it can be any
 numpy function.
 
+Nuisance factors (SmallNORB's instance): `factor_sizes` are the latent factors only, and each batch of
+combinations goes through `observe` right after it is drawn: a representation function with an `observe`
+method (FactorEncoder) turns the latent rows into full-grid rows there, drawing the nuisance values from the
+score's own random state, as the reference's sample_observations_from_factors does at the same point of its
+stream; `represent` then takes those rows. On a dataset without nuisance factors FactorEncoder.observe
+returns the rows untouched and draws nothing, and a function without `observe` gets the rows as drawn, so
+the stream and the numbers are as before.
+
 Random stream: for a numpy RandomState, every draw is the reference's, in the reference's order (the
 factor to hold fixed with `randint(F)`, then each batch factor by factor with `randint(size, size=n)`),
 so the same seed draws the same factor combinations as disentanglement_lib on a dataset of the same
@@ -25,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError, UsageError
-from fqvae_cli.metrics.checks import as_codes
+from fqvae_cli.metrics.base import as_codes
 
 Represent = Callable[[np.ndarray], np.ndarray]
 
@@ -50,6 +58,13 @@ def sample_factors(factor_sizes: Sequence[int], n: int, random_state: Any) -> np
     for j, size in enumerate(factor_sizes):
         out[:, j] = randint(random_state, size, n)
     return out
+
+
+def observe(represent: Represent, factors: np.ndarray, random_state: Any) -> np.ndarray:
+    """The rows `represent` takes for the latent `factors`: represent.observe(factors, random_state) where
+    the function defines it (nuisance values drawn there, from the score's random state), else `factors`."""
+    draw = getattr(represent, "observe", None)
+    return factors if draw is None else draw(factors, random_state)
 
 
 def check_sizes(factor_sizes: Sequence[int], metric: str, **counts: int) -> list[int]:

@@ -1,14 +1,14 @@
 """MIG, the mutual information gap (Chen et al., NeurIPS 2018), as disentanglement_lib 1.5 computes it
 (evaluation/metrics/mig.py, gin config: 10,000 samples, histogram discretiser with 20 bins).
 
-    MI[i, j] = I(bin(z_i); s_j)                 plug-in, nats (mutual_info.py)
+    MI[i, j] = I(bin(z_i); s_j)                 plug-in, nats (base.py)
     MIG      = mean over factors j of (MI_(1)j - MI_(2)j) / H(s_j)
 
 where MI_(1)j >= MI_(2)j are the two largest entries of column j. A factor captured by one latent alone
 scores 1; one split evenly over two latents, or not captured at all, scores 0.
 
 The codes are the values the model reports (means or samples for continuous models, codebook indices for
-quantized ones), discretised by the same 20 equal-width bins in both cases; mutual_info.py says what that
+quantized ones), discretised by the same 20 equal-width bins in both cases; base.py says what that
 does to integer codes. The plug-in estimate is biased upwards by about (bins - 1)(|s| - 1) / 2n nats, so
 MIG is only comparable at the same number of samples.
 """
@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from fqvae_cli.metrics.checks import as_codes, as_factors, require_same_rows
-from fqvae_cli.metrics.mutual_info import (
+from fqvae_cli.metrics.base import (
     NUM_BINS,
+    Job,
+    Metric,
+    as_codes,
+    as_factors,
     discrete_entropy,
     discrete_mutual_info,
     histogram_discretize,
     require_latents,
+    require_same_rows,
 )
 
 
@@ -58,3 +62,13 @@ def compute_mig(codes: Any, factors: Any, *, num_bins: int = NUM_BINS) -> MIGRes
     mi = discrete_mutual_info(histogram_discretize(z, num_bins), s)
     mig, per_factor = gap_score(mi, entropy)
     return MIGResult(mig=mig, per_factor_gap=per_factor, mutual_info=mi, entropy=entropy)
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_mig(*job.first("mig_n"))
+    job.advance()
+    return {"mig": r.mig}, r
+
+
+METRIC = Metric("mig", "MIG", "MIG (Chen et al. 2018)", {"mig": "MIG"}, {"mig": "MIG"}, ("mig_n",), _run,
+                rows=("mig_n",))

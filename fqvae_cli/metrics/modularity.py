@@ -2,7 +2,7 @@
 (evaluation/metrics/modularity_explicitness.py, gin config: 10,000 train and 5,000 test samples,
 histogram discretiser with 20 bins).
 
-Modularity, on the training rows: MI[i, j] = I(bin(z_i); s_j) as for MIG (mutual_info.py), then per latent
+Modularity, on the training rows: MI[i, j] = I(bin(z_i); s_j) as for MIG (base.py), then per latent
 
     delta_i = (sum_j MI_ij^2 - max_j MI_ij^2) / (max_j MI_ij^2 (F - 1)),   modularity_i = 1 - delta_i
 
@@ -19,7 +19,7 @@ this completes it: a constant latent (standard deviation 0, which the reference 
 is divided by 1 instead, so it is a constant feature; a class absent from the test rows is left out of
 the test average (the reference's binarizer would then disagree with the classifier's columns).
 
-Discrete codes: the discretiser bins the indices as it bins any number (mutual_info.py); the logistic
+Discrete codes: the discretiser bins the indices as it bins any number (base.py); the logistic
 regression sees standardised indices as numbers, as the reference does with the same array.
 Factors are fitted in parallel (joblib) with the serial result.
 """
@@ -33,9 +33,15 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.checks import train_test
-from fqvae_cli.metrics.mutual_info import NUM_BINS, discrete_mutual_info, histogram_discretize
-from fqvae_cli.metrics.parallel import run_tasks
+from fqvae_cli.metrics.base import (
+    NUM_BINS,
+    Job,
+    Metric,
+    discrete_mutual_info,
+    histogram_discretize,
+    run_tasks,
+    train_test,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,3 +143,17 @@ def compute_modularity(codes_train: Any, factors_train: Any, codes_test: Any, fa
         per_factor_explicitness_train=train,
         mutual_info=mi,
     )
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_modularity(*job.split("modularity_train", "modularity_test"), jobs=job.jobs, progress=job.progress)
+    return {"modularity": r.modularity, "explicitness": r.explicitness,
+            "explicitness_train": r.explicitness_train}, r
+
+
+METRIC = Metric(
+    "modularity", "Modularity and Explicitness", "Modularity and Explicitness (Ridgeway & Mozer 2018)",
+    {"modularity": "Modularity", "explicitness": "Explicitness (test ROC-AUC)",
+     "explicitness_train": "Explicitness (train ROC-AUC)"},
+    {"modularity": "Modularity", "explicitness": "Explicitness"}, ("modularity_train", "modularity_test"), _run,
+    rows=("modularity_train", "modularity_test"), per_factor=True)

@@ -29,9 +29,7 @@ from typing import Any
 import numpy as np
 
 from fqvae_cli.errors import DataError
-from fqvae_cli.metrics.checks import train_test
-from fqvae_cli.metrics.mutual_info import require_latents
-from fqvae_cli.metrics.parallel import run_tasks
+from fqvae_cli.metrics.base import Job, Metric, require_latents, run_tasks, train_test
 
 # disentanglement_lib: svm.LinearSVC(C=0.01, class_weight="balanced").
 SVM_C = 0.01
@@ -97,3 +95,12 @@ def compute_sap(codes_train: Any, factors_train: Any, codes_test: Any, factors_t
     matrix = np.stack([columns[j] for j in range(len(n_classes))], axis=1)
     sap, per_factor = top_two_gap(matrix)
     return SAPResult(sap=sap, per_factor_gap=per_factor, score_matrix=matrix)
+
+
+def _run(job: Job) -> tuple[dict, Any]:
+    r = compute_sap(*job.split("sap_train", "sap_test"), jobs=job.jobs, progress=job.progress)
+    return {"sap": r.sap}, r
+
+
+METRIC = Metric("sap", "SAP", "SAP (Kumar et al. 2018)", {"sap": "SAP"}, {"sap": "SAP"}, ("sap_train", "sap_test"),
+                _run, rows=("sap_train", "sap_test"), per_factor=True)

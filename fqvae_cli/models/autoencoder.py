@@ -12,17 +12,15 @@ apply_traversal, which always take the evaluation (hard) path, whatever the modu
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fqvae_cli.errors import ConfigError
-from fqvae_cli.models.bottlenecks import Bottleneck, BottleneckOutput
-from fqvae_cli.models.discriminator import TotalCorrelation
-from fqvae_cli.models.settings import ModelConfig
-from fqvae_cli.models.specs import ModelSpec
+from fqvae_cli.models.bottlenecks.base import Bottleneck, BottleneckOutput
+from fqvae_cli.models.regularizers import TotalCorrelation
 
 
 class ModelOutput(NamedTuple):
@@ -31,8 +29,10 @@ class ModelOutput(NamedTuple):
 
 
 class Autoencoder(nn.Module):
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec, encoder: nn.Module, bottleneck: Bottleneck,
-                 decoder: nn.Module, tc: TotalCorrelation | None = None):
+    def __init__(self, cfg: Any, spec: Any, encoder: nn.Module, bottleneck: Bottleneck, decoder: nn.Module,
+                 tc: TotalCorrelation | None = None):
+        # cfg, spec: the zoo's ModelConfig and ModelSpec of this model (zoo.build_model builds this class,
+        # so they are not imported here).
         super().__init__()
         self.cfg = cfg
         self.spec = spec
@@ -44,24 +44,38 @@ class Autoencoder(nn.Module):
     # ------------------------------------------------------------------ training
 
     def forward(self, x: Tensor, temperature: float = 1.0) -> ModelOutput:
-        """Soft (Gumbel) in training mode, hard assignment in eval mode."""
-        b = self.bottleneck(self.encoder(x), temperature)
+        """Soft (Gumbel) in training mode, hard assignment in eval mode. In training the regularizers
+        may call the decoder (it is in their statistics)."""
+        b = self.bottleneck(self.encoder(x), temperature, decoder=self.decoder if self.training else None)
         return ModelOutput(self.decoder(b.z), b)
 
     def training_step_losses(self, x: Tensor, temperature: float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """(total, parts, tc_input) for one batch.
 
-        parts: 'recon' (MSE averaged over pixels and channels), every regularizer term already weighted
-        ('kl', 'nonneg', 'activity', 'quantize', 'commit'), 'tc' = gamma * mean(logit_0 - logit_1) for
-        Factor models, and 'total'. tc_input comes back detached, ready for `discriminator_loss`."""
+        parts: 'recon' (reconstruction_loss), every regularizer term already weighted ('kl', 'nonneg',
+        'activity', 'quantize', 'commit', 'dip'; 'tc' = (beta - 1) * TC for beta-TCVAE), 'tc' =
+        gamma * mean(logit_0 - logit_1) for Factor models, and 'total'. tc_input comes back detached,
+        ready for `discriminator_loss`."""
         x_hat, b = self(x, temperature)
-        parts: dict[str, Tensor] = {"recon": F.mse_loss(x_hat, x)}
+        parts: dict[str, Tensor] = {"recon": self.reconstruction_loss(x_hat, x)}
         parts.update(b.losses)
+        if "iteration" in self.bottleneck._buffers:  # a term on a schedule counts this update
+            self.bottleneck.iteration += 1
         if self.tc is not None:
             parts["tc"] = self.tc.vae_term(b.tc_input)
         total = sum(parts.values(), torch.zeros((), device=x.device))
         parts["total"] = total
         return total, parts, b.tc_input.detach()
+
+    def reconstruction_loss(self, out: Tensor, x: Tensor) -> Tensor:
+        """mse: the mean squared error over pixels and channels (the paper's). bernoulli: the decoder's
+        output are logits of the pixel intensities x + 0.5 in [0, 1], the binary cross-entropy summed
+        over pixels and averaged over the batch (disentanglement_lib's `bernoulli_loss`). bernoulli_mean:
+        the same averaged over pixels and channels too (Tripod's `binary_cross_entropy`)."""
+        if self.cfg.reconstruction == "mse":
+            return F.mse_loss(out, x)
+        bce = F.binary_cross_entropy_with_logits(out.float(), x.float() + 0.5, reduction="none")
+        return bce.mean() if self.cfg.reconstruction == "bernoulli_mean" else bce.flatten(1).sum(1).mean()
 
     def discriminator_loss(self, tc_input: Tensor, x_other: Tensor, temperature: float) -> Tensor:
         """Algorithm 1, second stage: encode x_other again (new noise, no VAE graph), permute each latent
@@ -106,7 +120,9 @@ class Autoencoder(nn.Module):
         return self.bottleneck.z_from_codes(codes)
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        """Images in [-0.5, 0.5] as the data (a bernoulli decoder's logits mapped through the sigmoid)."""
+        out = self.decoder(z)
+        return out if self.cfg.reconstruction == "mse" else torch.sigmoid(out) - 0.5
 
     @torch.no_grad()
     def traversal_values(self, i: int, z_row: Tensor, steps: int = 8) -> Tensor:

@@ -5,11 +5,13 @@
       │                 │ └────> interrupted   (Ctrl-C, SIGTERM, a full disk: resumable as it is)
       └──── requeue ────┘                      (its holder is gone: a dead pid or a stale heartbeat)
     interrupted, failed ──resume──> running; ──requeue──> queued
+    (new) ──create──> running (this process trains it now) or queued (a worker will)
 
-A finished run never changes status again. Every status change goes through `Registry.transition`,
-which checks `TRANSITIONS` and writes `columns(...)`; the database refuses the same illegal moves (a
-CHECK constraint on the status and a trigger on its changes, migration 0004), so a hand-written UPDATE
-cannot bypass them either. This module knows nothing of SQL or of training."""
+A finished run never changes status again. Every status change goes through `Registry.transition`
+(the claims and the requeue of abandoned runs too), which checks `TRANSITIONS` and writes `columns(...)`;
+a new run's status columns come from the same two (`require(label, None, new)`, `columns`). The database
+refuses the same illegal moves (a CHECK constraint on the status and a trigger on its changes, migration
+0004), so a hand-written UPDATE cannot bypass them either. This module knows nothing of SQL or of training."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ STATUSES: tuple[str, ...] = (QUEUED, RUNNING, FINISHED, FAILED, INTERRUPTED)
 # Stopped before the end, and resumable from their newest good checkpoint.
 STOPPED: tuple[str, ...] = (FAILED, INTERRUPTED)
 ENDED: tuple[str, ...] = (FINISHED, *STOPPED)
+# Still to train or training: not yet an end.
+UNFINISHED: tuple[str, ...] = (QUEUED, RUNNING, INTERRUPTED)
+# How a new run begins.
+BEGIN: frozenset[str] = frozenset({RUNNING, QUEUED})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING}),
@@ -42,14 +48,19 @@ def check_status(status: str) -> str:
     return status
 
 
-def allowed(old: str, new: str) -> bool:
+def allowed(old: str | None, new: str) -> bool:
     """Whether a run may go from `old` to `new` (staying where it is is always allowed: a claim of a
-    running run whose holder died keeps it running under a new holder)."""
+    running run whose holder died keeps it running under a new holder). `old` None: a new run."""
+    if old is None:
+        return new in BEGIN
     return old == new or new in TRANSITIONS.get(old, frozenset())
 
 
-def require(label: str, old: str, new: str) -> None:
+def require(label: str, old: str | None, new: str) -> None:
+    """Refuse, in one sentence, a move of run `label` from `old` (None: a run being created) to `new`."""
     check_status(new)
+    if old is None and not allowed(old, new):
+        raise UsageError(f"a new run starts as {RUNNING} or {QUEUED}, not {new}.")
     if not allowed(old, new):
         after = sorted(TRANSITIONS.get(old, ()))
         can = f"it can only become {' or '.join(after)}" if after else "it stays finished"
@@ -72,18 +83,20 @@ def columns(new: str, now: datetime, *, worker: str | None = None, host: str | N
     return values
 
 
-# What to do with a table cell's existing run, by priority: the first step any of its runs allows wins.
-NEXT_STEPS = ("done", "evaluate", "queued", "busy", "resume", "failed")
+# What to do with a table cell's existing run, by priority: the first action any of its runs allows wins.
+# `queued` and `failed` are named after the status that leads to them.
+DONE, EVALUATE, WAITING, BUSY, RESUME, RETRY = "done", "evaluate", QUEUED, "busy", "resume", FAILED
+NEXT_ACTIONS = (DONE, EVALUATE, WAITING, BUSY, RESUME, RETRY)
 
 
-def next_step(status: str, *, holder_alive: bool, evaluated: bool) -> str:
+def next_action(status: str, *, holder_alive: bool, evaluated: bool) -> str:
     """What a cell's run needs: `done` (finished and evaluated), `evaluate`, `queued` (waiting for a
     worker), `busy` (a live process trains it), `resume` (stopped, or running with its holder gone) or
     `failed`."""
     if status == FINISHED:
-        return "done" if evaluated else "evaluate"
+        return DONE if evaluated else EVALUATE
     if status == QUEUED:
-        return "queued"
+        return WAITING
     if status == RUNNING:
-        return "busy" if holder_alive else "resume"
-    return "resume" if status == INTERRUPTED else "failed"
+        return BUSY if holder_alive else RESUME
+    return RESUME if status == INTERRUPTED else RETRY

@@ -12,6 +12,8 @@ import socket
 from datetime import datetime, timedelta
 from typing import Any
 
+ALIVE, DEAD, STALE = "alive", "dead", "stale"  # a holder's states
+
 
 def holder_id(pid: int | None = None) -> str:
     """`host:pid` of this process (or of `pid` on this host)."""
@@ -43,22 +45,12 @@ def holder_state(worker: str | None, heartbeat_at: datetime | None, now: datetim
     exists) or 'stale' (no heartbeat within stale_after_s)."""
     pid = local_holder(worker)
     if pid is not None:
-        return "alive" if pid_alive(pid) else "dead"
+        return ALIVE if pid_alive(pid) else DEAD
     if heartbeat_at is not None and now - heartbeat_at <= timedelta(seconds=stale_after_s):
-        return "alive"
-    return "stale"
+        return ALIVE
+    return STALE
 
 
 def run_state(run: Any, now: datetime, stale_after_s: float) -> str:
     """holder_state of a RunRecord."""
     return holder_state(run.worker, run.heartbeat_at or run.started_at, now, stale_after_s)
-
-
-def settle_run(reg: Any, run_id: str, status: str, error: str = "", holder: str | None = None) -> None:
-    """Mark a run that is still 'running' (and, given `holder`, still held by it) as 'interrupted' or
-    'failed'. The training loop settles the run itself once inside; this covers the steps around it.
-    Best effort: it is called while another error is already on its way out."""
-    try:
-        reg.transition(run_id, status, error=error or None, only_from=("running",), holder=holder)
-    except Exception:  # noqa: BLE001 - never hide the error being handled
-        pass

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sqlite3
 import time
 import weakref
@@ -29,14 +28,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import column, create_engine, event, func, inspect, select, table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 import fqvae_cli
 from fqvae_cli import paths
 from fqvae_cli.errors import RegistryError
-from fqvae_cli.io import atomic_path, make_dirs
+from fqvae_cli.files import atomic_path, make_dirs
+from fqvae_cli.paths import display_url, is_sqlite, parse_url, sqlite_path
 from fqvae_cli.registry.schema import HEAD, REVISIONS
 
 T = TypeVar("T")
@@ -60,43 +59,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def parse_url(url: str) -> Any:
-    """A sqlalchemy URL; a bare postgresql:// means the psycopg 3 driver that fqvae installs."""
-    try:
-        u = make_url(url)
-    except ArgumentError as exc:
-        raise RegistryError(f"'{url}' is not a database URL (expected sqlite:///FILE or "
-                            "postgresql+psycopg://USER@HOST/DB).") from exc
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
-
-
-def display_url(url: str) -> str:
-    """The URL as the user typed it, for messages, with any password masked (***). Re-rendering it
-    through SQLAlchemy would percent-encode it (sqlite:///:memory: would read sqlite:///%3Amemory%3A)."""
-    try:
-        parsed = parse_url(url)
-    except RegistryError:
-        return url
-    if parsed.password is None:
-        return url
-    masked, n = re.subn(r"^([^:/?#]+://[^:@/?#]*:)[^@/?#]*@", r"\1***@", url, count=1)
-    return masked if n else parsed.render_as_string(hide_password=True)
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL; None for other engines and in-memory databases."""
-    u = parse_url(url)
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
-        return None
-    return Path(u.database).expanduser().resolve()
-
-
-def is_sqlite(url: str) -> bool:
-    return parse_url(url).get_backend_name() == "sqlite"
 
 
 def _where(url: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from fqvae_cli.errors import UsageError
+from fqvae_cli.errors import RegistryError, UsageError
 
 # A provenance record is a few hundred bytes; anything near this is not one.
 PROVENANCE_LIMIT = 64_000
@@ -39,14 +39,18 @@ def opt_text(value: Any, what: str, limit: int) -> str | None:
 
 
 def opt_int(value: Any, what: str) -> int | None:
+    """An integer column's value: a 64-bit integer (what SQLite and PostgreSQL store) or None."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise UsageError(f"{what} must be an integer, not {value!r}.")
     try:
-        return operator.index(value)
+        number = operator.index(value)
     except TypeError as exc:
         raise UsageError(f"{what} must be an integer, not {value!r}.") from exc
+    if not -(2 ** 63) <= number < 2 ** 63:
+        raise UsageError(f"{what} must be an integer between {-(2 ** 63):,} and {2 ** 63 - 1:,}, not {number:,}.")
+    return number
 
 
 def encode_value(value: Any) -> tuple[float | None, str | None]:
@@ -108,6 +112,16 @@ class _FromRow:
         return cls(**values)
 
 
+class DamagedRow(RegistryError):
+    """A run row that cannot be read (its config edited by hand into invalid JSON, say): listing commands
+    skip it with a warning that names it, and `fqvae runs delete` can still remove it."""
+
+    def __init__(self, m: Any, why: str):
+        self.run_id, self.short_id, self.status, self.why = m["id"], m["short_id"], m["status"], why
+        super().__init__(f"run {self.short_id} has a damaged registry row ({why}); remove it with "
+                         f"`fqvae runs delete {self.short_id} --yes`.")
+
+
 @dataclass(frozen=True)
 class RunRecord(_FromRow):
     id: str
@@ -136,7 +150,16 @@ class RunRecord(_FromRow):
     @classmethod
     def _convert(cls, m: Any) -> dict[str, Any]:
         fp = m["dataset_fingerprint"] if "dataset_fingerprint" in m else None
-        return {"config": json.loads(m["config"]), "dataset_fingerprint": json.loads(fp) if fp else None}
+        out = {}
+        for key, text in (("config", m["config"]), ("dataset_fingerprint", fp)):
+            try:
+                out[key] = json.loads(text) if text or key == "config" else None
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise DamagedRow(m, f"its {key.replace('_', ' ')} is not JSON: {str(exc)[:80]}") from None
+            if key == "config" and not isinstance(out[key], dict):
+                raise DamagedRow(m, "its config is not a JSON object")
+        return out
+
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO 8601 UTC strings)."""

@@ -18,11 +18,14 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from fqvae_cli import __version__, paths
 from fqvae_cli.errors import NotFoundError, RegistryError, UsageError
 from fqvae_cli.inputs import check_seed, run_name
+from fqvae_cli.provenance import code_revision
+from fqvae_cli.registry import lifecycle
 from fqvae_cli.registry.base import ARTIFACTS, METRICS, RUNS, STARTS, json_text
 from fqvae_cli.registry.lifecycle import ENDED, QUEUED, RUNNING, check_status
 from fqvae_cli.registry.records import (
     ArtifactRecord,
     ArtifactRow,
+    DamagedRow,
     MetricRecord,
     MetricRow,
     RunRecord,
@@ -32,7 +35,6 @@ from fqvae_cli.registry.records import (
     opt_text,
     provenance_key,
 )
-from fqvae_cli.registry.revision import code_revision
 from fqvae_cli.registry.transitions import DEFAULT_STALE_S, Transitions, slices
 
 __all__ = ["DEFAULT_STALE_S", "ArtifactRecord", "ArtifactRow", "MetricRecord", "MetricRow", "Registry", "RunRecord",
@@ -64,15 +66,14 @@ def _refuse_id_like_name(conn: Any, name: str) -> None:
 def _new_run_row(*, model: str, dataset: str, profile: str, seed: int, config: dict, name: str | None = None,
                  status: str = RUNNING, worker: str | None = None,
                  dataset_fingerprint: dict | None = None) -> dict[str, Any]:
-    """The checked columns of a new run (create_runs); only a running run has a holder (worker)."""
-    if status not in (RUNNING, QUEUED):
-        raise UsageError(f"a new run starts as 'running' or 'queued', not '{status}'.")
+    """The checked columns of a new run (create_runs) but its status columns (lifecycle.columns)."""
+    lifecycle.require("new", None, status)
     for what, value, limit in (("model", model, 64), ("dataset", dataset, 64), ("profile", profile, 32)):
         if opt_text(value, what, limit) is None:
             raise UsageError(f"{what} is required.")
     return {"model": model, "dataset": dataset, "profile": profile, "seed": check_seed(seed, "seed"),
             "status": status, "config": json_text(config, "run config"), "name": run_name(name),
-            "worker": opt_text(worker, "worker", 255) if status == RUNNING else None,
+            "worker": opt_text(worker, "worker", 255),
             "dataset_fingerprint": None if dataset_fingerprint is None else json_text(dataset_fingerprint,
                                                                                       "dataset fingerprint")}
 
@@ -87,8 +88,8 @@ class Registry(Transitions):
     def create_run(self, *, model: str, dataset: str, profile: str, seed: int, config: dict,
                    name: str | None = None, status: str = RUNNING, worker: str | None = None,
                    dataset_fingerprint: dict | None = None) -> RunRecord:
-        """Record a new run ("running": this process, named by `worker` as host:pid, trains it now;
-        "queued": a sweep worker will). The name goes through inputs.run_name (stripped; no control
+        """Record a new run (status running: this process, named by `worker` as host:pid, trains it now;
+        queued: a sweep worker will). The name goes through inputs.run_name (stripped; no control
         characters; never one that reads as a run id)."""
         (run,) = self.create_runs([{
             "model": model, "dataset": dataset, "profile": profile, "seed": seed, "config": config, "name": name,
@@ -108,20 +109,22 @@ class Registry(Transitions):
             for name in names:
                 _refuse_id_like_name(conn, name)
             ids = self._free_run_ids(conn, len(rows), avoid=set(names))
+            host = socket.gethostname()
             for status in (RUNNING, QUEUED):
                 params = [{**row, "id": run_id, "short_id": run_id[:8]}
                           for run_id, row in zip(ids, rows, strict=True) if row["status"] == status]
                 if not params:
                     continue
-                times = ("created_at", "started_at", "heartbeat_at") if status == RUNNING else ("created_at",)
-                stmt = insert(RUNS).values(version=__version__, code_revision=revision,
-                                           host=socket.gethostname() if status == RUNNING else None)
-                if self._sqlite:  # one time per row, increasing: a shared one would tie the batch in the queue
-                    params = [{**p, **dict.fromkeys(times, self._now())} for p in params]
-                else:  # now() is the transaction's start; clock_timestamp() is read per row (and per call)
+                # The status columns as a move to `status` writes them: only a running run has a holder
+                # and a start; one time per row, increasing (a shared one would tie the batch in the queue).
+                params = [{**p, **lifecycle.columns(status, now, worker=p["worker"], host=host),
+                           **({"created_at": now} if self._sqlite else {})}
+                          for p in params for now in [self._now() if self._sqlite else None]]
+                stmt = insert(RUNS).values(version=__version__, code_revision=revision)
+                if not self._sqlite:  # now() is the transaction's start; clock_timestamp() is read per row
                     stmt = stmt.values(created_at=func.clock_timestamp())
                 conn.execute(stmt, params)
-                if not self._sqlite and status == RUNNING:  # a running run starts when it is created
+                if not self._sqlite and status == RUNNING:  # a running run starts when it is created (above: None)
                     for part in slices([p["id"] for p in params]):
                         conn.execute(update(RUNS).where(RUNS.c.id.in_(part)).values(
                             started_at=RUNS.c.created_at, heartbeat_at=RUNS.c.created_at))
@@ -203,7 +206,21 @@ class Registry(Transitions):
             wanted = [status] if isinstance(status, str) else list(status)
             stmt = stmt.where(RUNS.c.status.in_([check_status(s) for s in wanted]))
         stmt = stmt.order_by(RUNS.c.created_at, RUNS.c.id)
-        return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+        return self._tx(lambda conn: self._readable(conn.execute(stmt)), write=False)
+
+    def _readable(self, rows: Any) -> list[RunRecord]:
+        """The records of `rows`, leaving out damaged rows with one warning each (per registry handle)."""
+        from fqvae_cli.console import console
+
+        out, said = [], self.__dict__.setdefault("_damaged_said", set())
+        for row in rows:
+            try:
+                out.append(RunRecord.from_row(row))
+            except DamagedRow as exc:
+                if exc.run_id not in said:
+                    said.add(exc.run_id)
+                    console().print(f"warning: left out {exc}", soft_wrap=True, markup=False)
+        return out
 
     def runs_matching(self, *, ids: Sequence[str] = (), short_ids: Sequence[str] = (),
                       names: Sequence[str] = ()) -> list[RunRecord]:
@@ -213,7 +230,7 @@ class Registry(Transitions):
         if not clauses:
             return []
         stmt = select(RUNS).where(or_(*clauses)).order_by(RUNS.c.created_at, RUNS.c.id)
-        return self._tx(lambda conn: [RunRecord.from_row(r) for r in conn.execute(stmt)], write=False)
+        return self._tx(lambda conn: self._readable(conn.execute(stmt)), write=False)
 
     def import_runs(self, runs: Sequence[tuple]) -> None:
         """Record runs made elsewhere (a bundle), each given as (run, metric rows, artifact rows[, start
@@ -277,11 +294,14 @@ class Registry(Transitions):
                 **{col: self._stamp(getattr(run, col))
                    for col in ("created_at", "started_at", "finished_at", "heartbeat_at")}}
 
-    def delete_run(self, run_id: str) -> RunRecord:
+    def delete_run(self, run_id: str) -> RunRecord | None:
         """Delete a run's rows (metrics, artifacts, starts, run) in one transaction; files are the caller's.
-        Provenance records stay: other rows may share them."""
-        def fn(conn: Any) -> RunRecord:
-            run = self._get(conn, run_id)
+        Provenance records stay: other rows may share them. Returns the run (None for a damaged row)."""
+        def fn(conn: Any) -> RunRecord | None:
+            try:
+                run = self._get(conn, run_id)
+            except DamagedRow:
+                run = None
             conn.execute(delete(METRICS).where(METRICS.c.run_id == run_id))
             conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.run_id == run_id))
             conn.execute(delete(STARTS).where(STARTS.c.run_id == run_id))

@@ -1,18 +1,18 @@
 """Every change of a run's status, and who may write a run: the registry side of lifecycle.py.
 
-`transition` is the one method that moves a run from one status to another; the claims (a worker taking
-the oldest queued run, `fqvae train --resume` taking a stopped one) and the requeue of runs whose holder
-is gone are transitions made inside the transaction that decides them. Each checks lifecycle.TRANSITIONS
-and writes lifecycle.columns; the database checks the same moves again (migration 0004). A move to
-running that starts training records the start with its provenance, in the same transaction (every start
-adds a row; a resume elsewhere never replaces where the run first trained).
+`transition` is the one method that moves a run from one status to another; the claims (a worker taking the
+oldest queued run, `fqvae train --resume` taking a stopped one) and the requeue of runs whose holder is gone
+are transitions whose condition is checked on the locked row, in the transaction that moves it. Each checks
+lifecycle.TRANSITIONS and writes lifecycle.columns; the database checks the same moves again (migration 0004).
+A move to running that starts training records the start with its provenance, in the same transaction (every
+start adds a row; a resume elsewhere never replaces where the run first trained).
 
 A run has one writer at a time: both claims leave alone a run whose holder is alive (liveness.py)."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
@@ -37,21 +37,21 @@ def slices(values: Sequence[str]) -> list[Sequence[str]]:
 class Transitions(Results):
     """Status changes and claims of runs (the Registry's run-lifecycle half)."""
 
-    def _move(self, conn: Any, run: RunRecord, new: str, **columns: Any) -> RunRecord:
-        lifecycle.require(run.short_id, run.status, new)
-        conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(lifecycle.columns(new, self._now(), **columns)))
-        return self._get(conn, run.id)
-
     def transition(self, run_id: str, new: str, *, error: str | None = None, host: str | None = None,
-                   device: str | None = None, only_from: Collection[str] | None = None,
-                   holder: str | None = None, provenance: dict | None = None, step: int | None = None) -> bool:
-        """Move a run to status `new` (running: host and device where it trains; an end: the error, if
-        any). With `only_from` (and `holder`), nothing happens unless the run is in one of those statuses
-        (and held by that process): returns whether it moved. An illegal move raises UsageError.
+                   device: str | None = None, worker: str | None = None,
+                   only_from: Collection[str] | None = None, holder: str | None = None,
+                   check: Callable[[Any, RunRecord], bool] | None = None,
+                   provenance: dict | None = None, step: int | None = None) -> bool:
+        """Move a run to status `new` (running: `worker`, the process that holds it, and host and device
+        where it trains; an end: the error, if any). With `only_from` (and `holder`), nothing happens
+        unless the run is in one of those statuses (and held by that process); `check(conn, run)` decides
+        on the locked row, in the same transaction, whether the move happens (False) or is refused (it
+        raises). Returns whether it moved. An illegal move raises UsageError.
         `provenance` (running only): training starts here, from iteration `step`, computed by this
         record (fqvae_cli.provenance.collect); the start is recorded with the move."""
         host = opt_text(host, "host", 255)
         device = opt_text(device, "device", 64)
+        worker = opt_text(worker, "worker", 255)
         if new == RUNNING and host is None:
             host = socket.gethostname()
         if provenance is not None and new != RUNNING:
@@ -64,7 +64,11 @@ class Transitions(Results):
                 return False
             if holder is not None and run.worker != holder:
                 return False
-            self._move(conn, run, new, error=error, host=host, device=device)
+            if check is not None and not check(conn, run):
+                return False
+            lifecycle.require(run.short_id, run.status, new)
+            values = lifecycle.columns(new, self._now(), worker=worker, error=error, host=host, device=device)
+            conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(values))
             if start is not None:
                 self._record_starts(conn, run.id, [start])
             return True
@@ -93,10 +97,10 @@ class Transitions(Results):
     # -- one writer per run -------------------------------------------------------------------------
 
     def claim_next_queued(self, worker: str, *, only: Collection[str] | None = None) -> RunRecord | None:
-        """Atomically take the oldest queued run for `worker`, or None when the queue is empty.
-        `only`: take none but these runs (full or short ids), e.g. the runs of one table; any other queued
-        run stays queued. PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite
-        serialises claims through its write lock."""
+        """Take the oldest queued run for `worker`, or None when the queue is empty: the oldest is read,
+        then claimed by a transition that only moves it if it is still queued, so two workers never
+        take the same run (the loser reads the next oldest). `only`: take none but these runs (full or
+        short ids), e.g. the runs of one table; any other queued run stays queued."""
         worker = opt_text(worker, "worker", 255)
         queued = select(RUNS.c.id, RUNS.c.created_at).where(RUNS.c.status == QUEUED)
         if only is None:
@@ -106,16 +110,17 @@ class Transitions(Results):
             # In slices, so a long list stays within the engines' limits on bound parameters.
             choices = [queued.where(or_(RUNS.c.id.in_(part), RUNS.c.short_id.in_(part))) for part in slices(refs)]
 
-        def fn(conn: Any) -> RunRecord | None:
-            oldest = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
-                                   .with_for_update(skip_locked=True)).first() for stmt in choices]
-            oldest = [row for row in oldest if row is not None]
-            if not oldest:
-                return None
-            run_id = min(oldest, key=lambda row: (row.created_at, row.id)).id
-            return self._move(conn, self._get(conn, run_id), RUNNING, worker=worker)
+        def oldest(conn: Any) -> str | None:
+            rows = [conn.execute(stmt.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)).first() for stmt in choices]
+            rows = [row for row in rows if row is not None]
+            return min(rows, key=lambda row: (row.created_at, row.id)).id if rows else None
 
-        return self._tx(fn, write=True)
+        while True:
+            run_id = self._tx(oldest, write=False)
+            if run_id is None:
+                return None
+            if self.transition(run_id, RUNNING, worker=worker, only_from=(QUEUED,)):
+                return self.get_run(run_id)
 
     def claim_for_resume(self, run_id: str, *, host: str | None = None, pid: int | None = None,
                          stale_after_s: float = DEFAULT_STALE_S) -> RunRecord:
@@ -125,12 +130,12 @@ class Transitions(Results):
         host = opt_text(host, "host", 255) or socket.gethostname()
         holder = f"{host}:{liveness.holder_id().rpartition(':')[2] if pid is None else int(pid)}"
 
-        def fn(conn: Any) -> RunRecord:
-            run = self._get(conn, run_id, lock=True)
+        def resumable(conn: Any, run: RunRecord) -> bool:
             self._require_resumable(conn, run, holder, stale_after_s)
-            return self._move(conn, run, RUNNING, worker=holder, host=host)
+            return True
 
-        return self._tx(fn, write=True)
+        self.transition(run_id, RUNNING, worker=holder, host=host, check=resumable)
+        return self.get_run(run_id)
 
     def require_resumable(self, run: RunRecord, stale_after_s: float = DEFAULT_STALE_S) -> None:
         """What claim_for_resume would refuse (a finished run, a live holder), checked without claiming,
@@ -142,7 +147,7 @@ class Transitions(Results):
             raise UsageError(f"run {run.short_id} already finished; nothing to resume.")
         if run.status == RUNNING and run.worker != holder:
             now = self._clock(conn)
-            if liveness.run_state(run, now, stale_after_s) == "alive":
+            if liveness.run_state(run, now, stale_after_s) == liveness.ALIVE:
                 beat = run.heartbeat_at or run.started_at
                 age = f"; last heartbeat {(now - beat).total_seconds():.0f} s ago" if beat else ""
                 who = run.worker or run.host or "another process"
@@ -152,16 +157,23 @@ class Transitions(Results):
     def requeue_stale(self, older_than_s: float) -> list[str]:
         """Put back in the queue every running run whose holder is gone: a pid on this machine that no
         longer exists, or a heartbeat older than `older_than_s` seconds by the database server's clock
-        (a live local holder is never taken over). Returns their ids."""
+        (a live local holder is never taken over). Each is one transition that checks again, on the
+        locked row, that the same holder is still gone. Returns their ids."""
         if not older_than_s >= 0:
             raise UsageError(f"the staleness limit must be a non-negative number of seconds, not {older_than_s}.")
 
-        def fn(conn: Any) -> list[str]:
-            now = self._clock(conn)
-            rows = conn.execute(select(RUNS).where(RUNS.c.status == RUNNING).with_for_update()).all()
-            gone = [r for r in map(RunRecord.from_row, rows) if liveness.run_state(r, now, older_than_s) != "alive"]
-            for run in sorted(gone, key=lambda r: r.id):
-                self._move(conn, run, QUEUED)
-            return sorted(r.id for r in gone)
+        def gone(conn: Any, run: RunRecord) -> bool:
+            return liveness.run_state(run, self._clock(conn), older_than_s) != liveness.ALIVE
 
-        return self._tx(fn, write=True)
+        def candidates(conn: Any) -> list[RunRecord]:
+            rows = conn.execute(select(RUNS).where(RUNS.c.status == RUNNING)).all()
+            return [r for r in map(RunRecord.from_row, rows) if gone(conn, r)]
+
+        moved = []
+        for run in sorted(self._tx(candidates, write=False), key=lambda r: r.id):
+            def same_and_gone(conn: Any, now_run: RunRecord, was: RunRecord = run) -> bool:
+                return now_run.worker == was.worker and gone(conn, now_run)
+
+            if self.transition(run.id, QUEUED, only_from=(RUNNING,), check=same_and_gone):
+                moved.append(run.id)
+        return sorted(moved)

@@ -17,14 +17,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from fqvae_cli.errors import CheckpointError, NotFoundError, StorageError
-from fqvae_cli.io import atomic_path, sha256_file
+from fqvae_cli.files import atomic_path, sha256_file
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
@@ -59,10 +62,18 @@ def save_checkpoint(ckpt_dir: Path, step: int, model: Any, state: dict, config: 
     except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
         if not existed:
             files.state.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise StorageError(f"could not write the checkpoint at iteration {step} in {ckpt_dir} ({reason}); "
-                           "is the disk full?") from None
+        raise StorageError(f"could not write the checkpoint at iteration {step} in {ckpt_dir} "
+                           f"({write_failure(exc)}).") from None
     return files
+
+
+def write_failure(exc: BaseException) -> str:
+    """Why a checkpoint write failed, in words: the system's reason (no space left, permission denied),
+    or, for torch's own report of a short write (`enforce fail at inline_container.cc`, the internals of
+    its zip writer), that the file was cut short."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "the file could not be written in full; is the disk full?"
 
 
 @dataclass(frozen=True)
@@ -73,14 +84,14 @@ class RecordedCheckpoint:
     state: Any
 
 
-def recorded_checkpoints(reg: Any, run_id: str) -> list[RecordedCheckpoint]:
+def recorded_checkpoints(reg: Registry, run_id: str) -> list[RecordedCheckpoint]:
     """Every checkpoint of a run with both files recorded, newest first."""
     weights = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint")}
     states = {a.step: a for a in reg.artifacts(run_id, kind="checkpoint_state")}
     return [RecordedCheckpoint(s, weights[s], states[s]) for s in sorted(set(weights) & set(states), reverse=True)]
 
 
-def usable_checkpoint(reg: Any, run: Any, step: int | None = None, warn: Any = None) -> RecordedCheckpoint:
+def usable_checkpoint(reg: Registry, run: Any, step: int | None = None, warn: Any = None) -> RecordedCheckpoint:
     """The newest checkpoint of `run` (or the one at `step`) whose files are present and match their
     recorded sha256. Newer ones that do not are skipped, each reported through `warn(sentence)`."""
     found = recorded_checkpoints(reg, run.id)
@@ -106,7 +117,7 @@ def usable_checkpoint(reg: Any, run: Any, step: int | None = None, warn: Any = N
     raise CheckpointError(f"run {run.short_id} has no checkpoint that verifies ({'; '.join(skipped)}).")
 
 
-def set_aside_after(reg: Any, run_id: str, step: int) -> list[int]:
+def set_aside_after(reg: Registry, run_id: str, step: int) -> list[int]:
     """Take the checkpoints newer than `step` out of the run (a resume from `step` rewrites them): their
     files are renamed *.set-aside, never deleted, and their rows removed. Returns their steps."""
     gone = set()

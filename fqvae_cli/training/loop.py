@@ -17,31 +17,29 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch  # the training package is only imported by commands that train
 
 from fqvae_cli import console, provenance
 from fqvae_cli.config import RunConfig, TrainConfig
-from fqvae_cli.data.identity import require_image_size
 from fqvae_cli.data.sampler import BatchSampler
-from fqvae_cli.data.store import open_dataset
-from fqvae_cli.device import device_label, native_bf16
+from fqvae_cli.device import bounded_by_cores, device_label, native_bf16
 from fqvae_cli.errors import TrainingError
-from fqvae_cli.inputs import bounded_by_cores
-from fqvae_cli.io import atomic_write_json
+from fqvae_cli.files import atomic_write_json
 from fqvae_cli.metrics.codes import held_out_subset, reconstruction_mse
-from fqvae_cli.models.specs import get_model_spec
-from fqvae_cli.models.zoo import build_model
-from fqvae_cli.registry.lifecycle import FAILED, FINISHED, RUNNING
+from fqvae_cli.models.zoo import build_model, get_model_spec
+from fqvae_cli.registry.lifecycle import RUNNING
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.registry.store import run_dir
 from fqvae_cli.training.board import Board
 from fqvae_cli.training.checkpoint import RecordedCheckpoint, load_state, load_weights, set_aside_after
-from fqvae_cli.training.recorder import Recorder
-from fqvae_cli.training.schedules import cosine_lr, temperature
-from fqvae_cli.training.snapshots import Snapshots
-from fqvae_cli.training.step import Optimizers, TrainStep
+from fqvae_cli.training.recorder import Recorder, side_job_failure
+from fqvae_cli.training.snapshots import Draw, Snapshots
+from fqvae_cli.training.step import Optimizers, TrainStep, cosine_lr, temperature
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,8 @@ def iterations_for(train: TrainConfig, total_correlation: bool) -> tuple[int, in
 
 
 def configure_backend(train: TrainConfig, device: Any) -> None:
-    """Process-wide settings a run asks for: CPU threads; on CUDA, cuDNN autotuning and TF32."""
+    """Process-wide settings a run asks for: CPU threads (at most the cores it may use, as
+    settle_settings records); on CUDA, cuDNN autotuning and TF32."""
     if train.threads:
         torch.set_num_threads(bounded_by_cores(train.threads, "train.threads"))
     if device.type == "cuda":
@@ -68,17 +67,23 @@ def configure_backend(train: TrainConfig, device: Any) -> None:
         torch.backends.cudnn.allow_tf32 = train.tf32
 
 
-def settle_bf16(cfg: RunConfig, reg: Any, run: Any, device: Any) -> RunConfig:
-    """`train.bf16: auto` becomes true or false the first time a run starts (native bfloat16 on this
-    device or not), and the run's stored config says which, so a resume elsewhere keeps the arithmetic.
-    bf16 asked for on a device that only emulates it trains, with a warning."""
+def settle_settings(cfg: RunConfig, reg: Registry, run: Any, device: Any) -> RunConfig:
+    """The run's stored config says what runs. `train.bf16: auto` becomes true or false the first time a
+    run starts (native bfloat16 on this device or not), so a resume elsewhere keeps the arithmetic; bf16
+    asked for on a device that only emulates it trains, with a warning. `train.threads` above the cores
+    this process may use becomes that number (with a warning)."""
+    updates: dict[str, Any] = {}
     if cfg.train.bf16 == "auto":
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bf16": native_bf16(device)})})
-        reg.update_config(run.id, cfg.model_dump(mode="json"))
+        updates["bf16"] = native_bf16(device)
     elif cfg.train.bf16 and not native_bf16(device):
         console.warn(f"bf16 autocast is emulated on this {'GPU' if device.type == 'cuda' else 'CPU'} (no native "
                      "bfloat16): expect several times slower training than float32; --set train.bf16=auto "
                      "chooses float32 here.")
+    if cfg.train.threads and (used := bounded_by_cores(cfg.train.threads, "train.threads")) != cfg.train.threads:
+        updates["threads"] = used
+    if updates:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
+        reg.update_config(run.id, cfg.model_dump(mode="json"))
     return cfg
 
 
@@ -100,7 +105,8 @@ def rng_state(device: Any) -> dict:
     return state
 
 
-def load_resume_state(reg: Any, run: Any, model: Any, opts: Optimizers, device: Any, ckpt: RecordedCheckpoint) -> int:
+def load_resume_state(reg: Registry, run: Any, model: Any, opts: Optimizers, device: Any,
+                      ckpt: RecordedCheckpoint) -> int:
     """Load checkpoint `ckpt` into model and optimizers and reset the RNG; set aside any newer checkpoint
     (the run continues from `ckpt` and rewrites them). Returns its iteration."""
     load_weights(Path(ckpt.weights.path), model, ckpt.weights.sha256, device=device)
@@ -138,21 +144,32 @@ class FiniteWatch:
                                 f"last good checkpoint: iteration {last_good}.")
 
 
-def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: RecordedCheckpoint | None = None,
+def open_board(folder: Path, start: int, short_id: str) -> Board | None:
+    """The run's TensorBoard writer, or None with one warning when it cannot be opened (a side job)."""
+    try:
+        return Board(folder, start)
+    except Exception as exc:  # noqa: BLE001 - a side job never costs the run
+        console.warn(f"run {short_id}: TensorBoard events stopped at iteration {start} "
+                     f"({side_job_failure(exc)}); training goes on without TensorBoard events.")
+        return None
+
+
+def train_run(cfg: RunConfig, reg: Registry, run: Any, ds: Any, device: Any, *,
+              resume_from: RecordedCheckpoint | None = None, draw: Draw | None = None,
               show_progress: bool = True, test_mse: bool = True) -> TrainResult:
-    """Train `run` (already in the registry) with `cfg` on `device`, from scratch or from checkpoint
-    `resume_from` (see checkpoint.usable_checkpoint); records everything in `reg`.
-    test_mse=False leaves the test MSE to the evaluation that follows (a worker's run)."""
+    """Train `run` (already in the registry and held by this process) with `cfg` on dataset `ds` and
+    `device`, from scratch or from checkpoint `resume_from` (see checkpoint.usable_checkpoint); records
+    everything in `reg`. `draw` makes the snapshots (snapshots.Draw; none without it). test_mse=False
+    leaves the test MSE to the evaluation that follows (a worker's run). The run's status at the end is
+    the session's to set (session.py); a test MSE that is not finite raises TrainingError."""
     spec = get_model_spec(cfg.model.name)
-    cfg = settle_bf16(cfg, reg, run, device)
+    cfg = settle_settings(cfg, reg, run, device)
     train = cfg.train
     configure_backend(train, device)
     folder = run_dir(run)
     config = cfg.model_dump(mode="json")
     atomic_write_json(folder / "config.json", config)
 
-    ds = open_dataset(cfg.dataset)
-    require_image_size(ds, cfg.model.image_size, cfg.dataset)
     split = ds.split()
     n_iter, per_iter = iterations_for(train, spec.total_correlation)
     anneal_steps, decay = train.effective_schedule()
@@ -170,12 +187,12 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     step = TrainStep(model, opts, train, device, half=train.batch_size)
     watch = FiniteWatch(device)
     snapshot_every = train.snapshot_interval(n_iter)
-    board = Board(folder / "tensorboard", start) if train.tensorboard else None
+    board = open_board(folder / "tensorboard", start, run.short_id) if train.tensorboard else None
     # What trains it (machine, kernels, the threads set above, versions): recorded with this start and
     # with every metric row the run writes.
     origin = provenance.collect(device)
     recorder = Recorder(reg, run, folder, config, keep=train.keep_checkpoints, board=board,
-                        views=Snapshots(model, ds, device, seed=cfg.eval.seed), provenance=origin)
+                        views=Snapshots(model, ds, device, seed=cfg.eval.seed, draw=draw), provenance=origin)
 
     def state() -> dict:
         return {**opts.state_dict(), "rng": rng_state(device)}
@@ -184,8 +201,8 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
                    step=start)
     model.train()
     t0 = time.monotonic()
-    with recorder.session(f"train {cfg.model.name}", n_iter, start, model, state, watch.healthy,
-                          show_progress):
+    with recorder.recording(f"train {cfg.model.name}", n_iter, start, model, state, watch.healthy,
+                            show_progress):
         for it in range(start, n_iter):
             lr = cosine_lr(it, train.lr, train.lr_min, anneal_steps)
             tau = temperature(it * per_iter, decay)
@@ -208,23 +225,17 @@ def train_run(cfg: RunConfig, reg: Any, run: Any, device: Any, *, resume_from: R
     elapsed = time.monotonic() - t0
     ips = (recorder.done - start) * images_per_iter / elapsed if elapsed > 0 else 0.0
     reg.log_metrics(run.id, [MetricRow("train_images_per_s", ips, recorder.done, "train")], provenance=origin)
-    if not test_mse:
-        reg.transition(run.id, FINISHED)
-        result = TrainResult(run.id, recorder.done, None, ips)
-    else:
-        result = _finish(cfg, reg, run, model, ds, device, recorder.done, ips, origin)
-    recorder.wrap_up({"train_images_per_s": ips} | ({} if result.test_mse is None else {"mse": result.test_mse}))
-    return result
+    mse = _test_mse(cfg, reg, run, model, ds, device, recorder.done, origin) if test_mse else None
+    recorder.wrap_up({"train_images_per_s": ips} | ({} if mse is None else {"mse": mse}))
+    return TrainResult(run.id, recorder.done, mse, ips)
 
 
-def _finish(cfg: RunConfig, reg: Any, run: Any, model: Any, ds: Any, device: Any, done: int,
-            ips: float, origin: dict) -> TrainResult:
-    """Test MSE on the held-out subset, and the run marked finished."""
+def _test_mse(cfg: RunConfig, reg: Registry, run: Any, model: Any, ds: Any, device: Any, done: int,
+              origin: dict) -> float:
+    """Test MSE on the held-out subset, recorded; one that is not finite fails the run."""
     test_idx = held_out_subset(ds, cfg.eval.mse_images, cfg.eval.seed)
     mse = reconstruction_mse(model, ds, test_idx, device, batch_size=cfg.eval.batch_size)
     reg.log_metrics(run.id, [MetricRow("mse", mse, done, "test", "final")], provenance=origin)
     if not math.isfinite(mse):
-        reg.transition(run.id, FAILED, error=f"test MSE is not finite after training ({mse}).")
         raise TrainingError(f"test MSE is not finite after training ({mse}).")
-    reg.transition(run.id, FINISHED)
-    return TrainResult(run.id, done, mse, ips)
+    return mse

@@ -1,12 +1,14 @@
 """What a run leaves behind while it trains: registry rows, checkpoints, snapshots, optional TensorBoard
 events, the heartbeat, and how it stops.
 
-The loop calls `log`, `checkpoint` and `advance`; `session()` wraps the loop so that every way out of it
-leaves the registry true: Ctrl-C or SIGTERM checkpoints the last finished iteration (unless its loss was
-not finite) and marks the run interrupted, a lost claim (the run was requeued after a stale heartbeat)
-stops without touching it, a checkpoint that cannot be written (disk full) marks it interrupted with the
-reason (its earlier checkpoints are intact, so it resumes once there is room), and any other error marks
-it failed with its message.
+The loop calls `log`, `checkpoint` and `advance`; `recording()` wraps the loop: progress, stop signals,
+and on Ctrl-C or SIGTERM a checkpoint of the last finished iteration (unless its loss was not finite).
+What each way out means for the run's status is the run session's to say (session.py); a lost claim
+(the run was requeued after a stale heartbeat) is raised as TakenOver, so it stops without touching it.
+
+Snapshots, codebook health and TensorBoard are side jobs: the first failure of one (a folder that cannot
+be written, a full disk) is one warning naming its cause, that job is off for the rest of the run, and
+training goes on. Only the run's own state (checkpoints, registry rows) stops a run.
 
 A stop signal during the loop is noted, not raised where it lands: the loop stops at the end of the
 iteration in progress (`stop_if_asked`), so a stop never cuts through an optimizer update, a checkpoint
@@ -17,19 +19,33 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fqvae_cli import console, signals
-from fqvae_cli.errors import StorageError, TrainingError
-from fqvae_cli.io import sha256_file
-from fqvae_cli.registry.lifecycle import FAILED, INTERRUPTED
+from fqvae_cli.errors import FqvaeError
+from fqvae_cli.files import sha256_file
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.training.checkpoint import save_checkpoint
 from fqvae_cli.training.snapshots import write_png
 
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
+
+T = TypeVar("T")
+
 
 class TakenOver(Exception):
     """The registry no longer lists this run as running here (requeued after a stale heartbeat)."""
+
+
+def side_job_failure(exc: BaseException) -> str:
+    """Why a side job failed, in words: the system's own reason (permission denied, not a directory, no
+    space left) with the path it names, or the error's message."""
+    if isinstance(exc, FqvaeError):
+        return str(exc).rstrip(".")
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Recorder:
@@ -38,7 +54,7 @@ class Recorder:
     `model` is saved beside it. `views` measures the model's pictures and codebook health
     (snapshots.Snapshots); `board`, when given, receives the same as TensorBoard events (board.Board)."""
 
-    def __init__(self, reg: Any, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
+    def __init__(self, reg: Registry, run: Any, folder: Path, config: dict, *, keep: int, views: Any = None,
                  board: Any = None, provenance: dict | None = None):
         self.reg = reg
         self.provenance = provenance  # what computes the rows it logs
@@ -54,6 +70,19 @@ class Recorder:
         self.done = 0
         self.bar: console.Progress | None = None
         self.stops = signals.Deferred()
+        self.off: set[str] = set()  # side jobs that failed once and are not tried again
+
+    def side(self, job: str, iteration: int, fn: Callable[[], T]) -> T | None:
+        """fn() for side job `job`; its first failure warns once and turns the job off (returns None)."""
+        if job in self.off:
+            return None
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - a side job never costs the run
+            self.off.add(job)
+            console.warn(f"run {self.run.short_id}: {job} stopped at iteration {iteration} "
+                         f"({side_job_failure(exc)}); training goes on without {job}.")
+            return None
 
     # ------------------------------------------------------------------ during the loop
 
@@ -61,12 +90,13 @@ class Recorder:
         """The losses, learning rate and temperature, and the codebook health of a discrete model
         (measured on held-out images, so of split 'test'), as history rows at `iteration`."""
         train = {f"loss/{k}": v for k, v in parts.items()} | {"lr": lr, "temperature": tau}
-        health = self.views.health(self.model) if self.views is not None else {}
+        health = (self.side("codebook health", iteration, lambda: self.views.health(self.model))
+                  if self.views is not None else None) or {}
         rows = [MetricRow(k, v, iteration, "train") for k, v in train.items()]
         rows += [MetricRow(k, v, iteration, "test") for k, v in health.items()]
         self.reg.log_metrics(self.run.id, rows, provenance=self.provenance)
         if self.board is not None:
-            self.board.scalars(iteration, train | health)
+            self.side("TensorBoard events", iteration, lambda: self.board.scalars(iteration, train | health))
         if not self.reg.heartbeat(self.run.id):
             raise TakenOver()
         if self.bar:
@@ -83,8 +113,15 @@ class Recorder:
 
     def snapshot(self, iteration: int) -> None:
         """The model's picture at `iteration`, written into the run's snapshots folder and recorded (a
-        resumed run that passes the same iteration again replaces it)."""
+        resumed run that passes the same iteration again replaces it); a side job."""
+        img = self.side("snapshots", iteration, lambda: self._write_snapshot(iteration))
+        if img is not None and self.board is not None:
+            self.side("TensorBoard events", iteration, lambda: self.board.image("snapshot", iteration, img))
+
+    def _write_snapshot(self, iteration: int) -> Any:
         img = self.views.picture(self.model, iteration)
+        if img is None:
+            return None
         path = self.folder / "snapshots" / f"step_{iteration:08d}.png"
         write_png(img, path)
         for old in self.reg.artifacts(self.run.id, kind="snapshot"):
@@ -92,14 +129,13 @@ class Recorder:
                 self.reg.remove_artifact(old.id)
         self.reg.add_artifact(self.run.id, kind="snapshot", path=str(path), bytes=path.stat().st_size,
                               sha256=sha256_file(path), step=iteration)
-        if self.board is not None:
-            self.board.image("snapshot", iteration, img)
+        return img
 
     def wrap_up(self, metrics: dict[str, float]) -> None:
         """After the loop: the run's settings and final metrics into TensorBoard, and its events closed."""
         if self.board is not None:
-            self.board.hparams(self.config, metrics, self.done)
-            self.board.close()
+            self.side("TensorBoard events", self.done, lambda: self.board.hparams(self.config, metrics, self.done))
+            self.side("TensorBoard events", self.done, self.board.close)
 
     def stop_if_asked(self) -> None:
         """Called at the end of each iteration: raise the stop signal noted during it, if any."""
@@ -124,11 +160,11 @@ class Recorder:
     # ------------------------------------------------------------------ around the loop
 
     @contextmanager
-    def session(self, description: str, total: int, start: int, model: Any,
-                state: Callable[[], dict], healthy: Callable[[], bool],
-                show_progress: bool = True) -> Iterator[Recorder]:
-        """The loop's context: progress display, SIGTERM handling, and the registry's status on exit.
-        `healthy()` says whether the last finished iteration may be checkpointed on an interrupt."""
+    def recording(self, description: str, total: int, start: int, model: Any,
+                  state: Callable[[], dict], healthy: Callable[[], bool],
+                  show_progress: bool = True) -> Iterator[Recorder]:
+        """The loop's context: progress display and stop signals; a stop (Ctrl-C, SIGTERM) checkpoints the
+        last finished iteration first when `healthy()` says its loss was finite, then goes on up."""
         self.done = self.last_checkpoint = start
         self.model = model
         try:
@@ -137,23 +173,10 @@ class Recorder:
         except KeyboardInterrupt:
             if self.done > self.last_checkpoint and healthy():
                 self.checkpoint(self.done, model, state())
-            self.reg.transition(self.run.id, INTERRUPTED)
-            raise
-        except StorageError as exc:
-            self.reg.transition(self.run.id, INTERRUPTED, error=str(exc))
-            raise
-        except TakenOver:
-            raise TrainingError(f"run {self.run.short_id} was requeued elsewhere after a stale heartbeat; "
-                                "this process stops without touching it.") from None
-        except TrainingError as exc:
-            self.reg.transition(self.run.id, FAILED, error=str(exc))
-            raise
-        except BaseException as exc:
-            self.reg.transition(self.run.id, FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if self.board is not None:
-                self.board.flush()
+                self.side("TensorBoard events", self.done, self.board.flush)
 
     @contextmanager
     def _progress(self, description: str, total: int, start: int, show: bool) -> Iterator[None]:

@@ -1,19 +1,21 @@
 """What the model being trained looks like: snapshots and codebook health, measured beside the loop.
 
-A snapshot is one picture of the current model on a fixed batch of held-out test images: the images,
-their reconstructions, and a traversal of the first of them (every latent through `TRAVERSAL_STEPS`
-values, as `fqvae traverse` draws it). Codebook health is, for discrete models, the perplexity of each
-latent's codes (exp of their entropy: how many codes it uses, weighted by use) and its dead codes (codes
-no image of a fixed held-out batch chose), measured as the authors log perplexity during training.
+A snapshot is one picture of the current model on a fixed batch of held-out test images, drawn by the function
+the run is given (figures.traversal.snapshot_picture: the images, their reconstructions, and a traversal of
+the first of them, as `fqvae traverse` draws it); training never imports the figures. Codebook health is, for
+discrete models, the perplexity of each latent's codes (exp of their entropy: how many codes it uses, weighted
+by use) and its dead codes (codes no image of a fixed held-out batch chose), measured as the authors log
+perplexity during training.
 
-Both are measured in evaluation mode (hard codes), without gradients and inside `torch.random.fork_rng`,
-and the model is put back in training mode afterwards: they never touch the training's random stream or
-its parameters, so a run with snapshots trains bit for bit as one without, and a resumed run continues
-exactly. Writing the picture and the rows is the recorder's job (recorder.py)."""
+Both are measured in evaluation mode (hard codes), without gradients and inside `torch.random.fork_rng`, and
+the model is put back in training mode afterwards: they never touch the training's random stream or its
+parameters, so a run with snapshots trains bit for bit as one without, and a resumed run continues exactly.
+Writing the picture and the rows is the recorder's job (recorder.py); a picture that cannot be written is a
+warning there, never the end of the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,10 @@ import torch  # the training package is only imported by commands that train
 
 from fqvae_cli.data.sampler import to_float
 from fqvae_cli.errors import StorageError
-from fqvae_cli.figures.grid import draw_grid, to_uint8
-from fqvae_cli.figures.traversal import traversal
-from fqvae_cli.io import atomic_path
+from fqvae_cli.files import atomic_path
 from fqvae_cli.metrics.codes import held_out_subset
 
 SNAPSHOT_IMAGES = 8  # the fixed batch shown, one column each
-TRAVERSAL_STEPS = 8  # values per latent in the snapshot's traversal (one row per latent)
 PNG_LEVEL = 3  # zlib level: a third of the default's time for files about 6% larger
 HEALTH_IMAGES = 256  # the fixed batch whose codes give the perplexity and the dead codes (the paper's batch size)
 
@@ -68,12 +67,18 @@ def evaluating(model: Any, device: Any) -> Iterator[None]:
         model.train(was_training)
 
 
+# draw(model, x, images, iteration) -> a PIL image of the model on model-scale batch x (uint8 `images`).
+Draw = Callable[[Any, Any, np.ndarray, int], Any]
+
+
 class Snapshots:
     """The fixed batches of one run (chosen by `seed` from the held-out split, so every snapshot of a run,
-    resumed or not, shows the same images) and the measurements on them."""
+    resumed or not, shows the same images) and the measurements on them. `draw` makes the picture (none
+    without it)."""
 
-    def __init__(self, model: Any, ds: Any, device: Any, *, seed: int = 0):
+    def __init__(self, model: Any, ds: Any, device: Any, *, seed: int = 0, draw: Draw | None = None):
         self.device = device
+        self.draw = draw
         self.images = ds.images_at(held_out_subset(ds, SNAPSHOT_IMAGES, seed))
         self.x = to_float(self.images, device)
         self.n_codes = model.bottleneck.codes_per_latent
@@ -89,29 +94,18 @@ class Snapshots:
         return codebook_health(codes, self.n_codes)
 
     def picture(self, model: Any, iteration: int) -> Any:
-        """A PIL image: the batch, its reconstructions, then one traversal row per latent (of image 1)."""
+        """The model's picture at `iteration` (a PIL image), or None when the run draws none."""
+        if self.draw is None:
+            return None
         with evaluating(model, self.device):
-            recon = model.decode(model.encode_z(self.x)).float().cpu().numpy()
-            _, decoded, _ = traversal(model, self.x[:1], TRAVERSAL_STEPS)
-        n = len(self.images)
-        cols = max(n, TRAVERSAL_STEPS)
-        h, w = self.images.shape[1:3]
-        tiles = np.full((2 + decoded.shape[0], cols, h, w, 3), 255, dtype=np.uint8)
-        tiles[0, :n] = self.images
-        tiles[1, :n] = to_uint8(recon)
-        tiles[2:, :TRAVERSAL_STEPS] = to_uint8(decoded)
-        labels = ["test images", "reconstructed"] + [f"z{i} (image 1)" for i in range(decoded.shape[0])]
-        header = [f"iteration {iteration}"] + [""] * (cols - 1)
-        img, _ = draw_grid(tiles, labels, header, scale=2 if h <= 32 else 1)
-        return img
+            return self.draw(model, self.x, self.images, iteration)
 
 
 def write_png(img: Any, path: Path) -> None:
-    """A snapshot's picture written atomically; a write that fails (disk full) is a StorageError, which
-    stops the run as interrupted, as a checkpoint that cannot be written does."""
+    """A snapshot's picture written atomically; a write that fails is a StorageError naming the cause the
+    system gave (no space left, permission denied, not a directory)."""
     try:
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG", compress_level=PNG_LEVEL)
     except OSError as exc:
-        raise StorageError(f"could not write the snapshot {path} ({exc.strerror or exc}); is the disk full?") \
-            from None
+        raise StorageError(f"could not write the snapshot {path} ({exc.strerror or exc})") from None

@@ -11,6 +11,7 @@ recompile), and channels_last weights."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,3 +116,20 @@ class TrainStep:
         d_loss = self._disc_grads(tc_input.detach(), x[self.half:], t)
         opts.disc.step()
         return {**parts, "disc": d_loss}
+
+
+# Schedules as pure functions of the step, so a resumed run needs no scheduler state.
+# 
+# Learning rate: cosine annealing from lr to lr_min over the first `anneal_steps`, then held at lr_min
+# (the authors' PyTorch scheduler is periodic and climbs back after the span; the paper says annealed
+# "over the first 50K iterations", which is what this does).
+# Gumbel temperature: tau = exp(-decay * t) with no floor (paper Appendix A).
+
+def cosine_lr(step: int, lr: float, lr_min: float, anneal_steps: int) -> float:
+    if step >= anneal_steps:
+        return lr_min
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * step / anneal_steps))
+
+
+def temperature(step: int, decay: float) -> float:
+    return math.exp(-decay * step)

@@ -11,11 +11,10 @@ Each bottleneck also inverts codes to z (`z_from_codes`) and gives the values of
 
 A bottleneck module holds three things: its settings (a ComponentConfig), its kind (a BottleneckKind:
 plain data the model list, the metrics and the figures read) and its nn.Module, whose `kind` points at
-the record. The package's __init__ collects every module into BOTTLENECKS."""
+the record. The zoo (fqvae_cli.models.zoo) names the bottleneck class of each model."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
@@ -24,33 +23,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fqvae_cli.models.component import ComponentConfig
-from fqvae_cli.models.regularizers import full_precision
+from fqvae_cli.models.regularizers import ComponentConfig, full_precision
 
 Regularizer = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 
-_TERM = re.compile(r"^(\d*)([dKC]?)$")
+class _Size(str):
+    """A size named by its letter, so an encoder-width function can be read back as its formula:
+    2 * d -> "2d", d * K -> "d*K"."""
+
+    def __mul__(self, other: object) -> _Size:
+        return _Size(f"{self}*{other}")
+
+    def __rmul__(self, other: object) -> _Size:
+        return _Size(f"{other}{self}")
 
 
 @dataclass(frozen=True)
 class BottleneckKind:
     """What the rest of the code may know about a bottleneck without building it.
 
-    encoder_output: the encoder's output width (Appendix A.3's o) as a product of d (latents), K (entries
-    or levels per latent) and C (values per entry), e.g. "2d" or "d*K"."""
+    width: the encoder's output width (Appendix A.3's o) as a function of d (latents), K (entries or levels
+    per latent) and C (values per entry), e.g. `lambda d, K, C: 2 * d`."""
 
     name: str
     discrete: bool  # codes are integer indices (scored with the discrete InfoMEC estimator)
-    encoder_output: str
+    width: Callable[[int, int, int], int]
     global_codebook: bool = False  # one codebook shared by all latents (codebook usage figures)
 
     def encoder_width(self, d: int, k: int = 1, c: int = 1) -> int:
-        sizes = {"d": d, "K": k, "C": c, "": 1}
-        width = 1
-        for term in self.encoder_output.split("*"):
-            coef, symbol = _TERM.match(term.strip()).groups()
-            width *= int(coef or 1) * sizes[symbol]
-        return width
+        return self.width(d, k, c)
+
+    @property
+    def encoder_output(self) -> str:
+        """The width as a formula in d, K and C ("2d", "d*C"), read from `width` itself."""
+        return str(self.width(_Size("d"), _Size("K"), _Size("C")))
 
 
 class BottleneckConfig(ComponentConfig):
@@ -109,6 +115,10 @@ class Bottleneck(nn.Module):
         self.n_latents = n_latents
         self.value_dim = value_dim
         self.regularizers = tuple(regularizers)
+        if any(getattr(r, "counts_iterations", False) for r in self.regularizers):
+            # updates made so far, for a term that follows a schedule (AnnealedVAE's capacity); saved with
+            # the weights, advanced by Autoencoder.training_step_losses
+            self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, n_latents: int, cfg: BottleneckConfig, regularizers: Sequence[Regularizer]) -> Bottleneck:
@@ -128,10 +138,17 @@ class Bottleneck(nn.Module):
         continuous codes. Codebook health (perplexity, dead codes) is measured against it."""
         return None
 
-    def forward(self, h: Tensor, temperature: float = 1.0, hard: bool | None = None) -> BottleneckOutput:
+    def forward(self, h: Tensor, temperature: float = 1.0, hard: bool | None = None,
+                decoder: nn.Module | None = None) -> BottleneckOutput:
+        """decoder: the model's decoder, given to the regularizers that call it on perturbed codes
+        (Tripod's Hessian penalty) as stats["decoder"]; the autoencoder passes it in training."""
         if hard is None:
             hard = not self.training
         z, codes, tc_input, stats = self.assign(h, temperature, hard)
+        if "iteration" in self._buffers:
+            stats["iteration"] = self.iteration
+        if decoder is not None:
+            stats["decoder"] = decoder
         losses: dict[str, Tensor] = {}
         for reg in self.regularizers:
             losses.update(reg(stats))
@@ -198,5 +215,3 @@ class GlobalCodebook(Bottleneck):
         v = v * torch.sign(v[v.abs().argmax()])  # the SVD's sign is arbitrary; fix it
         order = torch.argsort(centered @ v)
         return cb[order[evenly_spaced(self.n_entries, steps, cb.device)]]
-
-

@@ -40,7 +40,7 @@ class FSQ(Bottleneck):
     """codes: (B, d) level indices; z: the levels scaled to [-1, 1] (training passes the same values
     with a straight-through gradient); tc_input: z itself, one column per latent."""
 
-    kind = BottleneckKind(NAME, discrete=True, encoder_output="d")
+    kind = BottleneckKind(NAME, discrete=True, width=lambda d, K, C: d)
     config = FSQConfig
 
     def __init__(self, n_latents: int, levels: int = 8, regularizers: Sequence[Regularizer] = ()):
@@ -79,6 +79,3 @@ class FSQ(Bottleneck):
         steps == L); the same for every latent."""
         idx = evenly_spaced(self.levels, steps, z_row.device)
         return self.z_from_codes(idx).to(z_row.dtype).unsqueeze(-1)
-
-
-BOTTLENECK = FSQ

@@ -23,7 +23,7 @@ class Gaussian(Bottleneck):
     """At evaluation z (and so the codes) is a reparameterized sample (the authors' representation) or the
     mean when eval_code == 'mean' (the disentanglement_lib convention)."""
 
-    kind = BottleneckKind(NAME, discrete=False, encoder_output="2d")
+    kind = BottleneckKind(NAME, discrete=False, width=lambda d, K, C: 2 * d)
     config = GaussianConfig
 
     def __init__(self, n_latents: int, regularizers: Sequence[Regularizer] = (), eval_code: str = "sample"):
@@ -41,7 +41,4 @@ class Gaussian(Bottleneck):
             z = mu
         else:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return z, z, z, {"mu": mu, "logvar": logvar}
-
-
-BOTTLENECK = Gaussian
+        return z, z, z, {"mu": mu, "logvar": logvar, "z": z}

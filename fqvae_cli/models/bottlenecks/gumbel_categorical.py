@@ -22,7 +22,7 @@ class GumbelCategoricalConfig(BottleneckConfig):
 
 
 class GumbelCategorical(GlobalCodebook):
-    kind = BottleneckKind(NAME, discrete=True, encoder_output="d*K", global_codebook=True)
+    kind = BottleneckKind(NAME, discrete=True, width=lambda d, K, C: d * K, global_codebook=True)
     config = GumbelCategoricalConfig
 
     def __init__(self, n_latents: int, n_entries: int = 64, value_dim: int = 1, init: str = "normal",
@@ -35,6 +35,3 @@ class GumbelCategorical(GlobalCodebook):
 
     def logits(self, h: Tensor) -> Tensor:
         return h.view(h.shape[0], self.n_latents, self.n_entries)
-
-
-BOTTLENECK = GumbelCategorical

@@ -17,7 +17,7 @@ class IdentityConfig(BottleneckConfig):
 class Identity(Bottleneck):
     """AE and BioAE: codes, z and the TC input are the encoder output itself."""
 
-    kind = BottleneckKind(NAME, discrete=False, encoder_output="d")
+    kind = BottleneckKind(NAME, discrete=False, width=lambda d, K, C: d)
     config = IdentityConfig
 
     def __init__(self, n_latents: int, regularizers: Sequence[Regularizer] = ()):
@@ -30,6 +30,3 @@ class Identity(Bottleneck):
 
     def assign(self, h, temperature, hard):
         return h, h, h, {"z": h}
-
-
-BOTTLENECK = Identity

@@ -19,7 +19,7 @@ from fqvae_cli.models.bottlenecks.base import (
     init_codebook,
     ramp,
 )
-from fqvae_cli.models.component import TABLE_A3
+from fqvae_cli.models.regularizers import TABLE_A3
 
 NAME = "per_latent_codebook"
 
@@ -33,7 +33,7 @@ class PerLatentCodebookConfig(BottleneckConfig):
 class PerLatentCodebook(Bottleneck):
     """Training passes z_e + sg(q - z_e) (straight-through); evaluation passes q itself, exact values."""
 
-    kind = BottleneckKind(NAME, discrete=True, encoder_output="d")
+    kind = BottleneckKind(NAME, discrete=True, width=lambda d, K, C: d)
     config = PerLatentCodebookConfig
 
     def __init__(self, n_latents: int, n_values: int = 16, init: str = "normal",
@@ -70,6 +70,3 @@ class PerLatentCodebook(Bottleneck):
         """Evenly spaced values from latent i's own codebook min to max (the paper's Fig. 2)."""
         row = self.codebook[i].detach()
         return ramp(row.min(), row.max(), steps).unsqueeze(-1)
-
-
-BOTTLENECK = PerLatentCodebook

@@ -28,7 +28,7 @@ class RelaxedCodebook(GlobalCodebook):
     """distance 'squared' (authors' code): sum_c (z - m)^2; 'absolute' (paper Eq. 3): |z - m|, the
     Euclidean norm ||z - m|| for vectors."""
 
-    kind = BottleneckKind(NAME, discrete=True, encoder_output="d*C", global_codebook=True)
+    kind = BottleneckKind(NAME, discrete=True, width=lambda d, K, C: d * C, global_codebook=True)
     config = RelaxedCodebookConfig
 
     def __init__(self, n_latents: int, n_entries: int = 64, value_dim: int = 1, distance: str = "squared",
@@ -51,6 +51,3 @@ class RelaxedCodebook(GlobalCodebook):
         else:
             dist = torch.linalg.vector_norm(diff, dim=-1)
         return -dist
-
-
-BOTTLENECK = RelaxedCodebook

@@ -10,9 +10,9 @@ intervals, where the data lives) and the evaluation section are left out. Each c
 over distinct seeds (the newest run of a seed counts), the seed count, the published value and the
 difference; the best mean per column is marked (highest, lowest for MSE) only where it beats the second
 best by more than their standard deviations, with n >= 2 seeds in both; otherwise the table says it
-cannot tell. Rows for
-models outside the paper (`--rows fsq`) can be added; they have no published values. The footer says
-where the numbers came from (machines, kernel families, library versions; origins.py), and
+cannot tell. Which runs a cell holds, and the runs it leaves out (named beside it), are in
+cell_sources.py. Rows for models outside the paper (`--rows fsq`) can be added; they have no published
+values. The footer says where the numbers came from (machines, kernel families, library versions; cell_sources.py), and
 `kernel_family` keeps only runs trained in one kernel family."""
 
 from __future__ import annotations
@@ -23,26 +23,39 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fqvae_cli.config import build_run_config, runtime_only
 from fqvae_cli.data.catalog import get_dataset_spec
-from fqvae_cli.data.identity import dataset_fingerprint
-from fqvae_cli.data.store import PreparedDataset, dataset_dir, is_prepared
-from fqvae_cli.errors import ConfigError, FqvaeError, UsageError
+from fqvae_cli.errors import UsageError
 from fqvae_cli.experiments import (
     COLUMN_TITLES,
     COLUMNS,
-    deep_merge,
     load_experiments,
     profile_of,
-    resolve_run_config,
+    table_columns,
     table_of,
 )
-from fqvae_cli.metrics import DEFAULT_METRICS, METRICS, MSE_SCALE, parse_metrics
-from fqvae_cli.models.specs import ZOO
-from fqvae_cli.origins import Sources, cell_families, check_family, footer_lines
+from fqvae_cli.metrics import DEFAULT_METRICS, MSE_SCALE, parse_metrics
+from fqvae_cli.models.zoo import ZOO
 from fqvae_cli.provenance import labelled
+from fqvae_cli.registry.lifecycle import FINISHED, STOPPED
+from fqvae_cli.runs.cell_sources import (
+    Sources,
+    cell_families,
+    cell_runs,
+    check_family,
+    dataset_identity,
+    expected_setup,
+    footer_lines,
+    left_out,
+    note,
+    one_per_seed,
+    seeds_text,
+    uncounted_lines,
+)
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 SCALE = {"mse": MSE_SCALE}
 
@@ -58,6 +71,7 @@ class Cell:
     # run short id -> provenance hashes of its training starts, and of the metric rows shown (origins.py)
     trained_on: dict[str, list[str]] = field(default_factory=dict)
     scored_on: dict[str, list[str | None]] = field(default_factory=dict)
+    uncounted: dict[str, list[str]] = field(default_factory=dict)  # reason -> runs left out (uncounted.py)
 
     @property
     def n(self) -> int:
@@ -83,54 +97,7 @@ class Table:
     provenance: dict[str, dict] = field(default_factory=dict)  # hash -> record, of the cells' runs
     kernel_family: str | None = None  # only runs trained in this kernel family
     left_out: int = 0  # runs of the cells' setups that the kernel-family filter left out
-
-
-def training_setup(config: Any) -> dict | None:
-    """What defines a trained model, from a RunConfig or a stored config dict (defaults filled in by
-    validating it with today's code); None when today's code cannot read the stored config."""
-    if isinstance(config, dict):
-        try:
-            config = build_run_config(config)
-        except ConfigError:
-            return None
-    data = config.model_dump(mode="json")
-    train = {k: v for k, v in data["train"].items() if not runtime_only(k)}
-    return {"model": data["model"], "train": train, "dataset": data["dataset"], "profile": data["profile"]}
-
-
-def expected_setup(model: str, dataset: str, profile: str, row_set: dict, overrides: dict | None = None) -> dict:
-    """The training setup of a cell: the profile's, for this row, with any command-line overrides."""
-    extra = deep_merge(overrides or {}, {"model": dict(row_set)})
-    return training_setup(resolve_run_config(model, dataset, profile, 0, extra))
-
-
-def dataset_identity(dataset: str) -> dict | None:
-    """The fingerprint of the prepared dataset of this name, or None when it is not prepared here."""
-    if not is_prepared(dataset):
-        return None
-    try:
-        return dataset_fingerprint(PreparedDataset(dataset_dir(dataset)))
-    except FqvaeError:
-        return None
-
-
-def cell_runs(runs: list[Any], model: str, want: dict, identity: dict | None = None) -> list[Any]:
-    """The runs of a cell: this model with exactly the cell's training setup, trained on the prepared
-    dataset `identity` where both it and the run's record are known."""
-    out = []
-    for r in runs:
-        if r.model != model or training_setup(r.config) != want:
-            continue
-        if identity is not None and r.dataset_fingerprint is not None and r.dataset_fingerprint != identity:
-            continue
-        out.append(r)
-    return out
-
-
-def one_per_seed(runs: list[Any]) -> list[Any]:
-    """The newest run of each seed, in seed order (runs come oldest first)."""
-    latest = {r.seed: r for r in runs}
-    return [latest[s] for s in sorted(latest)]
+    dci_estimator: str = "gbt"  # the estimator of every DCI cell (a table never mixes them)
 
 
 def table_rows(spec: dict, number: str, rows: list[str] | None = None, models: list[str] | None = None) -> list[dict]:
@@ -160,15 +127,10 @@ def default_datasets(table_number: str, profile: str) -> list[str]:
     return list(table_of(exp, table_number)["datasets"])
 
 
-def extra_columns(metrics: Sequence[str] | None) -> list[tuple[str, str]]:
-    """(key, title) of the columns the chosen metrics add beside the paper's (DCI and InfoMEC are there)."""
-    return [(key, title) for name in parse_metrics(metrics) if name not in DEFAULT_METRICS
-            for key, title in METRICS[name].columns.items()] if metrics else []
-
-
-def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
+def build_table(reg: Registry, number: str, profile: str, *, datasets: list[str] | None = None,
                 protocol: str = "paper", rows: list[str] | None = None, overrides: dict | None = None,
-                metrics: Sequence[str] | None = None, kernel_family: str | None = None) -> Table:
+                metrics: Sequence[str] | None = None, kernel_family: str | None = None,
+                dci_estimator: str = "gbt") -> Table:
     exp = load_experiments()
     spec = table_of(exp, number)
     profile_of(exp, profile)
@@ -177,31 +139,34 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     rows = [(r["key"], r["label"]) for r in chosen]
     given = override_list(overrides or {})
     fill_set = "".join(f" --set {o}" for o in given)
-    extra = extra_columns(metrics)
-    columns = list(COLUMNS) + [k for k, _ in extra]
+    metrics = metrics if metrics else (spec.get("metrics") or None)
+    columns, titles = table_columns(metrics, dci_estimator)
+    base = columns[:len(COLUMNS)]  # the paper's columns, DCI's by the estimator
     cells: dict[tuple[str, str], Cell] = {}
     published_from: dict[str, str] = {}
     missing: list[str] = []
     lacking = False
-    sources, candidates, left_out = Sources(reg), [], 0
+    sources, candidates, n_left_out = Sources(reg), [], 0
     for ds in datasets:
         ref = ds if ds in spec.get("published", {}) else get_dataset_spec(ds).hyperparameters
         published_from[ds] = ref if ref in spec.get("published", {}) else ""
-        runs = reg.find_runs(dataset=ds, profile=profile, status="finished")
+        runs = reg.find_runs(dataset=ds, profile=profile, status=FINISHED)
+        stopped = reg.find_runs(dataset=ds, profile=profile, status=STOPPED)
         identity = dataset_identity(ds)
         for r in chosen:
             want = expected_setup(r["model"], ds, profile, r.get("set", {}), overrides)
-            published = spec.get("published", {}).get(ref, {}).get(r["key"])
-            cell = Cell(published=None if published is None else list(published) + [None] * len(extra))
+            published = spec.get("published", {}).get(ref, {}).get(r["key"]) if dci_estimator == "gbt" else None
+            cell = Cell(published=None if published is None else list(published) + [None] * (len(columns) - len(base)))
             values = []
-            scored = [run for run in cell_runs(runs, r["model"], want, identity)
-                      if all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS)]
+            setup = cell_runs(runs, r["model"], want, identity)
+            scored = [run for run in setup if all(c in reg.latest_metrics(run.id, protocol) for c in base)]
+            lacking |= (waiting := dci_estimator != "gbt" and not scored and any(  # scored by gbt only
+                all(c in reg.latest_metrics(run.id, protocol) for c in COLUMNS) for run in setup))
             candidates += scored
-            if kernel_family is not None:
-                kept = sources.keep(scored, kernel_family)
-                left_out += len(scored) - len(kept)
-                scored = kept
-            for run in one_per_seed(scored):
+            kept = scored if kernel_family is None else sources.keep(scored, kernel_family)
+            n_left_out += len(scored) - len(kept)
+            cell.uncounted = left_out(setup, scored, kept, cell_runs(stopped, r["model"], want, identity))
+            for run in one_per_seed(kept):
                 m = reg.latest_metrics(run.id, protocol)
                 cell.runs.append(run.short_id)
                 values.append([m[c] * SCALE.get(c, 1.0) if c in m else None for c in columns])
@@ -215,19 +180,19 @@ def build_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
                 cell.mean = [sum(c) / len(c) if c else None for c in cols]
                 cell.std = [_std(tuple(c)) if c else None for c in cols]
                 lacking = lacking or min(cell.counts) < cell.n
-            else:
+            elif not waiting:
                 missing.append(f"fqvae reproduce --paper-table {number} --profile {profile} --datasets {ds} "
                                f"--rows {r['key']}{fill_set}")
             cells[(ds, r["key"])] = cell
     if lacking:
-        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS)
-        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}")
+        names = ",".join(n for n in parse_metrics(metrics) if n not in DEFAULT_METRICS or dci_estimator != "gbt")
+        estimator = f" --dci-estimator {dci_estimator}" if dci_estimator != "gbt" else ""
+        missing.append(f"fqvae evaluate --all --protocol {protocol} --metrics {names}{estimator}")
     if kernel_family is not None:
         check_family(kernel_family, sources, candidates)
-    titles = list(COLUMN_TITLES) + [title for _, title in extra]
     best, undecided = _best(cells, datasets, [k for k, _ in rows], columns, titles)
     return Table(number, spec["title"], profile, protocol, datasets, rows, cells, published_from, missing, best,
-                 undecided, given, columns, titles, sources.records, kernel_family, left_out)
+                 undecided, given, columns, titles, sources.records, kernel_family, n_left_out, dci_estimator)
 
 
 def override_list(overrides: dict, prefix: str = "") -> list[str]:
@@ -334,6 +299,7 @@ def to_records(t: Table) -> list[dict]:
                 rec[f"{col}_std"] = None if c.std is None else c.std[j]
                 rec[f"{col}_published"] = None if c.published is None else c.published[j]
             rec["kernel_families"] = cell_families(c, t.provenance)
+            rec["not_counted"] = c.uncounted
             out.append(rec)
     return out
 
@@ -342,16 +308,17 @@ def render_text(t: Table, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"header": header_lines(t), "cells": to_records(t), "missing": t.missing,
                            "undecided": t.undecided, "provenance": provenance_lines(t),
-                           "provenance_records": labelled(t.provenance)}, indent=2)
+                           "not_counted": uncounted_lines(t), "provenance_records": labelled(t.provenance)}, indent=2)
     if fmt == "csv":
         recs = to_records(t)
         buf = io.StringIO()
         # The numbers' columns as they always were; where they came from is in the JSON and the footers.
-        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in ("runs", "kernel_families")] + ["runs"],
+        fixed = ("runs", "kernel_families", "not_counted")
+        w = csv.DictWriter(buf, fieldnames=[k for k in recs[0] if k not in fixed] + ["runs", "not_counted"],
                            extrasaction="ignore")
         w.writeheader()
         for r in recs:
-            w.writerow({**r, "runs": " ".join(r["runs"])})
+            w.writerow({**r, "runs": " ".join(r["runs"]), "not_counted": note(r["not_counted"], t.protocol)})
         return buf.getvalue()
     if fmt == "markdown":
         return _markdown(t)
@@ -370,10 +337,10 @@ def _markdown(t: Table) -> str:
             c = t.cells[(ds, key)]
             marks = t.best.get((ds, key), set())
             vals = [format_cell(t, c, j, j in marks, bold=("**", "**")) for j in range(len(t.columns))]
-            lines.append(f"| {label} | {c.n} | " + " | ".join(vals) + " |")
+            lines.append(f"| {label} | {seeds_text(c)} | " + " | ".join(vals) + " |")
     lines += ["", "Each cell: ours (published, ours − published); bold = best in the column, beyond the "
               "spread of seeds (its mean minus the second best's exceeds the sum of their std, n >= 2 each)."]
-    lines += [f"_{u}_  " for u in undecided_lines(t)]
+    lines += [f"_{u}_  " for u in undecided_lines(t) + uncounted_lines(t)]
     lines += [f"_{p}_  " for p in provenance_lines(t)]
     return "\n".join(lines)
 
@@ -390,6 +357,6 @@ def _latex(t: Table) -> str:
             vals = [format_cell(t, c, j, j in marks, bold=(r"\textbf{", "}")).replace("±", r"$\pm$")
                     for j in range(len(t.columns))]
             lines.append(label.replace("β", r"$\beta$") + " & " + " & ".join(vals) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {u}" for u in uncounted_lines(t)]
     lines += [f"% {p}" for p in provenance_lines(t)]
     return "\n".join(lines)

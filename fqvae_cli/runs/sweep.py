@@ -1,5 +1,5 @@
 """Sweeps: expand a paper table or a grid into queued runs in the registry, and `reproduce`, which
-queues a paper table and executes it with workers (fqvae_cli.workers), here or on Slurm."""
+queues a paper table and executes it with workers (fqvae_cli.runs.workers), here or on Slurm."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import console
+from fqvae_cli.config import run_protocol
+from fqvae_cli.device import available_cores
 from fqvae_cli.errors import UsageError
-from fqvae_cli.evaluation import evaluate_run
 from fqvae_cli.experiments import (
     deep_merge,
     load_experiments,
@@ -21,13 +22,31 @@ from fqvae_cli.experiments import (
     resolve_run_config,
     table_of,
 )
-from fqvae_cli.inputs import available_cores, check_seed
-from fqvae_cli.models.specs import get_model_spec
-from fqvae_cli.models.zoo import check_model_size
+from fqvae_cli.inputs import check_seed
+from fqvae_cli.models.zoo import get_model_spec
 from fqvae_cli.paths import workspace
-from fqvae_cli.registry.lifecycle import FINISHED, NEXT_STEPS, QUEUED, RUNNING, next_step
-from fqvae_cli.tables import cell_runs, dataset_identity, default_datasets, table_rows, training_setup
-from fqvae_cli.workers import run_worker, start_local_workers, submit_slurm_workers, wait_all
+from fqvae_cli.registry.lifecycle import (
+    BUSY,
+    DONE,
+    EVALUATE,
+    FINISHED,
+    NEXT_ACTIONS,
+    QUEUED,
+    RESUME,
+    RETRY,
+    RUNNING,
+    WAITING,
+    next_action,
+)
+from fqvae_cli.registry.liveness import ALIVE
+from fqvae_cli.runs.cell_sources import cell_runs, dataset_identity, training_setup
+from fqvae_cli.runs.evaluation import evaluate_run
+from fqvae_cli.runs.tables import default_datasets, table_rows
+from fqvae_cli.runs.workers import run_worker, start_local_workers, submit_slurm_workers, wait_all
+from fqvae_cli.training.session import check_startable
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 # A grid larger than GRID_CAP runs is refused unless confirmed (--yes): it is almost always a typo.
 # Nothing queues more than GRID_CEILING runs at once, confirmed or not: each is a registry row, and a
@@ -58,7 +77,7 @@ class QueueReport:
     protocol: str = "paper"  # the metric protocol the queued runs are evaluated with
 
 
-def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | None = None,
+def queue_table(reg: Registry, number: str, profile: str, *, datasets: list[str] | None = None,
                 rows: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
                 overrides: dict | None = None, retry_failed: bool = False) -> QueueReport:
     """Make sure every (dataset, row, seed) cell of a paper table has a run; queue what is missing.
@@ -78,7 +97,7 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
-                check_model_size(cfg.model)
+                check_startable(cfg)
                 want = training_setup(cfg)
                 existing = [r for r in cell_runs(runs, row["model"], want, identity) if r.seed == seed]
                 report.protocol = cfg.eval.protocol
@@ -86,24 +105,25 @@ def queue_table(reg: Any, number: str, profile: str, *, datasets: list[str] | No
     return report
 
 
-def _place(reg: Any, cfg: Any, existing: list[Any], report: QueueReport, retry_failed: bool, protocol: str) -> None:
-    """Give a cell what its runs need (lifecycle.next_step; the most advanced run of the cell decides): a
+def _place(reg: Registry, cfg: Any, existing: list[Any], report: QueueReport, retry_failed: bool,
+           protocol: str) -> None:
+    """Give a cell what its runs need (lifecycle.next_action; the most advanced run of the cell decides): a
     stopped run, or a running one whose holder is gone, is requeued to resume; a failed one is reported,
     or replaced by a new run with retry_failed; a cell without runs gets one."""
     found: dict[str, Any] = {}
     for r in existing:
-        step = next_step(r.status, holder_alive=r.status != RUNNING or reg.holder_state(r) == "alive",
-                         evaluated=r.status == FINISHED and bool(reg.latest_metrics(r.id, protocol)))
-        found.setdefault(step, r)
-    step = next((s for s in NEXT_STEPS if s in found), None)
-    run = found.get(step)
-    if step == "resume":
+        action = next_action(r.status, holder_alive=r.status != RUNNING or reg.holder_state(r) == ALIVE,
+                             evaluated=r.status == FINISHED and bool(reg.latest_metrics(r.id, protocol)))
+        found.setdefault(action, r)
+    action = next((s for s in NEXT_ACTIONS if s in found), None)
+    run = found.get(action)
+    lists = {DONE: report.done, EVALUATE: report.to_evaluate, WAITING: report.queued, BUSY: report.busy,
+             RETRY: report.failed}
+    if action == RESUME:
         reg.transition(run.id, QUEUED)
         report.queued.append(run.short_id)
-    elif step in ("done", "evaluate", "queued", "busy") or (step == "failed" and not retry_failed):
-        lists = {"done": report.done, "evaluate": report.to_evaluate, "queued": report.queued, "busy": report.busy,
-                 "failed": report.failed}
-        lists[step].append(run.short_id)
+    elif action in lists and not (action == RETRY and retry_failed):
+        lists[action].append(run.short_id)
     else:
         report.queued.append(reg.create_run(**_queued_run(cfg)).short_id)
 
@@ -170,11 +190,12 @@ def parse_grid(text: str, *, confirmed: bool = False) -> list[dict]:
     return list(grid_points(axes))
 
 
-def queue_grid(reg: Any, text: str, *, profile: str = "quick", confirmed: bool = False) -> list[str]:
+def queue_grid(reg: Registry, text: str, *, profile: str = "quick", confirmed: bool = False) -> list[str]:
     """Queue one run per distinct configuration of the grid; returns their short ids. The size is
-    checked before anything is expanded; every configuration is resolved (and so validated, its model
-    size included) before the first run is queued; then runs are written QUEUE_BATCH at a time. The
-    combinations are generated twice rather than held: memory stays that of the distinct keys."""
+    checked before anything is expanded; every configuration is resolved (and so validated, with what
+    `train` would refuse: session.check_startable) before the first run is queued; then runs are written
+    QUEUE_BATCH at a time. The combinations are generated twice rather than held: memory stays that of the
+    distinct keys."""
     axes = grid_axes(text)
     check_queue_size(math.prod(len(v) for _, v in axes), "the grid", confirmed=confirmed)
 
@@ -186,7 +207,7 @@ def queue_grid(reg: Any, text: str, *, profile: str = "quick", confirmed: bool =
             yield hashlib.sha256(cfg.model_dump_json().encode()).digest(), cfg
 
     for _, cfg in configs():
-        check_model_size(cfg.model)
+        check_startable(cfg)
     seen: set[bytes] = set()
     queued: list[str] = []
     batch: list[dict] = []
@@ -206,10 +227,42 @@ def queue_grid(reg: Any, text: str, *, profile: str = "quick", confirmed: bool =
 def _queued_run(cfg: Any) -> dict:
     """create_run's arguments for a queued run of `cfg`."""
     return {"model": cfg.model.name, "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed,
-            "config": cfg.model_dump(mode="json"), "status": "queued"}
+            "config": cfg.model_dump(mode="json"), "status": QUEUED}
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def runs_to_evaluate(reg: Registry, *, ref: str | None = None, keys: Sequence[str] = (), protocol: str | None = None,
+                     checkpoint: int | None = None, model: str | None = None, dataset: str | None = None,
+                     missing: bool = True) -> list[tuple[str, str]]:
+    """(short id, protocol) of the runs `fqvae evaluate` scores, each with `protocol` or its own: run `ref`;
+    or, with no ref, every finished run (of `model`, `dataset`) that lacks one of `keys` under it (every
+    one with missing=False). A run that has not finished training (queued, running, interrupted or failed)
+    but has checkpoints is refused unless `checkpoint` names one: its last checkpoint is not its end."""
+    if ref is None:
+        todo = []
+        for r in reg.find_runs(status=FINISHED, model=model, dataset=dataset):
+            wanted = protocol or run_protocol(r.config)
+            if missing and all(k in reg.latest_metrics(r.id, wanted) for k in keys):
+                continue
+            todo.append((r.short_id, wanted))
+        return todo
+    rec = reg.get_run(ref)
+    if rec.status != FINISHED and checkpoint is None and reg.artifacts(rec.id, kind="checkpoint"):
+        raise UsageError(f"run {rec.short_id} has not finished training (status {rec.status}); evaluate it when it "
+                         "has, or pass --checkpoint STEP to score a mid-run checkpoint on purpose.")
+    return [(rec.short_id, protocol or run_protocol(rec.config))]
 
 
 # ------------------------------------------------------------------ reproduce
+
+
+def default_workers(device: Any) -> int:
+    """Workers for `reproduce` when none is asked for: 2 on a CPU when this process may use 2 or more
+    cores (one thread each beats two threads on one run), else 1 (a GPU is shared by one worker)."""
+    return 2 if device.type == "cpu" and available_cores() >= 2 else 1
+
 
 
 @dataclass
@@ -227,7 +280,7 @@ class ReproduceRequest:
     slurm: dict = field(default_factory=dict)  # partition, gpus, time_min
 
 
-def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
+def reproduce_table(reg: Registry, url: str, device: Any, req: ReproduceRequest, *,
               on_report: Callable[[QueueReport], None] | None = None) -> QueueReport:
     """Queue a paper table's runs, evaluate finished ones that lack numbers, and execute them with
     `req.workers` local processes (or Slurm jobs). The workers claim only this table's runs: another
@@ -263,7 +316,7 @@ def reproduce(reg: Any, url: str, device: Any, req: ReproduceRequest, *,
             def poll() -> None:
                 for ref in set(report.queued) - seen:
                     run = reg.get_run(ref)
-                    if run.status == "finished" and reg.latest_metrics(run.id, report.protocol):
+                    if run.status == FINISHED and reg.latest_metrics(run.id, report.protocol):
                         seen.add(ref)
                         overall.advance()
 

@@ -17,20 +17,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fqvae_cli import console
-from fqvae_cli.config import build_run_config
-from fqvae_cli.data.identity import dataset_fingerprint, require_same_dataset
-from fqvae_cli.data.store import open_dataset
-from fqvae_cli.device import resolve_device
+from fqvae_cli.device import available_cores, bounded_by_cores, resolve_device
 from fqvae_cli.errors import UsageError
-from fqvae_cli.evaluation import evaluate_run
-from fqvae_cli.inputs import available_cores, bounded_by_cores
-from fqvae_cli.registry.liveness import holder_id, settle_run
+from fqvae_cli.figures.traversal import snapshot_picture
+from fqvae_cli.registry.liveness import holder_id
 from fqvae_cli.registry.store import DEFAULT_STALE_S, Registry
-from fqvae_cli.training.checkpoint import recorded_checkpoints, usable_checkpoint
-from fqvae_cli.training.loop import train_run
+from fqvae_cli.runs.evaluation import evaluate_run
+from fqvae_cli.training.session import Claimed, RunSession, RunStopped, run_session
+
+if TYPE_CHECKING:
+    from fqvae_cli.registry.store import Registry
 
 # How long a stopped reproduce waits for its workers to checkpoint before killing them.
 WORKER_GRACE_S = 120.0
@@ -40,44 +39,28 @@ __all__ = ["WorkerStopped", "available_cores", "dci_jobs", "execute", "run_worke
 
 
 class WorkerStopped(KeyboardInterrupt):
-    """A worker was stopped (Ctrl-C, SIGTERM) while it held a run; `outcome` says, in words, what became
-    of that run. A KeyboardInterrupt, so every handler of a stop still sees one."""
+    """A worker was stopped (Ctrl-C, SIGTERM) while it held a run; `outcome` says, in words, what became of
+    that run. A KeyboardInterrupt, so every handler of a stop still sees one."""
 
     def __init__(self, outcome: str):
         super().__init__(outcome)
         self.outcome = outcome
 
 
-def _outcome(reg: Any, run: Any) -> str:
-    """What a stop left of `run`, read back from the registry rather than assumed."""
+def execute(reg: Registry, run: Any, device: Any, *, session: RunSession, jobs: int = 1,
+            show_progress: bool = True) -> None:
+    """Train the claimed `run` through its `session` (resuming from its last checkpoint if it has one, from
+    iteration 0 if it stopped before its first), then evaluate it with its protocol."""
+    # The evaluation below scores the test MSE; training need not do it first.
+    session.train(device, draw=snapshot_picture, show_progress=show_progress, test_mse=False)
+    evaluate_run(reg, run.id, device, protocol=session.cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
+
+
+def _status_of(reg: Registry, run: Any) -> str:
     try:
-        status = reg.get_run(run.id).status
-    except Exception:  # noqa: BLE001 - the stop is being reported; a registry error must not hide it
-        return f"the state of its run {run.short_id} could not be read back"
-    if status == "interrupted":
-        return (f"its run {run.short_id} was marked interrupted and resumes from its last checkpoint when a worker "
-                "claims it again")
-    if status == "finished":
-        return (f"its run {run.short_id} had finished training and stays finished; its evaluation was stopped, so "
-                f"evaluate it with `fqvae evaluate {run.short_id}`")
-    return f"its run {run.short_id} is {status}"
-
-
-def execute(reg: Any, run: Any, device: Any, *, jobs: int = 1, show_progress: bool = True) -> None:
-    """Train `run` (resuming from its last checkpoint if it has one), then evaluate it. A run learns its
-    dataset's identity when it first starts; afterwards it only runs on that same data."""
-    cfg = build_run_config(run.config)
-    if run.status != "finished":
-        ds = open_dataset(cfg.dataset)
-        if run.dataset_fingerprint is None:
-            reg.set_dataset_fingerprint(run.id, dataset_fingerprint(ds))
-        else:
-            require_same_dataset(run, ds, "resume")
-        # A run that has checkpoints continues from the newest that verifies (skipped ones are reported).
-        resume_from = usable_checkpoint(reg, run, warn=console.warn) if recorded_checkpoints(reg, run.id) else None
-        # The evaluation below scores the test MSE; training need not do it first.
-        train_run(cfg, reg, run, device, resume_from=resume_from, show_progress=show_progress, test_mse=False)
-    evaluate_run(reg, run.id, device, protocol=cfg.eval.protocol, jobs=jobs, show_progress=show_progress)
+        return reg.get_run(run.id).status
+    except Exception:  # noqa: BLE001 - the failure is being reported; a registry error must not hide it
+        return "status unknown"
 
 
 def dci_jobs(device: Any, cores: int | None = None) -> int:
@@ -89,7 +72,7 @@ def dci_jobs(device: Any, cores: int | None = None) -> int:
     return 1
 
 
-def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | None = None,
+def run_worker(reg: Registry, device: Any, *, once: bool = False, max_runs: int | None = None,
                stale_after_s: float = DEFAULT_STALE_S, jobs: int | None = None, show_progress: bool = True,
                on_run: Any = None, only: Collection[str] | None = None) -> int:
     """Claim and execute queued runs until none is left (or the limits are reached). Returns the count.
@@ -105,13 +88,13 @@ def run_worker(reg: Any, device: Any, *, once: bool = False, max_runs: int | Non
         if run is None:
             return done
         try:
-            execute(reg, run, device, jobs=jobs, show_progress=show_progress)
-        except KeyboardInterrupt:
-            settle_run(reg, run.id, "interrupted", holder=me)
-            raise WorkerStopped(_outcome(reg, run)) from None
+            with run_session(reg, Claimed(run)) as session:
+                execute(reg, run, device, session=session, jobs=jobs, show_progress=show_progress)
+        except RunStopped as stop:
+            how = ", and resumes when a worker claims it again" if stop.resumable else ""
+            raise WorkerStopped(f"its {stop.outcome}{how}") from None
         except Exception as exc:  # noqa: BLE001 - one failed run must not stop the worker
-            settle_run(reg, run.id, "failed", f"{type(exc).__name__}: {exc}", holder=me)
-            console.warn(f"run {run.short_id} failed: {exc}")
+            console.warn(f"run {run.short_id} stopped ({_status_of(reg, run)}): {exc}")
         done += 1
         if on_run is not None:
             on_run(run)
