@@ -78,11 +78,10 @@ def shared(tmp_path_factory, name: str, build):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return build(tmp_path_factory.mktemp(name))
     root = tmp_path_factory.getbasetemp().parent  # shared by the processes of one session
-    folder, result = root / name, root / f"{name}.pickle"
+    result = root / f"{name}.pickle"
     with FileLock(str(root / f"{name}.lock")):
-        if not result.exists():
-            folder.mkdir()
-            value = build(folder)
+        if not result.exists():  # a failed build leaves no result: the next process tries again afresh
+            value = build(Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root)))
             result.write_bytes(pickle.dumps(value))
             return value
     return pickle.loads(result.read_bytes())
