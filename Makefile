@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-all lint
 
 setup: $(VENV)/.installed
 
@@ -17,8 +17,20 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/fqvae reproduce --paper-table 1 --profile quick
 
+# The tests in two tiers (tests/conftest.py marks a test `full` by what it does: it starts a process, a
+# server or a browser, or compiles). `test`: the default tier, every module in about a minute on two cores.
+# `test-all`: everything, with PostgreSQL, Chromium, child processes, SIGKILL resume, concurrency,
+# torch.compile and the wheel (what .ci/run runs). Both run in one process per core (pytest-xdist, idle
+# processes take tests from busy ones). pytest's exit 5 (no test collected) fails with a sentence.
+TEST_PROCS ?= auto
+PYTEST = status=0; $(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist worksteal $(1) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; exit $$status
+
 test: setup
-	$(BIN)/python -m pytest -q
+	@$(call PYTEST,-m "not full")
+
+test-all: setup
+	@$(call PYTEST,)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Run bundles: `fqvae runs export RUN --bundle` in one workspace, `fqvae runs import` in another.
 
-One tiny run is trained, evaluated (tiny protocol) and drawn once per module in a workspace of its own,
+One tiny run is trained, evaluated (tiny protocol) and drawn once per session in a workspace of its own,
 then exported; each test imports into its own fresh workspace (SQLite, or PostgreSQL through `db_url`).
 Every refused bundle is checked to leave the registry rows and the workspace files exactly as they were."""
 
@@ -14,7 +14,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import TINY
 
 from fqvae_cli.registry.schema import HEAD
 from fqvae_cli.registry.store import Registry
@@ -22,38 +21,12 @@ from fqvae_cli.registry.store import Registry
 TABLE_SET = ["--set", "train.steps=6", "--set", "train.batch_size=8", "--set", "model.disc_width=32"]
 
 
-@pytest.fixture(scope="module")
-def made() -> dict:
-    return {}
-
-
 @pytest.fixture
-def source(cli, small_data, tiny_protocol, workspace, monkeypatch, tmp_path_factory, made) -> dict:
-    """A tiny finished run in a workspace of its own, evaluated and drawn (one figure in its folder, one
-    outside it), exported as `bundle` (last checkpoint) and `all` (--all). Built once per module."""
-    if not made:
-        home, out = tmp_path_factory.mktemp("source-home"), tmp_path_factory.mktemp("bundles")
-        monkeypatch.setenv("FQVAE_HOME", str(home))
-        res = cli("train", "--model", "factorqvae", *TINY, "--name", "fq")
-        assert res.exit_code == 0, res.stderr
-        short = res.stdout.strip().splitlines()[-1]
-        res = cli("evaluate", short, "--protocol", "tiny", "--json", "--device", "cpu")
-        assert res.exit_code == 0, res.stderr
-        numbers = json.loads(res.stdout)
-        assert cli("traverse", short, "--device", "cpu").exit_code == 0
-        assert cli("traverse", short, "--device", "cpu", "--out", out / "ext.png").exit_code == 0
-        for name, extra in (("run.tar", []), ("all.tar", ["--all"])):
-            res = cli("runs", "export", short, "--bundle", out / name, *extra)
-            assert res.exit_code == 0, res.stderr
-            assert f"wrote 1 run(s) ({short})" in res.stderr
-        with Registry() as reg:
-            run = reg.get_run(short)
-            rows = {"metrics": [m.to_json() | {"id": None} for m in reg.metrics(run.id)],
-                    "artifacts": reg.artifacts(run.id),
-                    "starts": [s.to_json() | {"id": None} for s in reg.starts([run.id])]}
-        made.update(home=home, run=run, numbers=numbers, bundle=out / "run.tar", all=out / "all.tar", **rows)
-        monkeypatch.setenv("FQVAE_HOME", str(workspace))
-    return made
+def source(small_data, tiny_protocol, trained_home) -> dict:
+    """A tiny finished FactorQVAE in a workspace of its own, evaluated and drawn (one figure in its folder,
+    one outside it), exported as `bundle` (last checkpoint) and `all` (--all): the session's trained
+    workspace (tests/helpers.py build_trained_home), read only."""
+    return trained_home
 
 
 def _members(path: Path) -> dict[str, bytes]:

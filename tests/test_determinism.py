@@ -6,7 +6,7 @@ Scope: one machine, one thread count (train.threads=1, as every TINY run), one k
 library versions; the runs record the same provenance, which the test checks too. Across kernel families
 (another CPU, or oneDNN capped with ONEDNN_MAX_CPU_ISA) or thread counts the weights differ, which is why
 every run records its provenance (docs/provenance.md). bfloat16 is emulated on an AVX2-only CPU (slower),
-hence the few iterations of TINY."""
+hence the few iterations of TINY. The same in one process, which every tier runs, is the first test."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ def _train_twice(small_data, workspace, settings: list[str], names: tuple[str, s
     for p in procs:
         _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
+
+
+def test_same_seed_in_one_process_gives_identical_weights_and_loss_curves(cli, small_data):
+    import torch
+
+    names = [cli("train", "--model", "qvae", *TINY, "--seed", seed).stdout.strip().splitlines()[-1]
+             for seed in ("5", "5", "6")]
+    with Registry() as reg:
+        a, b = _weights(reg, names[0]), _weights(reg, names[1])
+        curves = [[(m.step, m.value) for m in reg.metrics(reg.get_run(n).id, name="loss/total")] for n in names]
+    assert curves[0] == curves[1] and len(curves[0]) == 3
+    assert curves[0] != curves[2]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("bf16", ["false", "true"])

@@ -4,46 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import TINY
 from PIL import Image
 
 from fqvae_cli.experiments import COLUMNS
 
 
 @pytest.fixture(scope="module")
-def module_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("fqvae-home")
+def module_home(trained_home, tmp_path_factory):
+    """A copy of the session's trained workspace (tests/helpers.py build_trained_home), for this module."""
+    from helpers import copy_trained_home
 
-
-@pytest.fixture(scope="module")
-def module_runs() -> dict[str, str]:
-    return {}
+    return copy_trained_home(trained_home, tmp_path_factory.mktemp("fqvae-home"))
 
 
 @pytest.fixture(autouse=True)
 def workspace(module_home, monkeypatch):
-    """Overrides conftest's per-test workspace: these tests share one registry, so each model is
-    trained once per module."""
-    monkeypatch.setenv("FQVAE_HOME", str(module_home))
+    """Overrides conftest's per-test workspace: these tests share one registry, whose runs were trained
+    once per session."""
+    monkeypatch.setenv("FQVAE_HOME", str(module_home["home"]))
     monkeypatch.delenv("FQVAE_DATA", raising=False)
     monkeypatch.delenv("FQVAE_DB", raising=False)
     monkeypatch.setenv("FQVAE_PLAIN_PROGRESS", "1")
-    return module_home
+    return module_home["home"]
 
 
 @pytest.fixture
-def trained(cli, small_data, tiny_protocol, module_runs):
-    """model name -> short id of a tiny finished run (trained on first use in this module)."""
-    runs = module_runs
-
-    def get(model: str) -> str:
-        if model not in runs:
-            res = cli("train", "--model", model, *TINY, "--name", model)
-            assert res.exit_code == 0, res.stderr
-            runs[model] = res.stdout.strip().splitlines()[-1]
-        return runs[model]
-
-    return get
+def trained(small_data, tiny_protocol, module_home):
+    """model name -> short id of a tiny finished run: the FactorQVAE (evaluated), a QVAE never evaluated,
+    and the AE named `ae` (evaluated)."""
+    runs = {"factorqvae": module_home["fq"], "qvae": module_home["qvae"], "ae": module_home["report"][("ae", 0)]}
+    return runs.__getitem__
 
 
 def _registry():

@@ -194,7 +194,7 @@ class Counter:
         pass
 
 
-def test_parallel_equals_serial_bit_for_bit():
+def test_parallel_equals_serial_bit_for_bit(spawns):
     f = grid_factors((2, 3, 4), 25)  # 600 rows
     z = noisy_codes(f[:, 1:])
     z = np.concatenate([z, f[:, :1] ^ (np.arange(len(f)) % 7 == 0)], axis=1)

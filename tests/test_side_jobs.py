@@ -8,7 +8,7 @@ import errno
 from contextlib import contextmanager
 
 import pytest
-from helpers import TINY
+from helpers import SNAPSHOTS, TINY
 
 from fqvae_cli.registry.lifecycle import FINISHED
 
@@ -34,7 +34,7 @@ def test_a_snapshots_folder_that_is_a_file_is_one_warning_and_the_run_finishes(c
         (self.folder / "snapshots").write_text("a file where the snapshots folder goes\n")
 
     monkeypatch.setattr(recorder.Recorder, "__init__", snapshots_folder_is_a_file)
-    res = cli("train", "--model", "ae", *TINY, "--name", "blocked")
+    res = cli("train", "--model", "ae", *TINY, *SNAPSHOTS, "--name", "blocked")
     assert res.exit_code == 0, res.stderr
     reg = _registry()
     run = reg.get_run("blocked")
@@ -58,7 +58,7 @@ def test_a_snapshot_without_permission_names_the_permission(cli, small_data, mon
         yield path
 
     monkeypatch.setattr(snapshots, "atomic_path", denied)
-    res = cli("train", "--model", "ae", *TINY, "--name", "denied")
+    res = cli("train", "--model", "ae", *TINY, *SNAPSHOTS, "--name", "denied")
     assert res.exit_code == 0, res.stderr
     reg = _registry()
     run = reg.get_run("denied")
@@ -77,7 +77,7 @@ def test_a_tensorboard_write_that_fails_is_one_warning(cli, small_data, monkeypa
 
     monkeypatch.setattr(TensorBoardTracker, "log_scalars", broken)
     monkeypatch.setattr(TensorBoardTracker, "log_image", broken)
-    res = cli("train", "--model", "ae", *TINY, "--set", "train.tensorboard=true", "--name", "tb")
+    res = cli("train", "--model", "ae", *TINY, *SNAPSHOTS, "--set", "train.tensorboard=true", "--name", "tb")
     assert res.exit_code == 0, res.stderr
     reg = _registry()
     run = reg.get_run("tb")

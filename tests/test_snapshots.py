@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import SNAPSHOTS, TINY
 
 from fqvae_cli.files import sha256_file
 from fqvae_cli.training.snapshots import codebook_health
@@ -49,7 +49,7 @@ def test_snapshots_are_recorded_and_change_nothing_of_the_training(cli, small_da
 
     # beta-VAE draws a Gaussian sample when it encodes: a snapshot that used the training's random
     # stream would change every later iteration.
-    for name, extra in (("sampled", []), ("unsampled", ["--set", "train.snapshot_every=0"])):
+    for name, extra in (("sampled", SNAPSHOTS), ("unsampled", ["--set", "train.snapshot_every=0"])):
         res = cli("train", "--model", "betavae", *TINY, *extra, "--name", name)
         assert res.exit_code == 0, res.stderr
     (curve_a, weights_a), (curve_b, weights_b) = _curve_and_weights("sampled"), _curve_and_weights("unsampled")
@@ -58,7 +58,7 @@ def test_snapshots_are_recorded_and_change_nothing_of_the_training(cli, small_da
     assert len(_registry().artifacts(_registry().get_run("sampled").id, kind="snapshot")) == 6
     assert _registry().artifacts(_registry().get_run("unsampled").id, kind="snapshot") == []
 
-    res = cli("train", "--model", "qvae", *TINY, "--name", "pictured")
+    res = cli("train", "--model", "qvae", *TINY, *SNAPSHOTS, "--name", "pictured")
     assert res.exit_code == 0, res.stderr
 
     reg = _registry()
@@ -107,7 +107,7 @@ def test_tensorboard_events_parse_with_tensorboards_reader(cli, small_data):
     pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed")
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
                                             reason="tensorboard (its reader) is not installed")
-    res = cli("train", "--model", "factorqvae", *TINY, "--set", "train.tensorboard=true", "--name", "tb")
+    res = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.tensorboard=true", "--name", "tb")
     assert res.exit_code == 0, res.stderr
     reg = _registry()
     run = reg.get_run("tb")

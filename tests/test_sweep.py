@@ -31,7 +31,7 @@ def _metric_steps_unique(reg, run_id) -> bool:
     return len(rows) == len(set(rows))
 
 
-def test_local_executor_two_workers_each_run_once(cli, small_data, tiny_protocol, db_url):
+def test_local_executor_two_workers_each_run_once(cli, small_data, tiny_protocol, db_url, spawns):
     from fqvae_cli.registry.store import Registry
 
     grid = f"model=ae,qvae seed=0..1 {TINY_SET} set.eval.protocol=tiny set.train.threads=1"
@@ -80,7 +80,7 @@ def test_killed_worker_run_is_requeued_and_completes(small_data, tiny_protocol, 
     assert first_ckpt == 20 and _metric_steps_unique(reg, run.id)
 
 
-def test_submitit_local_executor_runs_a_worker(small_data, tiny_protocol, tmp_path):
+def test_submitit_local_executor_runs_a_worker(small_data, tiny_protocol, tmp_path, spawns):
     pytest.importorskip("submitit")
     from fqvae_cli.registry.store import Registry
     from fqvae_cli.runs.sweep import queue_grid
@@ -96,7 +96,7 @@ def test_submitit_local_executor_runs_a_worker(small_data, tiny_protocol, tmp_pa
     assert run.status == "finished" and reg.latest_metrics(run.id, "tiny")
 
 
-def test_reproduce_is_resumable_and_skips_done_cells(cli, small_data, tiny_protocol):
+def test_reproduce_is_resumable_and_skips_done_cells(cli, small_data, tiny_protocol, spawns):
     from fqvae_cli.registry.store import Registry
 
     args = ["reproduce", "--paper-table", "1", "--models", "ae,qlae", "--device", "cpu",

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess, stop_after_checkpoint
+from helpers import TINY, fqvae_killed_after_first_checkpoint, fqvae_subprocess
 
 from fqvae_cli.models.zoo import ZOO
 
@@ -94,14 +94,6 @@ def test_resume_after_sigkill_is_bit_exact(small_data, workspace):
     assert snaps["full"] == snaps["victim"]
 
 
-def test_same_seed_gives_identical_loss_curves(cli, small_data):
-    a = cli("train", "--model", "qvae", *TINY, "--seed", "5").stdout.strip().splitlines()[-1]
-    b = cli("train", "--model", "qvae", *TINY, "--seed", "5").stdout.strip().splitlines()[-1]
-    c = cli("train", "--model", "qvae", *TINY, "--seed", "6").stdout.strip().splitlines()[-1]
-    assert _loss_curve(a) == _loss_curve(b)
-    assert _loss_curve(a) != _loss_curve(c)
-
-
 def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_data):
     from fqvae_cli.files import sha256_file
 
@@ -118,24 +110,6 @@ def test_nonfinite_loss_fails_the_run_and_keeps_last_good_checkpoint(cli, small_
     assert ckpts, "the last good checkpoint must be kept"
     for a in ckpts:
         assert sha256_file(a.path) == a.sha256
-
-
-def test_tampered_checkpoint_is_refused_on_resume(cli, small_data, monkeypatch):
-    with monkeypatch.context() as m:
-        stop_after_checkpoint(m, 6)
-        res = cli("train", "--model", "ae", *TINY, "--steps", "9", "--name", "tamper")
-    assert res.exit_code == 130, res.stderr
-    reg = _registry()
-    run = reg.get_run("tamper")
-    assert run.status == "interrupted"
-    for ckpt in reg.artifacts(run.id, kind="checkpoint"):  # every one: none is left to fall back to
-        data = bytearray(Path(ckpt.path).read_bytes())
-        data[-1] ^= 0x01
-        Path(ckpt.path).write_bytes(bytes(data))
-    res = cli("train", "--resume", "tamper", "--device", "cpu")
-    assert res.exit_code != 0
-    assert "sha256" in res.stderr and "Traceback" not in res.stderr
-    assert reg.get_run(run.id).status == "interrupted"
 
 
 def test_bad_config_gets_one_sentence(cli, small_data):
