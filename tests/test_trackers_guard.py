@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY
+from helpers import SNAPSHOTS, TINY
 
 from fqvae_cli.registry.records import MetricRow
 from fqvae_cli.trackers.base import Link, Tracker, TrackerSet, metric_key
@@ -84,7 +84,8 @@ def test_a_tracker_that_fails_mid_run_costs_nothing(cli, small_data, monkeypatch
         return made[-1]
 
     monkeypatch.setattr(mirror, "build", build)
-    res = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[tensorboard]", "--name", "t")
+    res = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.trackers=[tensorboard]",
+              "--name", "t")
     assert res.exit_code == 0, res.stderr
     warned = [line for line in res.stderr.splitlines() if "tracker" in line]
     assert warned == ["warning: the tensorboard tracker stopped (ConnectionError: tensorboard lost its server "

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import TINY
+from helpers import SNAPSHOTS, TINY
 
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'fqvae[mlflow]')")
 
@@ -56,7 +56,7 @@ def _images(client, tracker_run: str) -> list[str]:
 def test_a_run_and_its_evaluation_in_a_local_store(cli, small_data, tiny_protocol, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    res = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[mlflow]", "--name", "m")
+    res = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.trackers=[mlflow]", "--name", "m")
     assert res.exit_code == 0, res.stderr
     assert "warning" not in res.stderr
     assert cli("evaluate", "m", "--protocol", "tiny", "--device", "cpu").exit_code == 0
@@ -173,7 +173,7 @@ def test_a_server_killed_mid_run_costs_nothing_and_a_sync_fills_it(cli, small_da
             mlflow_server.kill()  # the tracker's server dies after the first checkpoint
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
-    res = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[mlflow]", "--name", "d")
+    res = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.trackers=[mlflow]", "--name", "d")
     assert res.exit_code == 0, res.stderr
     reg = _registry()
     run = reg.get_run("d")
@@ -228,7 +228,7 @@ def test_a_resumed_run_continues_its_mlflow_run(cli, small_data, tmp_path, monke
             raise KeyboardInterrupt  # Ctrl-C right after the first checkpoint, once
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
-    first = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[mlflow]", "--name", "r")
+    first = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.trackers=[mlflow]", "--name", "r")
     assert first.exit_code == 130, first.stderr
     run = _registry().get_run("r")
     client, held = _held(uri, run.id)

@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from helpers import TINY
+from helpers import SNAPSHOTS, TINY
 
 pytest.importorskip("wandb", reason="the wandb extra is not installed (pip install 'fqvae[wandb]')")
 
@@ -24,9 +24,10 @@ def _registry():
 
 
 @pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
+def offline(tmp_path, monkeypatch, spawns):
     """W&B offline, every folder it uses under tmp_path, any address it might try a dead loopback port,
-    and any connection this process opens to a non-loopback address refused and noted."""
+    and any connection this process opens to a non-loopback address refused and noted. W&B runs a service
+    process (wandb-core): the test is in the full tier, and the service is stopped at its end."""
     for var, sub in (("WANDB_DIR", "wandb"), ("WANDB_CONFIG_DIR", "wandb-config"), ("WANDB_CACHE_DIR", "wandb-cache"),
                      ("WANDB_DATA_DIR", "wandb-data"), ("WANDB_ARTIFACT_DIR", "wandb-artifacts")):
         (tmp_path / sub).mkdir()
@@ -49,6 +50,9 @@ def offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield tmp_path / "wandb"
+    import wandb
+
+    wandb.teardown()  # stops wandb-core, which would otherwise outlive the test
     assert outside == []
 
 
@@ -104,7 +108,7 @@ def _read(run_folder: Path) -> dict:
 
 
 def test_an_offline_run_reads_back_from_its_own_records(cli, small_data, offline):
-    res = cli("train", "--model", "factorqvae", *TINY, "--set", "train.trackers=[wandb]", "--name", "w")
+    res = cli("train", "--model", "factorqvae", *TINY, *SNAPSHOTS, "--set", "train.trackers=[wandb]", "--name", "w")
     assert res.exit_code == 0, res.stderr
     assert "warning" not in res.stderr
     reg = _registry()
