@@ -384,3 +384,31 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("tests outside `full` that started processes (ask for the `spawns` fixture)")
         for nodeid, what in sorted(_UNMARKED.items()):
             terminalreporter.write_line(f"{nodeid}: {len(what)}, e.g. {what[0]}")
+
+
+@pytest.fixture
+def server():
+    """A file server on 127.0.0.1 (tests/http_server.py) for the download tests."""
+    from http_server import FileServer
+
+    with FileServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def neighbour(workspace):
+    """A local run with a metric row and a file, so 'nothing changed' (a refused import) has something to keep."""
+    import hashlib
+
+    from fqvae_cli.registry.lifecycle import FINISHED
+    from fqvae_cli.registry.store import Registry
+
+    with Registry() as reg:
+        run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=3, config={}, name="local")
+        reg.log_metrics(run.id, [("dci_d", 0.25, None, "eval", "tiny")])
+        path = workspace / "runs" / run.id / "figures" / "a.png"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"png")
+        reg.add_artifact(run.id, kind="figure", path=path, bytes=3, sha256=hashlib.sha256(b"png").hexdigest())
+        reg.transition(run.id, FINISHED)
+    return path

@@ -243,20 +243,6 @@ REFUSED = {
 }
 
 
-@pytest.fixture
-def neighbour(workspace) -> Path:
-    """A local run with a metric row and a file, so 'nothing changed' has something to keep."""
-    with Registry() as reg:
-        run = reg.create_run(model="ae", dataset="synth3d", profile="quick", seed=3, config={}, name="local")
-        reg.log_metrics(run.id, [("dci_d", 0.25, None, "eval", "tiny")])
-        path = workspace / "runs" / run.id / "figures" / "a.png"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"png")
-        reg.add_artifact(run.id, kind="figure", path=path, bytes=3, sha256=hashlib.sha256(b"png").hexdigest())
-        reg.transition(run.id, "finished")
-    return path
-
-
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_refused_bundles_change_nothing(cli, source, neighbour, workspace, tmp_path, case):
     make, needle = REFUSED[case]

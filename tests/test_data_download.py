@@ -18,7 +18,7 @@ import types
 
 import pytest
 from helpers import TINY
-from http_server import FileServer, closed_port, etag
+from http_server import closed_port, etag
 from writers import write_isaac, write_shapes3d, zip_folder
 
 from fqvae_cli import paths
@@ -48,12 +48,6 @@ def one_sentence(result, *fragments: str) -> None:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -21,12 +21,6 @@ from fqvae_cli.data import catalog, fetch
 from fqvae_cli.data.store import PreparedDataset, is_prepared
 
 
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
 @pytest.fixture(autouse=True)
 def quick(monkeypatch):
     monkeypatch.setattr(fetch, "BACKOFF_S", 0.01)

@@ -12,16 +12,10 @@ import json
 
 import pytest
 from hostile_servers import CASES, MAX_BYTES, SLOW_BYTES, STALL_S, Hostile
-from http_server import FileServer, etag
+from http_server import etag
 
 from fqvae_cli import paths
 from fqvae_cli.data import catalog, fetch
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -9,19 +9,12 @@ import hashlib
 import json
 
 import pytest
-from http_server import FileServer
 from writers import write_shapes3d
 
 from fqvae_cli import paths
 from fqvae_cli.data import catalog, fetch
 from fqvae_cli.data.catalog import Mirror
 from fqvae_cli.data.store import PreparedDataset, is_prepared
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)
