@@ -200,3 +200,17 @@ def test_the_kind_record_gives_the_encoder_width_the_module_expects(name):
     k = getattr(b, "n_entries", getattr(b, "n_values", getattr(b, "levels", 1)))
     assert b.enc_dim == kind.encoder_width(D, k, b.value_dim)
     assert model.encoder(batch(2)).shape == (2, b.enc_dim)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_one_step_on_the_paper_trunk(name):
+    """Every model of the zoo builds on the Appendix A.3 trunk at 64x64 and takes a training step with a
+    finite loss and finite gradients (narrow widths: the trunk's shape, not its size)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_flat(name=name, trunk="paper", image_size=64, latent_dim=4, width=8,
+                                              hidden=8))
+    x = torch.rand(4, 3, 64, 64) - 0.5
+    total, parts, _ = model.training_step_losses(x, 0.7)
+    assert set(parts) == EXPECTED_PARTS[name] | {"total"} and torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.vae_parameters())
