@@ -198,3 +198,17 @@ def copy_trained_home(made: dict, home: Path) -> dict:
         source.close()
         target.close()
     return {**made, "home": home}
+
+
+def error_sentence(result, *fragments: str) -> str:
+    """A refusal by one sentence of a typed error: exit non-zero, one `error:` line and it the last (progress
+    lines may come first), no traceback, not the CLI's last-resort 'unexpected'; each fragment in it.
+    Returns the error line."""
+    assert result.exit_code != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert not errors[0].startswith("error: unexpected"), errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]

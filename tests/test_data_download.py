@@ -17,7 +17,7 @@ import time
 import types
 
 import pytest
-from helpers import TINY
+from helpers import TINY, error_sentence
 from http_server import closed_port, etag
 from writers import write_isaac, write_shapes3d, zip_folder
 
@@ -26,18 +26,6 @@ from fqvae_cli.data import catalog, download, fetch
 from fqvae_cli.data.store import PreparedDataset, is_prepared
 
 H5 = "/3dshapes.h5"
-
-
-def error_sentence(result, *fragments: str) -> None:
-    """Failed with one sentence of a typed error: one `error:` line, the last, no traceback, not the CLI's
-    last-resort 'unexpected' (progress lines may come first)."""
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.stderr, result.stderr
-    assert not errors[0].startswith("error: unexpected"), errors[0]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def one_sentence(result, *fragments: str) -> None:

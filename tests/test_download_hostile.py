@@ -11,6 +11,7 @@ import hashlib
 import json
 
 import pytest
+from helpers import error_sentence
 from hostile_servers import CASES, MAX_BYTES, SLOW_BYTES, STALL_S, Hostile
 from http_server import etag
 
@@ -23,18 +24,6 @@ def quick(monkeypatch):
     monkeypatch.setattr(fetch, "BACKOFF_S", 0.01)
     monkeypatch.setattr(fetch, "STALL_S", STALL_S)
     monkeypatch.setattr(fetch, "SLOW_BYTES", SLOW_BYTES)
-
-
-def one_error(result, *fragments: str) -> str:
-    """Failed with one typed sentence as the last line, no traceback, not the CLI's 'unexpected'."""
-    assert result.exit_code != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.stderr, result.stderr
-    assert not errors[0].startswith("error: unexpected"), errors[0]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def folder():
@@ -50,7 +39,7 @@ def test_hostile_server(cli, server, monkeypatch, case: Hostile):
     monkeypatch.setattr(fetch, "RETRIES", 0)
     url = case.setup(server)
     r = cli("data", "download", "mpi3d_toy", "--url", url, "--no-prepare", "--max-bytes", str(MAX_BYTES))
-    one_error(r, *case.says(server))
+    error_sentence(r, *case.says(server))
     assert written() <= case.keeps_at_most
     assert not (folder() / "mpi3d_toy.npz").exists()
 
@@ -62,7 +51,7 @@ def test_endless_body_stops_at_a_margin_over_the_catalog_size(cli, server, monke
         spec, download=dataclasses.replace(spec.download, approx_bytes=100_000)))
     server.endless["/e"] = b"\1" * 4096
     r = cli("data", "download", "mpi3d_toy", "--url", server.url("/e"), "--no-prepare")
-    one_error(r, f"{server.url('/e')} sent more than 125,000 bytes (1.25 x the catalog's approximate size, "
+    error_sentence(r, f"{server.url('/e')} sent more than 125,000 bytes (1.25 x the catalog's approximate size, "
                  f"100.0 kB)", "pass --max-bytes")
     assert written() == 0 and server.bytes_sent["/e"] < 10_000_000
 
@@ -75,7 +64,7 @@ def test_catalog_size_caps_a_body_without_length(cli, server, monkeypatch):
         spec.download, url=server.url("/toy.npz"), size=4000, hash=hashlib.md5(data[:4000]).hexdigest())))
     server.endless["/toy.npz"] = data
     r = cli("data", "download", "mpi3d_toy", "--no-prepare")
-    one_error(r, f"{server.url('/toy.npz')} sent more than 4,000 bytes (the file's size, from the catalog)")
+    error_sentence(r, f"{server.url('/toy.npz')} sent more than 4,000 bytes (the file's size, from the catalog)")
 
 
 @pytest.mark.parametrize("validator", ["etag", "last-modified"])
@@ -115,12 +104,12 @@ def test_root_at_a_file_is_one_sentence(cli, server, tmp_path):
     server.files["/t.npz"] = b"123"
     r = cli("data", "download", "mpi3d_toy", "--url", server.url("/t.npz"), "--root", str(not_a_folder),
             "--no-prepare")
-    one_error(r, f"cannot create the folder {not_a_folder}/downloads/mpi3d_toy for the download of mpi3d_toy")
+    error_sentence(r, f"cannot create the folder {not_a_folder}/downloads/mpi3d_toy for the download of mpi3d_toy")
     assert server.requests == [] and not_a_folder.read_text() == "x"
 
 
 def test_max_bytes_must_be_positive(cli):
-    one_error(cli("data", "download", "mpi3d_toy", "--max-bytes", "0"), "--max-bytes must be a positive")
+    error_sentence(cli("data", "download", "mpi3d_toy", "--max-bytes", "0"), "--max-bytes must be a positive")
 
 
 def test_a_stalled_transfer_keeps_its_bytes_and_a_rerun_resumes(cli, server, monkeypatch):
@@ -129,7 +118,7 @@ def test_a_stalled_transfer_keeps_its_bytes_and_a_rerun_resumes(cli, server, mon
     server.files["/s.npz"] = data
     server.stall["/s.npz"] = 1000  # 1,000 bytes, then nothing
     args = ("data", "download", "mpi3d_toy", "--url", server.url("/s.npz"), "--no-prepare")
-    one_error(cli(*args), f"(last: the transfer stalled: no byte for {STALL_S:g}s); 1.0 kB are kept in",
+    error_sentence(cli(*args), f"(last: the transfer stalled: no byte for {STALL_S:g}s); 1.0 kB are kept in",
               "rerun to resume")
     assert (folder() / "mpi3d_toy.npz.part").read_bytes() == data[:1000]
     del server.stall["/s.npz"]

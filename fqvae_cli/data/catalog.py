@@ -156,6 +156,20 @@ def _mpi3d_source(variant: str) -> DownloadSource:
     )
 
 
+def _nvlabs_source(name: str, drive_id: str, gigabytes: float, note: str = "") -> DownloadSource:
+    """A 128x128 dataset of NVlabs/High-res-disentanglement-datasets (Isaac3D, Falcor3D): a Google Drive file
+    with a published size and no published hash."""
+    return DownloadSource(
+        url=f"https://drive.google.com/uc?export=download&id={drive_id}",
+        file=f"{name}_down128.zip", approx_bytes=int(gigabytes * 1e9),
+        provenance=(f"Google Drive link and size ('{name}_128x128 ({gigabytes:g} GB)'): github.com/NVlabs/"
+                    f"High-res-disentanglement-datasets README; {note}no hash is published: the sha256 of the "
+                    "downloaded file is recorded"),
+        citation="Nie et al., Semi-Supervised StyleGAN for Disentanglement Learning, ICML 2020",
+        licence="CC BY 4.0 (NVIDIA)",
+    )
+
+
 SOURCES: dict[str, DownloadSource] = {
     "shapes3d": DownloadSource(
         url="https://storage.googleapis.com/3d-shapes/3dshapes.h5", file="3dshapes.h5",
@@ -173,15 +187,7 @@ SOURCES: dict[str, DownloadSource] = {
         citation=_MPI3D_CITATION, licence="CC BY 4.0",
     ),
     **{f"mpi3d_{v}": _mpi3d_source(v) for v in ("toy", "realistic", "real")},
-    "isaac3d": DownloadSource(
-        url="https://drive.google.com/uc?export=download&id=1OmQ1G2wnm6eTsSFGTKFZZAh5D3nQTW1B",
-        file="Isaac3D_down128.zip", approx_bytes=13_000_000_000,
-        provenance=("Google Drive link and size ('Isaac3D_128x128 (13 GB)'): github.com/NVlabs/"
-                    "High-res-disentanglement-datasets README; no hash is published: the sha256 of the "
-                    "downloaded file is recorded"),
-        citation="Nie et al., Semi-Supervised StyleGAN for Disentanglement Learning, ICML 2020",
-        licence="CC BY 4.0 (NVIDIA)",
-    ),
+    "isaac3d": _nvlabs_source("Isaac3D", "1OmQ1G2wnm6eTsSFGTKFZZAh5D3nQTW1B", 13.0),
 }
 
 _DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5"
@@ -215,15 +221,8 @@ SOURCES["cars3d"] = DownloadSource(
     mirrors=(Mirror("http://www-personal.umich.edu/~reedscot/files/nips2015-analogy-data.tar.gz",
                     "carpedm20/visual-analogy-tensorflow download.sh"),),
 )
-SOURCES["falcor3d"] = DownloadSource(
-    url="https://drive.google.com/uc?export=download&id=1XAQfFK1x6cpN1eiovbP0hVfLTm5SsSoJ",
-    file="Falcor3D_down128.zip", approx_bytes=3_700_000_000,
-    provenance=("Google Drive link and size ('Falcor3D_128x128 (3.7 GB)'): github.com/NVlabs/"
-                "High-res-disentanglement-datasets README, the file QLAE's and Tripod's dataset builders "
-                "fetch; no hash is published: the sha256 of the downloaded file is recorded"),
-    citation="Nie et al., Semi-Supervised StyleGAN for Disentanglement Learning, ICML 2020",
-    licence="CC BY 4.0 (NVIDIA)",
-)
+SOURCES["falcor3d"] = _nvlabs_source("Falcor3D", "1XAQfFK1x6cpN1eiovbP0hVfLTm5SsSoJ", 3.7,
+                                      "the file QLAE's and Tripod's dataset builders fetch; ")
 _NORB_URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 _NORB_PROVENANCE = ("URL, size and sha256: tensorflow/datasets tensorflow_datasets/datasets/smallnorb/checksums.tsv "
                     "(the same URLs as disentanglement_lib bin/dlib_download_data and nmichlo/disent "
