@@ -192,3 +192,17 @@ def test_metric_rows_as_a_tracker_gets_them():
     send_rows(guard, rows)
     assert sent.calls == [("scalars", 2, {"loss/total": 0.5, "perplexity": 3.0}), ("scalars", 4, {"lr": 1e-3}),
                           ("rows", [("dci_d", "paper", 6)])]
+
+
+def test_a_sweep_asks_each_tracker_set_once(cli, monkeypatch):
+    """A grid of four runs with MLflow checks MLflow once, not once per queued run."""
+    import fqvae_cli.training.session as session
+
+    asked = []
+    monkeypatch.setattr(session, "require_trackers", lambda names: asked.append(tuple(names)))
+    res = cli("sweep", "--grid", "model=ae seed=0..3 set.train.trackers=mlflow")
+    assert res.exit_code == 0, res.stderr
+    assert asked == [("mlflow",)]
+    from fqvae_cli.registry.store import Registry
+
+    assert len(Registry().find_runs(model="ae")) == 4

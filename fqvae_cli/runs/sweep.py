@@ -87,6 +87,7 @@ def queue_table(reg: Registry, number: str, profile: str, *, datasets: list[str]
     datasets = datasets or default_datasets(number, profile)
     check_queue_size(len(datasets) * len(chosen) * seeds, f"table {number} with {seeds} seed(s)", confirmed=True)
     report = QueueReport([], [], [], [], [])
+    checked: set[tuple[str, ...]] = set()  # tracker sets found ready (check_startable)
     for ds in datasets:
         # One query per dataset; table rows have distinct setups, so no cell sees another's new run.
         runs = reg.find_runs(dataset=ds, profile=profile)
@@ -97,7 +98,7 @@ def queue_table(reg: Registry, number: str, profile: str, *, datasets: list[str]
             extra = deep_merge(overrides or {}, {"model": dict(row.get("set", {}))})
             for seed in range(seeds):
                 cfg = resolve_run_config(row["model"], ds, profile, seed, extra)
-                check_startable(cfg)
+                check_startable(cfg, checked)
                 want = training_setup(cfg)
                 existing = [r for r in cell_runs(runs, row["model"], want, identity) if r.seed == seed]
                 report.protocol = cfg.eval.protocol
@@ -206,8 +207,9 @@ def queue_grid(reg: Registry, text: str, *, profile: str = "quick", confirmed: b
                                      p.get("seed", 0), overrides)
             yield hashlib.sha256(cfg.model_dump_json().encode()).digest(), cfg
 
+    checked: set[tuple[str, ...]] = set()
     for _, cfg in configs():
-        check_startable(cfg)
+        check_startable(cfg, checked)
     seen: set[bytes] = set()
     queued: list[str] = []
     batch: list[dict] = []

@@ -45,11 +45,17 @@ if TYPE_CHECKING:
     from fqvae_cli.registry.store import Registry
 
 
-def check_startable(cfg: RunConfig) -> None:
+def check_startable(cfg: RunConfig, checked: set[tuple[str, ...]] | None = None) -> None:
     """What refuses a run of `cfg` before it exists, for `train` and for a sweep that queues it alike:
-    a model too large, a tracker it asks for that is not installed or whose server does not answer."""
+    a model too large, a tracker it asks for that is not installed or whose server does not answer.
+    `checked`: tracker sets already found ready by this caller (a sweep checks each set once, not once per
+    queued run, so a grid asks an MLflow server one question)."""
     check_model_size(cfg.model)
-    require_trackers(cfg.train.tracker_names())
+    names = tuple(cfg.train.tracker_names())
+    if checked is None or names not in checked:
+        require_trackers(list(names))
+        if checked is not None:
+            checked.add(names)
 
 
 @dataclass(frozen=True)
